@@ -1,0 +1,198 @@
+//! Answers metric reads from one [`Snapshot`]: pure functions of (snapshot, request, now).
+//!
+//! The semantics of DESIGN.md hold here: a Pods (or any wildcard) request returns one item per
+//! object in the namespace that matches `labelSelector` and has a fresh sample matching
+//! `metricLabelSelector` — and nothing else; a named object returns exactly one item or a 404; an
+//! external request returns every fresh matching series or a 404. A metric not served for the
+//! resource at all is a 404 naming the metric. Nothing here waits or allocates per object beyond
+//! the items it returns.
+
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use super::bodies::{self, CustomVersion, ExternalMetricValue, MetricValue, ObjectReference};
+use super::error::Error;
+use super::request::{CustomRequest, ExternalRequest, Target};
+use crate::adapter::store::{Object, Sample, Snapshot};
+use crate::resources::GroupResource;
+
+/// When a sample counts: taken at `now`, no older than `max_age`.
+#[derive(Debug, Clone, Copy)]
+pub struct Freshness {
+    pub now: SystemTime,
+    pub max_age: Duration,
+}
+
+/// What a custom read produced: the serialized body and how many items it holds.
+pub struct Answer {
+    pub body: Vec<u8>,
+    pub items: usize,
+}
+
+fn sample_for<'a>(
+    object: &'a Object,
+    request: &CustomRequest,
+    freshness: Freshness,
+) -> Option<&'a Sample> {
+    object
+        .metrics
+        .get(request.metric.as_str())
+        .filter(|sample| sample.is_fresh(freshness.now, freshness.max_age))
+        .filter(|sample| {
+            request
+                .metric_selector
+                .as_ref()
+                .is_none_or(|selector| selector.matches(&sample.labels))
+        })
+}
+
+fn metric_not_found(request: &CustomRequest, name: Option<&str>) -> Error {
+    let selector = match (&request.target, &request.metric_selector) {
+        (_, Some(metric_selector)) => Some(metric_selector.to_string()),
+        (Target::All, None) => Some(request.label_selector.to_string()),
+        (Target::Named(_), None) => None,
+    };
+    Error::MetricNotFound {
+        metric: request.metric.clone(),
+        resource: request.resource.to_string(),
+        name: name.map(str::to_string),
+        selector,
+    }
+}
+
+/// Answers a custom-metrics read in `version`.
+pub fn custom(
+    snapshot: &Snapshot,
+    request: &CustomRequest,
+    version: CustomVersion,
+    freshness: Freshness,
+) -> Result<Answer, Error> {
+    let resource = &request.resource;
+    // Root paths are for cluster-scoped resources; namespaced paths also serve cluster-scoped
+    // ones (the HPA asks for a Node as /namespaces/{hpaNs}/nodes/{name}/{m}).
+    let scope = match (&request.namespace, resource.is_namespaced()) {
+        (Some(ns), true) => Some(ns.as_str()),
+        (_, false) => None,
+        (None, true) => {
+            return Err(Error::BadRequest(format!(
+                "{resource} is namespaced: use /namespaces/{{namespace}}/{resource}/…"
+            )));
+        }
+    };
+    if !snapshot.serves(resource, &request.metric) {
+        let name = match &request.target {
+            Target::Named(name) => Some(name.as_str()),
+            Target::All => None,
+        };
+        return Err(metric_not_found(request, name));
+    }
+    let selector_echo: Option<LabelSelector> = request
+        .metric_selector
+        .as_ref()
+        .map(|s| s.to_label_selector());
+    let objects = snapshot.objects(scope, resource);
+    let item = |name, object, sample| {
+        metric_value(request, scope, selector_echo.as_ref(), name, object, sample)
+    };
+    let items: Vec<MetricValue<'_>> = match &request.target {
+        Target::Named(name) => {
+            let Some((name, object)) = objects.and_then(|o| o.get_key_value(name.as_str())) else {
+                return Err(Error::ObjectNotFound {
+                    resource: resource.clone(),
+                    name: name.clone(),
+                });
+            };
+            match sample_for(object, request, freshness) {
+                Some(sample) => vec![item(name, object, sample)],
+                None => return Err(metric_not_found(request, Some(name))),
+            }
+        }
+        Target::All => objects
+            .into_iter()
+            .flatten()
+            .filter(|(_, object)| request.label_selector.matches(&object.labels))
+            .filter_map(|(name, object)| {
+                sample_for(object, request, freshness).map(|sample| item(name, object, sample))
+            })
+            .collect(),
+    };
+    Ok(Answer {
+        body: bodies::metric_value_list(version, &items),
+        items: items.len(),
+    })
+}
+
+fn metric_value<'a>(
+    request: &'a CustomRequest,
+    namespace: Option<&'a str>,
+    selector: Option<&'a LabelSelector>,
+    name: &'a str,
+    object: &'a Object,
+    sample: &'a Sample,
+) -> MetricValue<'a> {
+    MetricValue {
+        described_object: described_object(&request.resource, namespace, name, object),
+        metric_name: &request.metric,
+        selector,
+        timestamp: sample.timestamp,
+        window_seconds: sample.window_seconds,
+        value: &sample.quantity,
+    }
+}
+
+fn described_object<'a>(
+    resource: &'a GroupResource,
+    namespace: Option<&'a str>,
+    name: &'a str,
+    object: &'a Object,
+) -> ObjectReference<'a> {
+    ObjectReference {
+        kind: resource.kind(),
+        namespace,
+        name,
+        uid: object.uid.as_deref(),
+        api_version: resource.api_version(),
+    }
+}
+
+/// Answers an external-metrics read: every fresh series visible from the namespace whose labels
+/// match the selector. No such series is a 404: an empty list would read as "no data" to the HPA
+/// and an error either way, and the 404 says why.
+pub fn external(
+    snapshot: &Snapshot,
+    request: &ExternalRequest,
+    freshness: Freshness,
+) -> Result<Answer, Error> {
+    let items: Vec<ExternalMetricValue<'_>> = snapshot
+        .external(&request.metric)
+        .iter()
+        .filter(|series| {
+            series
+                .namespace
+                .as_deref()
+                .is_none_or(|ns| ns == request.namespace)
+        })
+        .filter(|series| request.selector.matches(&series.labels))
+        .filter(|series| series.sample.is_fresh(freshness.now, freshness.max_age))
+        .map(|series| ExternalMetricValue {
+            metric_name: &request.metric,
+            metric_labels: &series.labels,
+            timestamp: series.sample.timestamp,
+            window: series.sample.window_seconds,
+            value: &series.sample.quantity,
+        })
+        .collect();
+    if items.is_empty() {
+        return Err(Error::MetricNotFound {
+            metric: request.metric.clone(),
+            resource: "namespaces".into(),
+            name: Some(request.namespace.clone()),
+            selector: Some(request.selector.to_string()),
+        });
+    }
+    Ok(Answer {
+        body: bodies::external_metric_value_list(&items),
+        items: items.len(),
+    })
+}

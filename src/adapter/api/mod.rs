@@ -1,0 +1,329 @@
+//! The HTTP surface of the adapter: every route, thin handlers over the store, and the layers.
+//!
+//! Routes (GET only; any other method is a 405 Status):
+//!
+//! | path | answer |
+//! |---|---|
+//! | `/healthz`, `/livez` | `ok` while the process serves |
+//! | `/readyz` | `ok` once the first snapshot is published, else 500 |
+//! | `/metrics` | the adapter's own telemetry (OpenMetrics text) |
+//! | `/apis` | `APIGroupList`, or v2 `APIGroupDiscoveryList` when its Accept asks |
+//! | `/apis/{group}` | `APIGroup` for `custom.metrics.k8s.io` / `external.metrics.k8s.io` |
+//! | `/apis/{group}/{version}` | `APIResourceList` from the snapshot's catalogue |
+//! | `/apis/custom.metrics.k8s.io/{v1beta1,v1beta2}/…` | `MetricValueList` ([`request::custom`]) |
+//! | `/apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}` | `ExternalMetricValueList` |
+//! | `/openapi/v2`, `/openapi/v3`, `/openapi/v3/apis/{group}/{version}` | OpenAPI documents |
+//! | anything else | 404 Status |
+//!
+//! Handlers `load()` the current snapshot and never await a backend; every failure is an
+//! [`Error`] rendered as a `metav1.Status`. Every JSON answer carries `Content-Type:
+//! application/json`, whatever the Accept header preferred.
+
+mod bodies;
+mod discovery;
+mod error;
+mod metrics;
+mod negotiate;
+mod openapi;
+mod request;
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use tower_http::limit::RequestBodyLimitLayer;
+
+pub use bodies::{CUSTOM_GROUP, CustomVersion, EXTERNAL_GROUP};
+pub use error::Error;
+
+use crate::adapter::store::Store;
+use crate::adapter::telemetry::Telemetry;
+use crate::adapter::tls::PeerCertificates;
+use metrics::Freshness;
+use negotiate::Format;
+
+/// Who may read metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Any caller (tests that call the router directly).
+    Open,
+    /// Callers that presented a client certificate the TLS layer verified (standalone mode).
+    ClientCertificate,
+}
+
+/// Set once the first snapshot is published; `/readyz` answers from it.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set_ready(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<Store>,
+    pub telemetry: Arc<Telemetry>,
+    pub readiness: Readiness,
+    pub access: Access,
+}
+
+/// The route a response answered, recorded by the request-metrics layer (bounded set).
+#[derive(Debug, Clone, Copy)]
+pub struct RouteLabel(pub &'static str);
+
+/// Largest request body accepted: reads carry none.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Builds the router. Layers, innermost first: access check, body limit, request metrics (so
+/// refusals are measured too).
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(alive))
+        .route("/livez", get(alive))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(own_metrics))
+        .route("/apis", get(apis))
+        .route("/apis/{group}", get(group))
+        .route("/apis/{group}/{version}", get(group_version))
+        .route("/apis/{group}/{version}/{*rest}", get(read_metric))
+        .route("/openapi/v2", get(openapi_v2))
+        .route("/openapi/v3", get(openapi_v3))
+        .route(
+            "/openapi/v3/apis/{group}/{version}",
+            get(openapi_v3_group_version),
+        )
+        .fallback(|| async { labelled("unmatched", Err(Error::PathNotFound)) })
+        .method_not_allowed_fallback(|| async {
+            labelled("method_not_allowed", Err(Error::MethodNotAllowed))
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), check_access))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Attaches the route label to a handler's outcome.
+fn labelled(route: &'static str, result: Result<Response, Error>) -> Response {
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    response.extensions_mut().insert(RouteLabel(route));
+    response
+}
+
+fn json_body(bytes: Vec<u8>) -> Response {
+    json_with_type(bytes, HeaderValue::from_static("application/json"))
+}
+
+fn json_with_type(bytes: Vec<u8>, content_type: HeaderValue) -> Response {
+    let mut response = Response::new(Body::from(bytes));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    response
+}
+
+fn serialize(value: &impl Serialize) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(value).map_err(|e| Error::Internal(format!("serializing response: {e}")))
+}
+
+fn is_health_path(path: &str) -> bool {
+    matches!(path, "/healthz" | "/livez" | "/readyz")
+}
+
+/// Refuses callers without a verified client certificate where that is required; health paths
+/// are always open.
+async fn check_access(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let allowed = match state.access {
+        Access::Open => true,
+        Access::ClientCertificate => {
+            is_health_path(request.uri().path())
+                || request
+                    .extensions()
+                    .get::<PeerCertificates>()
+                    .is_some_and(PeerCertificates::is_verified)
+        }
+    };
+    if allowed {
+        next.run(request).await
+    } else {
+        labelled("unauthorized", Err(Error::Unauthorized))
+    }
+}
+
+/// Records latency by route and code, and counts values served.
+async fn observe(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let response = next.run(request).await;
+    let route = response
+        .extensions()
+        .get::<RouteLabel>()
+        .map_or("unmatched", |label| label.0);
+    state
+        .telemetry
+        .observe_request(route, response.status().as_u16(), start.elapsed());
+    response
+}
+
+async fn alive() -> Response {
+    labelled("health", Ok("ok".into_response()))
+}
+
+async fn ready(State(state): State<ApiState>) -> Response {
+    let response = if state.readiness.is_ready() {
+        "ok".into_response()
+    } else {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "readyz check failed: no snapshot published yet",
+        )
+            .into_response()
+    };
+    labelled("health", Ok(response))
+}
+
+async fn own_metrics(State(state): State<ApiState>) -> Response {
+    let text = state.telemetry.encode(&state.store.load());
+    let mut response = Response::new(Body::from(text));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    labelled("metrics", Ok(response))
+}
+
+async fn apis(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    let result = (|| match negotiate::negotiate(&headers, true)? {
+        Format::Json => serialize(&discovery::api_group_list()).map(json_body),
+        Format::DiscoveryV2 => {
+            let bytes = serialize(&discovery::aggregated(state.store.load().catalogue()))?;
+            let mut hasher = DefaultHasher::new();
+            bytes.hash(&mut hasher);
+            let etag = format!("\"{:016X}\"", hasher.finish());
+            let unchanged = headers
+                .get(header::IF_NONE_MATCH)
+                .is_some_and(|v| v.as_bytes() == etag.as_bytes());
+            let mut response = if unchanged {
+                StatusCode::NOT_MODIFIED.into_response()
+            } else {
+                json_with_type(
+                    bytes,
+                    HeaderValue::from_static(negotiate::DISCOVERY_V2_CONTENT_TYPE),
+                )
+            };
+            if let Ok(value) = HeaderValue::from_str(&etag) {
+                response.headers_mut().insert(header::ETAG, value);
+            }
+            Ok(response)
+        }
+    })();
+    labelled("discovery", result)
+}
+
+async fn group(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    let result = negotiate::negotiate(&headers, false).and_then(|_| {
+        let group = discovery::api_group(&name).ok_or(Error::PathNotFound)?;
+        serialize(&group).map(json_body)
+    });
+    labelled("discovery", result)
+}
+
+async fn group_version(
+    State(state): State<ApiState>,
+    Path((group, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let result = negotiate::negotiate(&headers, false).and_then(|_| {
+        let snapshot = state.store.load();
+        let list = match (group.as_str(), CustomVersion::parse(&version)) {
+            (CUSTOM_GROUP, Some(version)) => {
+                discovery::custom_resources(snapshot.catalogue(), version)
+            }
+            (EXTERNAL_GROUP, _) if version == "v1beta1" => {
+                discovery::external_resources(snapshot.catalogue())
+            }
+            _ => return Err(Error::PathNotFound),
+        };
+        serialize(&list).map(json_body)
+    });
+    labelled("discovery", result)
+}
+
+/// The API a metric read is for, from the group and version in its path.
+enum MetricApi {
+    Custom(CustomVersion),
+    External,
+}
+
+async fn read_metric(
+    State(state): State<ApiState>,
+    Path((group, version, _)): Path<(String, String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let api = match (group.as_str(), CustomVersion::parse(&version)) {
+        (CUSTOM_GROUP, Some(version)) => MetricApi::Custom(version),
+        (EXTERNAL_GROUP, _) if version == "v1beta1" => MetricApi::External,
+        _ => return labelled("unmatched", Err(Error::PathNotFound)),
+    };
+    let route = match api {
+        MetricApi::Custom(_) => "custom",
+        MetricApi::External => "external",
+    };
+    // The raw (still percent-encoded) rest of the path: segments are decoded one by one, so an
+    // encoded '/' cannot split a name.
+    let rest = uri.path().splitn(5, '/').nth(4).unwrap_or_default();
+    let result = (|| {
+        negotiate::negotiate(&headers, false)?;
+        let segments = request::segments(rest)?;
+        let query = request::parse_query(uri.query())?;
+        let snapshot = state.store.load();
+        let freshness = Freshness {
+            now: SystemTime::now(),
+            max_age: state.store.max_age(),
+        };
+        let answer = match api {
+            MetricApi::Custom(version) => {
+                let request = request::custom(segments, &query)?;
+                metrics::custom(&snapshot, &request, version, freshness)?
+            }
+            MetricApi::External => {
+                let request = request::external(segments, &query)?;
+                metrics::external(&snapshot, &request, freshness)?
+            }
+        };
+        state.telemetry.count_values_served(route, answer.items);
+        Ok(json_body(answer.body))
+    })();
+    labelled(route, result)
+}
+
+async fn openapi_v2() -> Response {
+    labelled("openapi", Ok(json_body(openapi::v2().to_vec())))
+}
+
+async fn openapi_v3() -> Response {
+    labelled("openapi", Ok(json_body(openapi::v3_index().to_vec())))
+}
+
+async fn openapi_v3_group_version(Path((group, version)): Path<(String, String)>) -> Response {
+    let result = openapi::v3_group_version(&format!("{group}/{version}"))
+        .map(|doc| json_body(doc.to_vec()))
+        .ok_or(Error::PathNotFound);
+    labelled("openapi", result)
+}

@@ -1,0 +1,323 @@
+//! Turns a metric-read URL into a typed request, or a 400 that says what is wrong with it.
+//!
+//! Owns the path grammar of CONTRACT.md §1.2–1.4 below `/apis/<group>/<version>/`: each segment
+//! is percent-decoded (the wildcard arrives as `%2A`), must be UTF-8, and must be a single name
+//! (not empty, `.`, `..`, and no `/` once decoded). The query is decoded with `+` as a space;
+//! `labelSelector` and `metricLabelSelector` are parsed, unknown parameters are ignored.
+
+use std::borrow::Cow;
+
+use percent_encoding::percent_decode_str;
+
+use super::error::Error;
+use crate::resources::GroupResource;
+use crate::selector::Selector;
+
+/// Which object(s) a custom-metrics request describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One named object: the answer has exactly one item.
+    Named(String),
+    /// Every object (`*`) that matches the label selector.
+    All,
+}
+
+/// A custom-metrics read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomRequest {
+    /// The namespace in the path; `None` on the root-scoped form.
+    pub namespace: Option<String>,
+    pub resource: GroupResource,
+    pub target: Target,
+    pub metric: String,
+    pub label_selector: Selector,
+    pub metric_selector: Option<Selector>,
+    /// Whether this is `/namespaces/{ns}/metrics/{m}` (the namespace's own metric).
+    pub namespace_metric: bool,
+}
+
+/// An external-metrics read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalRequest {
+    pub namespace: String,
+    pub metric: String,
+    pub selector: Selector,
+}
+
+fn invalid_path() -> Error {
+    Error::BadRequest("invalid request path".into())
+}
+
+/// Splits the part of a path after `/apis/<group>/<version>/` into decoded, validated segments.
+pub fn segments(rest: &str) -> Result<Vec<String>, Error> {
+    rest.split('/').map(decode_segment).collect()
+}
+
+fn decode_segment(raw: &str) -> Result<String, Error> {
+    let decoded = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| Error::BadRequest("request path is not valid UTF-8".into()))?;
+    match decoded.as_ref() {
+        "" => Err(invalid_path()),
+        "." | ".." => Err(Error::BadRequest(format!(
+            "invalid request path: segment may not be {decoded:?}"
+        ))),
+        name if name.contains(['/', '%']) => Err(Error::BadRequest(format!(
+            "invalid request path: segment {:?} may not contain '/' or '%'",
+            truncate(name)
+        ))),
+        _ => Ok(decoded.into_owned()),
+    }
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(128).collect()
+}
+
+/// Query parameters a metric read uses.
+#[derive(Debug, Default, PartialEq)]
+pub struct Query {
+    pub label_selector: Option<String>,
+    pub metric_label_selector: Option<String>,
+}
+
+/// Longest query string accepted.
+const MAX_QUERY_LEN: usize = 2 * crate::selector::MAX_LEN + 1024;
+
+/// Decodes `a=b&c=d` with `+` as a space; the first of repeated keys wins, as in Go's `Get`.
+pub fn parse_query(raw: Option<&str>) -> Result<Query, Error> {
+    let mut query = Query::default();
+    let Some(raw) = raw else {
+        return Ok(query);
+    };
+    if raw.len() > MAX_QUERY_LEN {
+        return Err(Error::BadRequest(format!(
+            "query string is longer than {MAX_QUERY_LEN} bytes"
+        )));
+    }
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match decode_query_part(key)?.as_ref() {
+            "labelSelector" => &mut query.label_selector,
+            "metricLabelSelector" => &mut query.metric_label_selector,
+            _ => continue,
+        };
+        if slot.is_none() {
+            *slot = Some(decode_query_part(value)?.into_owned());
+        }
+    }
+    Ok(query)
+}
+
+fn decode_query_part(part: &str) -> Result<Cow<'_, str>, Error> {
+    let spaced: Cow<'_, str> = if part.contains('+') {
+        Cow::Owned(part.replace('+', " "))
+    } else {
+        Cow::Borrowed(part)
+    };
+    percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|text| Cow::Owned(text.into_owned()))
+        .map_err(|_| Error::BadRequest("query string is not valid UTF-8".into()))
+}
+
+fn parse_selector(parameter: &str, text: Option<&str>) -> Result<Option<Selector>, Error> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(text) => Selector::parse(text)
+            .map(Some)
+            .map_err(|e| Error::BadRequest(format!("invalid {parameter}: {e}"))),
+    }
+}
+
+fn target(name: String) -> Target {
+    if name == "*" {
+        Target::All
+    } else {
+        Target::Named(name)
+    }
+}
+
+fn namespace(name: String) -> Result<String, Error> {
+    if name == "*" {
+        Err(Error::BadRequest(
+            "invalid request path: the namespace may not be a wildcard".into(),
+        ))
+    } else {
+        Ok(name)
+    }
+}
+
+/// Reads a custom-metrics path (segments after the version) and its query.
+pub fn custom(segments: Vec<String>, query: &Query) -> Result<CustomRequest, Error> {
+    let label_selector =
+        parse_selector("labelSelector", query.label_selector.as_deref())?.unwrap_or_default();
+    let metric_selector = parse_selector(
+        "metricLabelSelector",
+        query.metric_label_selector.as_deref(),
+    )?;
+    let mut parts = segments.into_iter();
+    let first = parts.next().ok_or_else(invalid_path)?;
+    let rest: Vec<String> = parts.collect();
+    let request = |namespace, resource: &str, name, metric, namespace_metric| CustomRequest {
+        namespace,
+        resource: GroupResource::parse(resource),
+        target: target(name),
+        metric,
+        label_selector: label_selector.clone(),
+        metric_selector: metric_selector.clone(),
+        namespace_metric,
+    };
+    if first == "namespaces" {
+        let mut rest = rest.into_iter();
+        match (
+            rest.next(),
+            rest.next(),
+            rest.next(),
+            rest.next(),
+            rest.next(),
+        ) {
+            (Some(ns), Some(pseudo), Some(metric), None, None) if pseudo == "metrics" => {
+                let ns = namespace(ns)?;
+                Ok(request(None, "namespaces", ns, metric, true))
+            }
+            (Some(ns), Some(resource), Some(name), Some(metric), None) => {
+                let ns = namespace(ns)?;
+                Ok(request(Some(ns), &resource, name, metric, false))
+            }
+            _ => Err(invalid_path()),
+        }
+    } else {
+        match <[String; 2]>::try_from(rest) {
+            Ok([name, metric]) => Ok(request(None, &first, name, metric, false)),
+            Err(_) => Err(invalid_path()),
+        }
+    }
+}
+
+/// Reads an external-metrics path (`namespaces/{ns}/{metric}`) and its query.
+pub fn external(segments: Vec<String>, query: &Query) -> Result<ExternalRequest, Error> {
+    let selector =
+        parse_selector("labelSelector", query.label_selector.as_deref())?.unwrap_or_default();
+    match <[String; 3]>::try_from(segments) {
+        Ok([first, ns, metric]) if first == "namespaces" => Ok(ExternalRequest {
+            namespace: namespace(ns)?,
+            metric,
+            selector,
+        }),
+        _ => Err(invalid_path()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn custom_path(path: &str, query: Option<&str>) -> Result<CustomRequest, Error> {
+        custom(segments(path)?, &parse_query(query)?)
+    }
+
+    #[test]
+    fn decodes_the_wildcard_and_selectors() {
+        let request = custom_path(
+            "namespaces/demo/pods/%2A/triton_queue_time_ms",
+            Some("labelSelector=app%3Dtriton%2Ctier+in+%28a%2Cb%29&pretty=true"),
+        )
+        .expect("valid");
+        assert_eq!(request.namespace.as_deref(), Some("demo"));
+        assert_eq!(request.resource, GroupResource::pods());
+        assert_eq!(request.target, Target::All);
+        assert_eq!(request.metric, "triton_queue_time_ms");
+        assert_eq!(
+            request.label_selector.to_string(),
+            "app=triton,tier in (a,b)"
+        );
+        assert_eq!(request.metric_selector, None);
+    }
+
+    #[test]
+    fn reads_every_path_shape() {
+        let named = custom_path("namespaces/demo/deployments/triton/m", None).expect("valid");
+        assert_eq!(named.resource, GroupResource::parse("deployments.apps"));
+        assert_eq!(named.target, Target::Named("triton".into()));
+        let node = custom_path("nodes/gpu-node-1/m", None).expect("valid");
+        assert_eq!(node.namespace, None);
+        assert_eq!(node.resource, GroupResource::parse("nodes"));
+        let ns = custom_path("namespaces/demo/metrics/m", None).expect("valid");
+        assert!(ns.namespace_metric);
+        assert_eq!(ns.resource, GroupResource::namespaces());
+        assert_eq!(ns.target, Target::Named("demo".into()));
+        let with_metric_selector = custom_path(
+            "namespaces/demo/pods/*/m",
+            Some("metricLabelSelector=model%3Dresnet"),
+        )
+        .expect("valid");
+        assert_eq!(
+            with_metric_selector.metric_selector.map(|s| s.to_string()),
+            Some("model=resnet".into())
+        );
+    }
+
+    #[test]
+    fn refuses_bad_paths() {
+        let cases = [
+            "namespaces/x/pods",
+            "namespaces/x",
+            "namespaces",
+            "pods",
+            "nodes/n",
+            "nodes/n/m/extra",
+            "namespaces/x/pods/*/m/extra",
+            "namespaces//pods/*/m",
+            "namespaces/x/pods/..%2F/m",
+            "namespaces/x/pods/a%2Fb/m",
+            "namespaces/x/pods/./m",
+            "namespaces/%2A/pods/*/m",
+            "namespaces/x/pods/%FF/m",
+        ];
+        for path in cases {
+            let err = custom_path(path, None).expect_err(path);
+            assert_eq!(err.status_code(), 400, "{path}: {err}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_selectors() {
+        let err = custom_path("namespaces/x/pods/*/m", Some("labelSelector=app%3D%3D%3D"))
+            .expect_err("bad selector");
+        assert!(
+            err.to_string().starts_with("invalid labelSelector"),
+            "{err}"
+        );
+        let err = custom_path("namespaces/x/pods/*/m", Some("metricLabelSelector=in"))
+            .expect_err("bad selector");
+        assert!(
+            err.to_string().starts_with("invalid metricLabelSelector"),
+            "{err}"
+        );
+        let err = parse_query(Some("labelSelector=%C3%28")).expect_err("bad utf-8");
+        assert_eq!(err.status_code(), 400);
+    }
+
+    #[test]
+    fn reads_external_paths() {
+        let request = external(
+            segments("namespaces/demo/kafka_consumergroup_lag").expect("valid"),
+            &parse_query(Some("labelSelector=topic%3Dcv-jobs")).expect("valid"),
+        )
+        .expect("valid");
+        assert_eq!(request.namespace, "demo");
+        assert_eq!(request.metric, "kafka_consumergroup_lag");
+        assert_eq!(request.selector.to_string(), "topic=cv-jobs");
+        for path in ["namespaces/demo", "demo/m", "namespaces/demo/m/extra"] {
+            let err = external(segments(path).unwrap_or_default(), &Query::default());
+            assert!(err.is_err(), "{path}");
+        }
+    }
+
+    #[test]
+    fn first_repeated_parameter_wins() {
+        let query = parse_query(Some("labelSelector=a%3D1&labelSelector=b%3D2")).expect("valid");
+        assert_eq!(query.label_selector.as_deref(), Some("a=1"));
+    }
+}

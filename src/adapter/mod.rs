@@ -1,0 +1,281 @@
+//! `kubemind adapter`: the custom- and external-metrics API server.
+//!
+//! Startup and shutdown live here. [`Settings::from_args`] turns the raw flags into a resolved
+//! configuration (files read, combinations checked) without binding anything, so a bad flag
+//! exits 64 before a port opens. [`run`] then builds the store, starts the sources and the
+//! certificate reloader, serves HTTPS until SIGTERM or Ctrl-C, and drains under a grace period.
+//!
+//! - [`api`]: routes and handlers; [`store`]: the snapshot; [`sources`]: what fills it;
+//!   [`tls`]: certificates and the acceptor; [`telemetry`]: the adapter's own `/metrics`;
+//!   [`kubeconfig`]: the file standalone mode writes for kubectl.
+//!
+//! Only standalone mode exists so far: cluster sources (exporters, Prometheus, kube reflectors)
+//! and delegated authentication are separate pieces of work.
+
+pub mod api;
+pub mod kubeconfig;
+pub mod sources;
+pub mod store;
+pub mod telemetry;
+pub mod tls;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+
+use crate::cli::{AdapterArgs, ConfigError};
+use api::{Access, ApiState, Readiness};
+use sources::static_file::{StaticFileSource, StaticMetrics};
+use store::Store;
+use telemetry::Telemetry;
+use tls::{CertificateReloader, LocalAuthority, ServingIdentity};
+
+/// How long in-flight requests may take to finish after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Where the serving certificate comes from.
+pub enum Certificates {
+    /// Files, re-read every `reload_interval`.
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+        reload_interval: Duration,
+    },
+    /// Made at start-up by a local CA, valid for these names.
+    Generated { names: Vec<String> },
+}
+
+/// The resolved configuration of standalone mode.
+pub struct Standalone {
+    pub static_metrics: PathBuf,
+    pub initial: StaticMetrics,
+    pub refresh: Duration,
+    pub kubeconfig_out: Option<PathBuf>,
+}
+
+/// Everything `run` needs, validated.
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub certificates: Certificates,
+    pub max_age: Duration,
+    pub standalone: Standalone,
+}
+
+impl Settings {
+    /// Checks the flags and reads the files they name; touches no socket.
+    pub fn from_args(args: AdapterArgs) -> Result<Settings, ConfigError> {
+        if !args.standalone {
+            return Err(ConfigError::new(
+                "--standalone",
+                "cluster mode (exporter and Prometheus sources, kube resolution, delegated \
+                 authentication) is not built yet; run with --standalone --static-metrics FILE",
+            ));
+        }
+        let Some(static_metrics) = args.static_metrics else {
+            return Err(ConfigError::new(
+                "--static-metrics",
+                "standalone mode needs a file of values to serve",
+            ));
+        };
+        if args.max_age.is_zero() {
+            return Err(ConfigError::new("--max-age", "must be more than zero"));
+        }
+        if args.static_refresh.is_zero() {
+            return Err(ConfigError::new(
+                "--static-refresh",
+                "must be more than zero",
+            ));
+        }
+        let bind = args.bind_address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let certificates = match (args.tls_cert_file, args.tls_private_key_file) {
+            (Some(cert), Some(key)) => {
+                ServingIdentity::load(&cert, &key)
+                    .map_err(|e| ConfigError::new("--tls-cert-file", e.to_string()))?;
+                Certificates::Files {
+                    cert,
+                    key,
+                    reload_interval: args.tls_reload_interval,
+                }
+            }
+            (None, None) => {
+                let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+                if !bind.is_unspecified() && !bind.is_loopback() {
+                    names.push(bind.to_string());
+                }
+                names.extend(args.tls_sans);
+                Certificates::Generated { names }
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "--tls-private-key-file",
+                    "is required with --tls-cert-file",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "--tls-cert-file",
+                    "is required with --tls-private-key-file",
+                ));
+            }
+        };
+        let initial = StaticMetrics::load(&static_metrics)
+            .map_err(|e| ConfigError::new("--static-metrics", e.to_string()))?;
+        Ok(Settings {
+            listen: SocketAddr::new(bind, args.secure_port),
+            certificates,
+            max_age: args.max_age,
+            standalone: Standalone {
+                static_metrics,
+                initial,
+                refresh: args.static_refresh,
+                kubeconfig_out: args.kubeconfig_out,
+            },
+        })
+    }
+}
+
+/// Serves until SIGTERM or Ctrl-C.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let telemetry = Arc::new(Telemetry::new());
+    let store = Arc::new(Store::new(settings.max_age));
+    let readiness = Readiness::default();
+
+    // One local CA signs the kubeconfig's client certificate (and the serving certificate when
+    // no files are given); only certificates it signed are trusted.
+    let authority =
+        LocalAuthority::new("kubemind standalone CA").context("creating the local CA")?;
+    let client_roots = vec![authority.certificate()];
+    let (identity, server_ca_pem, reloader) = match &settings.certificates {
+        Certificates::Files {
+            cert,
+            key,
+            reload_interval,
+        } => {
+            let identity = ServingIdentity::load(cert, key)?;
+            let chain_pem = std::fs::read_to_string(cert)?;
+            (
+                identity,
+                chain_pem,
+                Some((cert.clone(), key.clone(), *reload_interval)),
+            )
+        }
+        Certificates::Generated { names } => (
+            authority.serving_identity(names)?,
+            authority.certificate_pem().to_string(),
+            None,
+        ),
+    };
+    let rustls_config = RustlsConfig::from_config(tls::server_config(identity, &client_roots)?);
+
+    let mut tasks = Vec::new();
+    if let Some((cert_path, key_path, interval)) = reloader {
+        tasks.push(tokio::spawn(
+            CertificateReloader {
+                cert_path,
+                key_path,
+                client_roots: client_roots.clone(),
+                config: rustls_config.clone(),
+                interval,
+                telemetry: telemetry.clone(),
+            }
+            .run(),
+        ));
+    }
+    let standalone = settings.standalone;
+    tasks.push(tokio::spawn(
+        StaticFileSource {
+            path: standalone.static_metrics.clone(),
+            refresh: standalone.refresh,
+            store: store.clone(),
+            telemetry: telemetry.clone(),
+            readiness: readiness.clone(),
+        }
+        .run(standalone.initial),
+    ));
+
+    let app = api::router(ApiState {
+        store,
+        telemetry,
+        readiness,
+        access: Access::ClientCertificate,
+    });
+    let handle = Handle::new();
+    let server = tokio::spawn(
+        axum_server::bind(settings.listen)
+            .acceptor(tls::Acceptor::new(rustls_config))
+            .handle(handle.clone())
+            .serve(app.into_make_service()),
+    );
+    let Some(bound) = handle.listening().await else {
+        // The server task ended before listening: surface its error.
+        return match server.await {
+            Ok(Ok(())) => Err(anyhow::anyhow!("server stopped before listening")),
+            Ok(Err(error)) => Err(error).with_context(|| format!("binding {}", settings.listen)),
+            Err(error) => Err(error.into()),
+        };
+    };
+    let host = if bound.ip().is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        bound.ip()
+    };
+    let server_url = format!("https://{}", SocketAddr::new(host, bound.port()));
+    tracing::info!(address = %bound, "serving the custom and external metrics APIs");
+    if let Some(path) = &standalone.kubeconfig_out {
+        let client =
+            authority.client_certificate("kubemind-standalone-user", &["system:masters"])?;
+        kubeconfig::write(
+            path,
+            &kubeconfig::KubeconfigContents {
+                server: server_url.clone(),
+                ca_pem: &server_ca_pem,
+                client_certificate_pem: &client.certificate,
+                client_key_pem: &client.key,
+            },
+        )
+        .with_context(|| format!("writing the kubeconfig {}", path.display()))?;
+        tracing::info!(
+            kubeconfig = %path.display(),
+            "try: kubectl --kubeconfig {} get --raw /apis/custom.metrics.k8s.io/v1beta2",
+            path.display()
+        );
+    }
+
+    shutdown_signal().await;
+    tracing::info!("shutting down; draining in-flight requests");
+    handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    for task in &tasks {
+        task.abort();
+    }
+    server.await??;
+    Ok(())
+}
+
+/// Resolves on SIGTERM (what the kubelet sends) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {},
+                    _ = terminate.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

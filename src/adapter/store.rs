@@ -1,0 +1,342 @@
+//! The adapter's in-memory state: an immutable [`Snapshot`] of objects and metric samples,
+//! swapped atomically by the sources and read lock-free by every request.
+//!
+//! Sources build a whole snapshot with [`SnapshotBuilder`] and [`Store::publish`] it; handlers
+//! [`Store::load`] the current one and never wait on a writer or a backend. A sample keeps the
+//! time it was measured; one older than `--max-age` is absent to readers ([`Sample::is_fresh`]).
+//! NaN and ±Inf never enter a snapshot: they have no quantity and would read as a value.
+//!
+//! The snapshot holds, per scope, the objects a metric can describe (pods, workloads, nodes, and
+//! namespaces for `/namespaces/{ns}/metrics/{m}`) with their labels and samples, plus external
+//! series. It also precomputes the discovery catalogue, so discovery is a lookup.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use crate::resources::GroupResource;
+
+pub type Labels = BTreeMap<String, String>;
+
+/// One measured value of one metric, ready to serve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub value: f64,
+    /// The canonical quantity string, formatted once when the sample is made.
+    pub quantity: Box<str>,
+    /// When the value was measured (never "now" at serving time).
+    pub sample_time: SystemTime,
+    /// `sample_time` as RFC 3339 UTC with second precision.
+    pub timestamp: Timestamp,
+    /// The window the value was computed over, when it is a rate or an average.
+    pub window_seconds: Option<i64>,
+    /// Labels of the metric series itself, matched by `metricLabelSelector`.
+    pub labels: Labels,
+}
+
+impl Sample {
+    /// A sample, or `None` when the value has no quantity (NaN, ±Inf): such a value is absent.
+    pub fn new(value: f64, sample_time: SystemTime) -> Option<Sample> {
+        Some(Sample {
+            value,
+            quantity: crate::quantity::format(value)?.into_boxed_str(),
+            sample_time,
+            timestamp: Timestamp::from(sample_time),
+            window_seconds: None,
+            labels: Labels::new(),
+        })
+    }
+
+    pub fn with_window(mut self, window_seconds: Option<i64>) -> Sample {
+        self.window_seconds = window_seconds;
+        self
+    }
+
+    pub fn with_labels(mut self, labels: Labels) -> Sample {
+        self.labels = labels;
+        self
+    }
+
+    /// True unless the sample is older than `max_age` at `now`. Samples from the future (clock
+    /// skew between nodes) count as fresh.
+    pub fn is_fresh(&self, now: SystemTime, max_age: Duration) -> bool {
+        now.duration_since(self.sample_time)
+            .map_or(true, |age| age <= max_age)
+    }
+}
+
+/// An RFC 3339 UTC timestamp with second precision (`2026-07-01T12:00:05Z`), held inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp([u8; 20]);
+
+impl Timestamp {
+    pub fn as_str(&self) -> &str {
+        // Built only from ASCII digits and separators in `From<SystemTime>`.
+        std::str::from_utf8(&self.0).unwrap_or("1970-01-01T00:00:00Z")
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(time: SystemTime) -> Timestamp {
+        let text = jiff::Timestamp::try_from(time)
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let mut bytes = *b"1970-01-01T00:00:00Z";
+        if text.len() == bytes.len() {
+            bytes.copy_from_slice(text.as_bytes());
+        }
+        Timestamp(bytes)
+    }
+}
+
+impl std::fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// An object a metric can describe: a pod, a workload, a node, a namespace.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Object {
+    pub labels: Labels,
+    pub uid: Option<String>,
+    /// Samples by metric name.
+    pub metrics: HashMap<Arc<str>, Sample>,
+}
+
+/// One series of an external metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalSeries {
+    /// The namespace it belongs to; `None` makes it visible from every namespace.
+    pub namespace: Option<String>,
+    pub labels: Labels,
+    pub sample: Sample,
+}
+
+/// Objects of one resource, by name, in name order.
+pub type Objects = BTreeMap<Arc<str>, Object>;
+
+/// Scope key: `Some(namespace)` for namespaced resources, `None` for cluster-scoped ones.
+type ScopeKey = (Option<Arc<str>>, GroupResource);
+
+/// An immutable view of everything the API serves.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Increases with every publish; 0 is the empty snapshot before the first source answered.
+    pub generation: u64,
+    /// When the snapshot was assembled.
+    pub built_at: Option<SystemTime>,
+    objects: HashMap<ScopeKey, Objects>,
+    external: HashMap<Arc<str>, Vec<ExternalSeries>>,
+    catalogue: Catalogue,
+    sample_count: usize,
+}
+
+/// The (resource, metric) pairs and external metric names discovery lists.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Catalogue {
+    pub custom: BTreeSet<(GroupResource, Arc<str>)>,
+    pub external: BTreeSet<Arc<str>>,
+}
+
+impl Snapshot {
+    /// The objects of `resource` in `namespace` (`None` for cluster-scoped resources).
+    pub fn objects(&self, namespace: Option<&str>, resource: &GroupResource) -> Option<&Objects> {
+        self.objects
+            .get(&(namespace.map(Arc::from), resource.clone()))
+    }
+
+    /// Every series of an external metric, in every namespace.
+    pub fn external(&self, metric: &str) -> &[ExternalSeries] {
+        self.external.get(metric).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// Number of samples held (custom and external), for telemetry.
+    pub fn sample_count(&self) -> usize {
+        self.sample_count
+    }
+
+    /// Whether `metric` is served for `resource` at all (in any scope).
+    pub fn serves(&self, resource: &GroupResource, metric: &str) -> bool {
+        self.catalogue
+            .custom
+            .contains(&(resource.clone(), Arc::from(metric)))
+    }
+}
+
+/// Assembles a [`Snapshot`]; sources fill one and hand it to [`Store::publish`].
+#[derive(Debug, Default)]
+pub struct SnapshotBuilder {
+    objects: HashMap<ScopeKey, Objects>,
+    external: HashMap<Arc<str>, Vec<ExternalSeries>>,
+}
+
+impl SnapshotBuilder {
+    pub fn new() -> SnapshotBuilder {
+        SnapshotBuilder::default()
+    }
+
+    /// The object `name` of `resource`, created with no labels if new. `namespace` is ignored
+    /// for cluster-scoped resources and required (else `None` is returned) for namespaced ones.
+    pub fn object(
+        &mut self,
+        namespace: Option<&str>,
+        resource: &GroupResource,
+        name: &str,
+    ) -> Option<&mut Object> {
+        let scope = if resource.is_namespaced() {
+            Some(Arc::from(namespace?))
+        } else {
+            None
+        };
+        Some(
+            self.objects
+                .entry((scope, resource.clone()))
+                .or_default()
+                .entry(Arc::from(name))
+                .or_default(),
+        )
+    }
+
+    pub fn external(&mut self, metric: &str, series: ExternalSeries) {
+        self.external
+            .entry(Arc::from(metric))
+            .or_default()
+            .push(series);
+    }
+
+    pub fn build(self, generation: u64, built_at: SystemTime) -> Snapshot {
+        let mut catalogue = Catalogue::default();
+        let mut sample_count = 0;
+        for ((_, resource), objects) in &self.objects {
+            for object in objects.values() {
+                sample_count += object.metrics.len();
+                for metric in object.metrics.keys() {
+                    catalogue.custom.insert((resource.clone(), metric.clone()));
+                }
+            }
+        }
+        for (metric, series) in &self.external {
+            sample_count += series.len();
+            catalogue.external.insert(metric.clone());
+        }
+        Snapshot {
+            generation,
+            built_at: Some(built_at),
+            objects: self.objects,
+            external: self.external,
+            catalogue,
+            sample_count,
+        }
+    }
+}
+
+/// The current snapshot, swapped whole. Readers never block; a publish is one pointer swap.
+#[derive(Debug)]
+pub struct Store {
+    current: ArcSwap<Snapshot>,
+    generation: AtomicU64,
+    max_age: Duration,
+}
+
+impl Store {
+    pub fn new(max_age: Duration) -> Store {
+        Store {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            generation: AtomicU64::new(0),
+            max_age,
+        }
+    }
+
+    /// Makes a snapshot built from `builder` the one every following request reads.
+    pub fn publish(&self, builder: SnapshotBuilder) {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        self.current
+            .store(Arc::new(builder.build(generation, SystemTime::now())));
+    }
+
+    /// The current snapshot.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Samples older than this are absent.
+    pub fn max_age(&self) -> Duration {
+        self.max_age
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_and_infinity_are_absent() {
+        let now = SystemTime::now();
+        assert!(Sample::new(f64::NAN, now).is_none());
+        assert!(Sample::new(f64::INFINITY, now).is_none());
+        assert_eq!(Sample::new(0.0, now).map(|s| s.quantity), Some("0".into()));
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_seconds_utc() {
+        let time = SystemTime::UNIX_EPOCH + Duration::from_millis(1_782_907_205_900);
+        assert_eq!(Timestamp::from(time).as_str(), "2026-07-01T12:00:05Z");
+    }
+
+    #[test]
+    fn freshness_follows_max_age() {
+        let now = SystemTime::now();
+        let sample = Sample::new(1.0, now - Duration::from_secs(30)).expect("finite");
+        assert!(sample.is_fresh(now, Duration::from_secs(30)));
+        assert!(!sample.is_fresh(now, Duration::from_secs(29)));
+        let future = Sample::new(1.0, now + Duration::from_secs(5)).expect("finite");
+        assert!(future.is_fresh(now, Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn publish_swaps_the_whole_snapshot() {
+        let store = Store::new(Duration::from_secs(60));
+        let held = store.load();
+        assert_eq!(held.generation, 0);
+        let mut builder = SnapshotBuilder::new();
+        let pod = builder
+            .object(Some("demo"), &GroupResource::pods(), "triton-0")
+            .expect("namespaced with a namespace");
+        pod.metrics.insert(
+            "triton_queue_time_ms".into(),
+            Sample::new(8000.0, SystemTime::now()).expect("finite"),
+        );
+        store.publish(builder);
+        let current = store.load();
+        assert_eq!(current.generation, 1);
+        assert_eq!(current.sample_count(), 1);
+        assert!(current.serves(&GroupResource::pods(), "triton_queue_time_ms"));
+        // a reader holding the old snapshot keeps a consistent view
+        assert!(held.objects(Some("demo"), &GroupResource::pods()).is_none());
+    }
+
+    #[test]
+    fn cluster_scoped_objects_ignore_the_namespace() {
+        let mut builder = SnapshotBuilder::new();
+        let nodes = GroupResource::parse("nodes");
+        builder.object(Some("ignored"), &nodes, "gpu-node-1");
+        assert!(builder.object(None, &GroupResource::pods(), "x").is_none());
+        let snapshot = builder.build(1, SystemTime::now());
+        assert!(snapshot.objects(None, &nodes).is_some());
+    }
+}

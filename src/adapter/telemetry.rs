@@ -1,0 +1,180 @@
+//! The adapter's own telemetry, served at `/metrics` (OpenMetrics text, no global registry).
+//!
+//! | series | labels | meaning |
+//! |---|---|---|
+//! | `kubemind_adapter_request_duration_seconds` | route, code | request latency histogram |
+//! | `kubemind_adapter_values_served_total` | api | metric items returned |
+//! | `kubemind_adapter_snapshot_age_seconds` | | time since the serving snapshot was built |
+//! | `kubemind_adapter_snapshot_samples` | | samples held by the serving snapshot |
+//! | `kubemind_adapter_snapshot_generation` | | publishes so far |
+//! | `kubemind_adapter_source_refreshes_total` | source, result | source refreshes (`ok`, `error`) |
+//! | `kubemind_adapter_tls_reloads_total` | result | serving-certificate reloads (`ok`, `error`) |
+//!
+//! Labels take values from fixed sets (routes, results), never raw error text.
+
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::adapter::store::Snapshot;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabels {
+    api: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefreshLabels {
+    source: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs … ~1.6 s: the budget is 1 ms at p99, and the tail must still be visible.
+    Histogram::new(exponential_buckets(0.00005, 2.0, 16))
+}
+
+/// Outcome label of a refresh or reload.
+pub fn result_label(ok: bool) -> &'static str {
+    if ok { "ok" } else { "error" }
+}
+
+pub struct Telemetry {
+    registry: Registry,
+    requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    values_served: Family<ApiLabels, Counter>,
+    snapshot_age: Gauge<f64, AtomicU64>,
+    snapshot_samples: Gauge,
+    snapshot_generation: Gauge,
+    source_refreshes: Family<RefreshLabels, Counter>,
+    tls_reloads: Family<ResultLabels, Counter>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry::new()
+    }
+}
+
+impl Telemetry {
+    pub fn new() -> Telemetry {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register(
+            "kubemind_adapter_request_duration_seconds",
+            "Time to answer a request, by route and HTTP code",
+            requests.clone(),
+        );
+        let values_served = Family::<ApiLabels, Counter>::default();
+        registry.register(
+            "kubemind_adapter_values_served",
+            "Metric items returned, by API",
+            values_served.clone(),
+        );
+        let snapshot_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "kubemind_adapter_snapshot_age_seconds",
+            "Seconds since the snapshot being served was built",
+            snapshot_age.clone(),
+        );
+        let snapshot_samples = Gauge::default();
+        registry.register(
+            "kubemind_adapter_snapshot_samples",
+            "Samples held by the snapshot being served",
+            snapshot_samples.clone(),
+        );
+        let snapshot_generation = Gauge::default();
+        registry.register(
+            "kubemind_adapter_snapshot_generation",
+            "Snapshots published since start",
+            snapshot_generation.clone(),
+        );
+        let source_refreshes = Family::<RefreshLabels, Counter>::default();
+        registry.register(
+            "kubemind_adapter_source_refreshes",
+            "Source refreshes, by source and result",
+            source_refreshes.clone(),
+        );
+        let tls_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "kubemind_adapter_tls_reloads",
+            "Serving-certificate reloads after the files changed, by result",
+            tls_reloads.clone(),
+        );
+        Telemetry {
+            registry,
+            requests,
+            values_served,
+            snapshot_age,
+            snapshot_samples,
+            snapshot_generation,
+            source_refreshes,
+            tls_reloads,
+        }
+    }
+
+    pub fn observe_request(&self, route: &'static str, code: u16, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels { route, code })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn count_values_served(&self, api: &'static str, items: usize) {
+        self.values_served
+            .get_or_create(&ApiLabels { api })
+            .inc_by(items as u64);
+    }
+
+    pub fn count_source_refresh(&self, source: &'static str, ok: bool) {
+        self.source_refreshes
+            .get_or_create(&RefreshLabels {
+                source,
+                result: result_label(ok),
+            })
+            .inc();
+    }
+
+    pub fn count_tls_reload(&self, ok: bool) {
+        self.tls_reloads
+            .get_or_create(&ResultLabels {
+                result: result_label(ok),
+            })
+            .inc();
+    }
+
+    /// Encodes everything, with the snapshot gauges read from `snapshot` now.
+    pub fn encode(&self, snapshot: &Snapshot) -> String {
+        let age = snapshot
+            .built_at
+            .and_then(|built| SystemTime::now().duration_since(built).ok())
+            .map_or(0.0, |age| age.as_secs_f64());
+        self.snapshot_age.set(age);
+        self.snapshot_samples
+            .set(i64::try_from(snapshot.sample_count()).unwrap_or(i64::MAX));
+        self.snapshot_generation
+            .set(i64::try_from(snapshot.generation).unwrap_or(i64::MAX));
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}

@@ -1,0 +1,328 @@
+//! HTTPS for the adapter: the serving identity, client-certificate verification, hot reload, and
+//! the acceptor that hands each connection's verified peer certificates to the handlers.
+//!
+//! - [`ServingIdentity::load`] reads `--tls-cert-file` / `--tls-private-key-file`;
+//!   [`LocalAuthority`] makes a CA and certificates signed by it when no files are given (and, in
+//!   standalone mode, the client certificate written into the kubeconfig).
+//! - [`server_config`] builds a rustls config offering h2 and HTTP/1.1. Client certificates are
+//!   requested, never required: a certificate that does not chain to the trusted roots fails the
+//!   handshake, no certificate at all is left to the access check.
+//! - [`CertificateReloader`] re-reads the files every interval and swaps the config when their
+//!   contents change (Secret volumes change by symlink swap, which file watchers miss). New
+//!   connections get the new certificate; established ones finish on the old.
+//! - [`Acceptor`] wraps axum-server's rustls acceptor and attaches [`PeerCertificates`].
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::middleware::AddExtension;
+use axum_server::accept::Accept;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use futures::future::BoxFuture;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::server::TlsStream;
+use tower::Layer;
+
+use crate::adapter::telemetry::Telemetry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path}: no PEM certificate found")]
+    NoCertificate { path: PathBuf },
+    #[error("{path}: no PEM private key found (PKCS#8, PKCS#1 or SEC1)")]
+    NoPrivateKey { path: PathBuf },
+    #[error("building the TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+    #[error("trusted client CA: {0}")]
+    ClientVerifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("generating a certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+/// A certificate chain and its private key.
+#[derive(Debug)]
+pub struct ServingIdentity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl ServingIdentity {
+    /// Reads a PEM chain and key (blocking file I/O).
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<ServingIdentity, Error> {
+        let cert_pem = std::fs::read(cert_path).map_err(|source| Error::Read {
+            path: cert_path.into(),
+            source,
+        })?;
+        let key_pem = std::fs::read(key_path).map_err(|source| Error::Read {
+            path: key_path.into(),
+            source,
+        })?;
+        ServingIdentity::from_pem(&cert_pem, cert_path, &key_pem, key_path)
+    }
+
+    fn from_pem(
+        cert_pem: &[u8],
+        cert_path: &Path,
+        key_pem: &[u8],
+        key_path: &Path,
+    ) -> Result<ServingIdentity, Error> {
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+            .filter_map(Result::ok)
+            .collect();
+        if chain.is_empty() {
+            return Err(Error::NoCertificate {
+                path: cert_path.into(),
+            });
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| Error::NoPrivateKey {
+            path: key_path.into(),
+        })?;
+        Ok(ServingIdentity { chain, key })
+    }
+}
+
+/// A certificate authority made at start-up, for serving and client certificates when no files
+/// are given.
+pub struct LocalAuthority {
+    issuer: Issuer<'static, KeyPair>,
+    certificate: CertificateDer<'static>,
+    certificate_pem: String,
+}
+
+/// A certificate with its key, in PEM.
+pub struct IssuedPem {
+    pub certificate: String,
+    pub key: String,
+}
+
+fn distinguished_name(common_name: &str, organizations: &[&str]) -> DistinguishedName {
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, common_name);
+    for organization in organizations {
+        name.push(DnType::OrganizationName, *organization);
+    }
+    name
+}
+
+impl LocalAuthority {
+    pub fn new(common_name: &str) -> Result<LocalAuthority, Error> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name = distinguished_name(common_name, &[]);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let certificate = params.self_signed(&key)?;
+        Ok(LocalAuthority {
+            certificate_pem: certificate.pem(),
+            certificate: certificate.der().clone(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    pub fn certificate_pem(&self) -> &str {
+        &self.certificate_pem
+    }
+
+    pub fn certificate(&self) -> CertificateDer<'static> {
+        self.certificate.clone()
+    }
+
+    fn issue(
+        &self,
+        subject_alt_names: Vec<String>,
+        common_name: &str,
+        organizations: &[&str],
+        usage: ExtendedKeyUsagePurpose,
+    ) -> Result<(rcgen::Certificate, KeyPair), Error> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(subject_alt_names)?;
+        params.distinguished_name = distinguished_name(common_name, organizations);
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![usage];
+        let certificate = params.signed_by(&key, &self.issuer)?;
+        Ok((certificate, key))
+    }
+
+    /// A serving certificate for the given DNS names and IP addresses.
+    pub fn serving_identity(&self, names: &[String]) -> Result<ServingIdentity, Error> {
+        let common_name = names.first().map_or("kubemind", String::as_str);
+        let (certificate, key) = self.issue(
+            names.to_vec(),
+            common_name,
+            &[],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )?;
+        Ok(ServingIdentity {
+            chain: vec![certificate.der().clone(), self.certificate()],
+            key: PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        })
+    }
+
+    /// A client certificate: user = `common_name`, groups = `organizations`.
+    pub fn client_certificate(
+        &self,
+        common_name: &str,
+        organizations: &[&str],
+    ) -> Result<IssuedPem, Error> {
+        let (certificate, key) = self.issue(
+            Vec::new(),
+            common_name,
+            organizations,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
+        Ok(IssuedPem {
+            certificate: certificate.pem(),
+            key: key.serialize_pem(),
+        })
+    }
+}
+
+/// The rustls server configuration: h2 and HTTP/1.1; client certificates from `client_roots`
+/// requested and verified when presented.
+pub fn server_config(
+    identity: ServingIdentity,
+    client_roots: &[CertificateDer<'static>],
+) -> Result<Arc<rustls::ServerConfig>, Error> {
+    let builder = rustls::ServerConfig::builder();
+    let mut config = if client_roots.is_empty() {
+        builder
+            .with_no_client_auth()
+            .with_single_cert(identity.chain, identity.key)?
+    } else {
+        let mut roots = RootCertStore::empty();
+        for root in client_roots {
+            roots.add(root.clone())?;
+        }
+        let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
+            .allow_unauthenticated()
+            .build()?;
+        builder
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(identity.chain, identity.key)?
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Watches the serving certificate files and swaps the live config when they change.
+pub struct CertificateReloader {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    pub client_roots: Vec<CertificateDer<'static>>,
+    pub config: RustlsConfig,
+    pub interval: Duration,
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl CertificateReloader {
+    /// Runs until the task is dropped. A file that fails to parse is logged and counted; the
+    /// last good certificate stays in use.
+    pub async fn run(self) {
+        let mut last = read_pair(&self.cert_path, &self.key_path).await.ok();
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let current = match read_pair(&self.cert_path, &self.key_path).await {
+                Ok(pair) => pair,
+                Err(error) => {
+                    tracing::warn!(%error, "serving certificate unreadable; keeping the current one");
+                    continue;
+                }
+            };
+            if last.as_ref() == Some(&current) {
+                continue;
+            }
+            let identity =
+                ServingIdentity::from_pem(&current.0, &self.cert_path, &current.1, &self.key_path);
+            match identity.and_then(|identity| server_config(identity, &self.client_roots)) {
+                Ok(config) => {
+                    self.config.reload_from_config(config);
+                    self.telemetry.count_tls_reload(true);
+                    tracing::info!(cert = %self.cert_path.display(), "serving certificate reloaded");
+                }
+                Err(error) => {
+                    self.telemetry.count_tls_reload(false);
+                    tracing::error!(%error, "new serving certificate refused; keeping the current one");
+                }
+            }
+            last = Some(current);
+        }
+    }
+}
+
+async fn read_pair(cert: &Path, key: &Path) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    Ok((tokio::fs::read(cert).await?, tokio::fs::read(key).await?))
+}
+
+/// The client certificates a connection presented and rustls verified, if any.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificates(pub Option<Arc<[CertificateDer<'static>]>>);
+
+impl PeerCertificates {
+    /// True when a certificate chain was presented (and so verified by the handshake).
+    pub fn is_verified(&self) -> bool {
+        self.0.as_ref().is_some_and(|chain| !chain.is_empty())
+    }
+}
+
+/// axum-server's rustls acceptor plus the connection's [`PeerCertificates`] as an extension.
+#[derive(Clone)]
+pub struct Acceptor {
+    inner: RustlsAcceptor,
+}
+
+impl Acceptor {
+    pub fn new(config: RustlsConfig) -> Acceptor {
+        Acceptor {
+            inner: RustlsAcceptor::new(config).handshake_timeout(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl<I, S> Accept<I, S> for Acceptor
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Send + 'static,
+{
+    type Stream = TlsStream<I>;
+    type Service = AddExtension<S, PeerCertificates>;
+    type Future = BoxFuture<'static, io::Result<(Self::Stream, Self::Service)>>;
+
+    fn accept(&self, stream: I, service: S) -> Self::Future {
+        let acceptor = self.inner.clone();
+        Box::pin(async move {
+            let (stream, service) = acceptor.accept(stream, service).await?;
+            let certificates = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect());
+            Ok((
+                stream,
+                Extension(PeerCertificates(certificates)).layer(service),
+            ))
+        })
+    }
+}

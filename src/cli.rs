@@ -1,0 +1,145 @@
+//! The command line: one binary, one subcommand per role, and the process exit codes.
+//!
+//! Flags are parsed here into plain structs (clap, with environment fallbacks); each role turns
+//! its struct into resolved settings (files read, combinations checked) before anything binds.
+//! A bad flag or file exits 64 (EX_USAGE) naming the flag; a failure while running exits 1.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubemind",
+    version,
+    about = "GPU- and queue-aware metrics for the Kubernetes HorizontalPodAutoscaler"
+)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "KUBEMIND_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve custom.metrics.k8s.io and external.metrics.k8s.io (the HPA's metrics APIs).
+    Adapter(AdapterArgs),
+    /// Sample GPUs and inference servers on this node and serve them as Prometheus /metrics.
+    Exporter,
+    /// Run the whole chain on this machine: simulated GPUs and servers, the adapter, an HPA.
+    Demo,
+    /// Explain why an HPA does or does not scale, pod by pod.
+    Explain,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(text)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AdapterArgs {
+    /// HTTPS port (0 picks a free one; the kubeconfig names the one bound).
+    #[arg(long, default_value_t = 6443, env = "KUBEMIND_SECURE_PORT")]
+    pub secure_port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1", env = "KUBEMIND_BIND_ADDRESS")]
+    pub bind_address: Option<IpAddr>,
+    /// PEM certificate chain to serve; re-read when it changes. Without it, a certificate is made at start-up.
+    #[arg(long, env = "KUBEMIND_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long, env = "KUBEMIND_TLS_PRIVATE_KEY_FILE")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// How often the certificate files are checked for changes.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub tls_reload_interval: Duration,
+    /// Extra DNS names or IPs for a generated serving certificate.
+    #[arg(long = "tls-san")]
+    pub tls_sans: Vec<String>,
+    /// Values older than this are absent, never served.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "KUBEMIND_MAX_AGE")]
+    pub max_age: Duration,
+    /// Serve values from --static-metrics instead of a cluster.
+    #[arg(long)]
+    pub standalone: bool,
+    /// YAML or JSON file of objects and values (standalone mode); re-read when it changes.
+    #[arg(long)]
+    pub static_metrics: Option<PathBuf>,
+    /// How often the static-metrics file is checked and its values re-stamped.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub static_refresh: Duration,
+    /// Write a kubeconfig for kubectl (server, CA and a trusted client certificate) here.
+    #[arg(long)]
+    pub kubeconfig_out: Option<PathBuf>,
+}
+
+/// A flag or file that cannot be used; exits 64.
+#[derive(Debug, thiserror::Error)]
+#[error("{flag}: {message}")]
+pub struct ConfigError {
+    pub flag: &'static str,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(flag: &'static str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            flag,
+            message: message.into(),
+        }
+    }
+}
+
+/// EX_USAGE: bad flags or configuration files.
+const EXIT_CONFIG: u8 = 64;
+
+/// Runs a parsed command line to completion and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    crate::logging::init(cli.log_format);
+    match cli.command {
+        Command::Adapter(args) => {
+            let settings = match crate::adapter::Settings::from_args(args) {
+                Ok(settings) => settings,
+                Err(error) => {
+                    eprintln!("kubemind adapter: {error}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            run_async(crate::adapter::run(settings))
+        }
+        Command::Exporter | Command::Demo | Command::Explain => {
+            eprintln!(
+                "kubemind: this command is not built yet; `kubemind adapter --standalone` is"
+            );
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn run_async(job: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("kubemind: starting the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(job) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("kubemind: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

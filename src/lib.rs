@@ -1,0 +1,13 @@
+//! kubemind: GPU- and queue-aware metrics for the Kubernetes HorizontalPodAutoscaler.
+//!
+//! One crate, one binary, a folder per role: [`adapter`] serves the custom and external metrics
+//! APIs from an in-memory snapshot. Shared pieces: [`quantity`] (Kubernetes quantities),
+//! [`selector`] (label selectors), [`resources`] (group-resources), [`cli`] (flags and exit
+//! codes), [`logging`].
+
+pub mod adapter;
+pub mod cli;
+pub mod logging;
+pub mod quantity;
+pub mod resources;
+pub mod selector;
