@@ -41,14 +41,24 @@ pub fn api_group(name: &str) -> Option<APIGroup> {
     })
 }
 
-/// `APIGroupList` with both groups, custom first.
-pub fn api_group_list() -> APIGroupList {
-    APIGroupList {
+/// `APIGroupList` with both groups, custom first. Go leaves the groups' own `kind` and
+/// `apiVersion` empty (and so out); k8s-openapi writes them on every `APIGroup`, so they are
+/// taken off here to match the aggregator's bytes.
+pub fn api_group_list() -> Value {
+    let list = APIGroupList {
         groups: [CUSTOM_GROUP, EXTERNAL_GROUP]
             .into_iter()
             .filter_map(api_group)
             .collect(),
+    };
+    let mut value = serde_json::to_value(list).unwrap_or_default();
+    if let Some(groups) = value.get_mut("groups").and_then(Value::as_array_mut) {
+        for group in groups.iter_mut().filter_map(Value::as_object_mut) {
+            group.remove("kind");
+            group.remove("apiVersion");
+        }
     }
+    value
 }
 
 fn api_resource(name: String, namespaced: bool, kind: &str) -> APIResource {

@@ -35,7 +35,7 @@ use std::time::{Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -117,6 +117,15 @@ pub fn router(state: ApiState) -> Router {
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// The first `N` raw (still percent-encoded) segments of the path, `""` where it has fewer.
+/// Handlers read the path themselves rather than through axum's `Path`, whose rejection of
+/// undecodable input would be plain text instead of a Status. Our groups and versions are plain
+/// ASCII, so comparing raw segments is exact.
+fn path_segments<const N: usize>(uri: &Uri) -> [&str; N] {
+    let mut segments = uri.path().split('/').skip(1);
+    std::array::from_fn(|_| segments.next().unwrap_or_default())
 }
 
 /// Attaches the route label to a handler's outcome.
@@ -235,22 +244,20 @@ async fn apis(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     labelled("discovery", result)
 }
 
-async fn group(Path(name): Path<String>, headers: HeaderMap) -> Response {
+async fn group(uri: Uri, headers: HeaderMap) -> Response {
     let result = negotiate::negotiate(&headers, false).and_then(|_| {
-        let group = discovery::api_group(&name).ok_or(Error::PathNotFound)?;
+        let [_, name] = path_segments(&uri);
+        let group = discovery::api_group(name).ok_or(Error::PathNotFound)?;
         serialize(&group).map(json_body)
     });
     labelled("discovery", result)
 }
 
-async fn group_version(
-    State(state): State<ApiState>,
-    Path((group, version)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
+async fn group_version(State(state): State<ApiState>, uri: Uri, headers: HeaderMap) -> Response {
     let result = negotiate::negotiate(&headers, false).and_then(|_| {
+        let [_, group, version] = path_segments(&uri);
         let snapshot = state.store.load();
-        let list = match (group.as_str(), CustomVersion::parse(&version)) {
+        let list = match (group, CustomVersion::parse(version)) {
             (CUSTOM_GROUP, Some(version)) => {
                 discovery::custom_resources(snapshot.catalogue(), version)
             }
@@ -270,13 +277,9 @@ enum MetricApi {
     External,
 }
 
-async fn read_metric(
-    State(state): State<ApiState>,
-    Path((group, version, _)): Path<(String, String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let api = match (group.as_str(), CustomVersion::parse(&version)) {
+async fn read_metric(State(state): State<ApiState>, uri: Uri, headers: HeaderMap) -> Response {
+    let [_, group, version] = path_segments(&uri);
+    let api = match (group, CustomVersion::parse(version)) {
         (CUSTOM_GROUP, Some(version)) => MetricApi::Custom(version),
         (EXTERNAL_GROUP, _) if version == "v1beta1" => MetricApi::External,
         _ => return labelled("unmatched", Err(Error::PathNotFound)),
@@ -321,7 +324,8 @@ async fn openapi_v3() -> Response {
     labelled("openapi", Ok(json_body(openapi::v3_index().to_vec())))
 }
 
-async fn openapi_v3_group_version(Path((group, version)): Path<(String, String)>) -> Response {
+async fn openapi_v3_group_version(uri: Uri) -> Response {
+    let [_, _, _, group, version] = path_segments(&uri);
     let result = openapi::v3_group_version(&format!("{group}/{version}"))
         .map(|doc| json_body(doc.to_vec()))
         .ok_or(Error::PathNotFound);

@@ -1,0 +1,100 @@
+//! Shared helpers: the kubemind binary as a child process, kubectl, polling, certificates.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `kubemind` process, killed when dropped.
+pub struct Process {
+    child: Child,
+    pub stderr_path: PathBuf,
+}
+
+impl Process {
+    /// Starts `kubemind ARGS…` with stderr captured to `dir/NAME.log`.
+    pub fn start(dir: &Path, name: &str, args: &[&str]) -> Process {
+        let stderr_path = dir.join(format!("{name}.log"));
+        let stderr = std::fs::File::create(&stderr_path).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_kubemind"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("kubemind starts");
+        Process { child, stderr_path }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `limit` with `what`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `kubectl --kubeconfig KUBECONFIG get --raw URI`.
+pub fn kubectl_raw(kubeconfig: &Path, uri: &str) -> Output {
+    Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["get", "--raw", uri])
+        .output()
+        .expect("kubectl runs (is it installed?)")
+}
+
+/// `kubectl get --raw` that must succeed; returns the parsed JSON.
+pub fn kubectl_json(kubeconfig: &Path, uri: &str) -> serde_json::Value {
+    let output = kubectl_raw(kubeconfig, uri);
+    assert!(
+        output.status.success(),
+        "kubectl get --raw {uri} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("kubectl printed JSON")
+}
+
+/// Reads the `server:` of a kubeconfig written by the adapter.
+pub fn kubeconfig_server(kubeconfig: &Path) -> String {
+    let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
+    let parsed = kube::config::Kubeconfig::from_yaml(&text).expect("kubeconfig parses");
+    parsed.clusters[0]
+        .cluster
+        .as_ref()
+        .and_then(|c| c.server.clone())
+        .expect("server")
+}
+
+/// Waits for the adapter to write its kubeconfig, then returns it.
+pub fn wait_for_kubeconfig(process: &Process, path: &Path) -> PathBuf {
+    wait_for(Duration::from_secs(30), "the adapter's kubeconfig", || {
+        path.exists().then(|| path.to_path_buf())
+    });
+    // the file appears whole (rename), but make sure the server answers too
+    let server = kubeconfig_server(path);
+    assert!(
+        server.starts_with("https://127.0.0.1:"),
+        "{server}\n{}",
+        process.log()
+    );
+    path.to_path_buf()
+}
