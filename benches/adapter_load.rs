@@ -1,1 +1,365 @@
-fn main() {}
+//! `make bench`: the adapter's serving path against the DESIGN.md budget.
+//!
+//! Starts the release `kubemind adapter --standalone` as its own process with 1,000 pods in one
+//! namespace, then drives it from this process over TLS (the kubeconfig's client certificate),
+//! on 127.0.0.1 only, bounded in request count and time:
+//!
+//! - latency: one connection, one request at a time (what one HPA sync sees), p50/p99;
+//! - throughput: several keep-alive connections at once, requests per second and p99;
+//! - memory: the adapter's resident set after the load (and its peak).
+//!
+//! Every answer is checked for status and size, and every 20th (and all warm-up answers) to hold
+//! exactly 1,000 items, so a fast error cannot pass for a fast answer.
+//! Figures vary with the machine and its load; compare runs on one machine.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+const PODS: usize = 1_000;
+const LATENCY_REQUESTS: usize = 2_000;
+const THROUGHPUT_CONNECTIONS: usize = 8;
+const THROUGHPUT_REQUESTS: usize = 20_000;
+const TIME_LIMIT: Duration = Duration::from_secs(20);
+const PATH: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/bench/pods/%2A/triton_queue_time_ms?labelSelector=app%3Dtriton";
+
+struct Adapter(Child);
+
+impl Drop for Adapter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn write_values(path: &Path) {
+    let mut text = String::from("pods:\n");
+    for i in 0..PODS {
+        text.push_str(&format!(
+            "  - {{namespace: bench, name: triton-{i:04}, labels: {{app: triton, shard: \"{}\"}}, metrics: {{triton_queue_time_ms: {}.{}, gpu_utilization_percent: {}}}}}\n",
+            i % 7,
+            i * 3,
+            i % 10,
+            i % 100
+        ));
+    }
+    // pods in another namespace and with other labels, which the request must skip
+    for i in 0..200 {
+        text.push_str(&format!(
+            "  - {{namespace: other, name: web-{i}, labels: {{app: web}}, metrics: {{triton_queue_time_ms: 1}}}}\n"
+        ));
+    }
+    std::fs::write(path, text).expect("write values");
+}
+
+struct Credentials {
+    address: String,
+    client: Arc<rustls::ClientConfig>,
+}
+
+fn credentials(kubeconfig: &Path) -> Credentials {
+    let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
+    let config = kube::config::Kubeconfig::from_yaml(&text).expect("kubeconfig parses");
+    let cluster = config.clusters[0].cluster.clone().expect("cluster");
+    let user = config.auth_infos[0].auth_info.clone().expect("user");
+    let decode = |b64: &str| STANDARD.decode(b64).expect("base64");
+    let ca = decode(cluster.certificate_authority_data.as_deref().expect("ca"));
+    let cert = decode(user.client_certificate_data.as_deref().expect("cert"));
+    let key = {
+        use secrecy::ExposeSecret;
+        decode(user.client_key_data.as_ref().expect("key").expose_secret())
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for der in CertificateDer::pem_slice_iter(&ca) {
+        roots.add(der.expect("ca pem")).expect("root");
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert)
+        .map(|c| c.expect("cert pem"))
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(&key).expect("key pem");
+    let mut client = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .expect("client config");
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Credentials {
+        address: cluster
+            .server
+            .expect("server")
+            .trim_start_matches("https://")
+            .to_string(),
+        client: Arc::new(client),
+    }
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+async fn connect(credentials: &Credentials) -> Sender {
+    let tcp = tokio::net::TcpStream::connect(&credentials.address)
+        .await
+        .expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    let tls = tokio_rustls::TlsConnector::from(credentials.client.clone())
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("handshake");
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("http handshake");
+    tokio::spawn(connection);
+    sender
+}
+
+/// Sends one request and checks the answer (status and size always, every item when `count`);
+/// returns its latency.
+async fn request(sender: &mut Sender, count: bool) -> Duration {
+    let start = Instant::now();
+    let request = hyper::Request::get(PATH)
+        .header("host", "localhost")
+        .header("accept", "application/json, */*")
+        .body(Empty::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let elapsed = start.elapsed();
+    assert_eq!(
+        status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&body[..body.len().min(300)])
+    );
+    assert!(
+        body.len() > PODS * 100,
+        "an answer of {} bytes is too short",
+        body.len()
+    );
+    if count {
+        let items = memchr::memmem::find_iter(&body, b"\"describedObject\"").count();
+        assert_eq!(items, PODS, "every matching pod, once");
+    }
+    elapsed
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index]
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "within budget" } else { "OVER BUDGET" }
+}
+
+/// Mean time for the router alone to answer the request (no TLS, no socket), in this process.
+fn in_process_answer_time(values: &Path) -> Duration {
+    use kubemind::adapter::api::{self, Access, ApiState, Readiness};
+    use kubemind::adapter::sources::static_file::StaticMetrics;
+    use kubemind::adapter::store::Store;
+    use tower::ServiceExt;
+    let store = Arc::new(Store::new(Duration::from_secs(30)));
+    store.publish(
+        StaticMetrics::load(values)
+            .expect("values")
+            .snapshot(std::time::SystemTime::now()),
+    );
+    let app = api::router(ApiState {
+        store,
+        telemetry: Arc::new(kubemind::adapter::telemetry::Telemetry::new()),
+        readiness: Readiness::default(),
+        access: Access::Open,
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let rounds = 500;
+        let mut total = Duration::ZERO;
+        for _ in 0..rounds {
+            let request = hyper::Request::get(PATH)
+                .body(axum::body::Body::empty())
+                .expect("request");
+            let start = Instant::now();
+            let response = app.clone().oneshot(request).await.expect("infallible");
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            total += start.elapsed();
+            assert!(body.len() > 100_000);
+        }
+        total / rounds
+    })
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values: PathBuf = dir.path().join("values.yaml");
+    let kubeconfig = dir.path().join("kubeconfig");
+    write_values(&values);
+    let in_process = in_process_answer_time(&values);
+    let child = Command::new(env!("CARGO_BIN_EXE_kubemind"))
+        .args([
+            "adapter",
+            "--standalone",
+            "--secure-port",
+            "0",
+            "--static-metrics",
+        ])
+        .arg(&values)
+        .arg("--kubeconfig-out")
+        .arg(&kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("adapter starts");
+    let adapter = Adapter(child);
+    let start = Instant::now();
+    while !kubeconfig.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "adapter did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = adapter.0.id();
+    let credentials = credentials(&kubeconfig);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    let (latencies, throughput, loaded) = runtime.block_on(async {
+        // warm up: connections, caches, allocator
+        let mut sender = connect(&credentials).await;
+        for _ in 0..200 {
+            request(&mut sender, true).await;
+        }
+        let mut latencies = Vec::with_capacity(LATENCY_REQUESTS);
+        let deadline = Instant::now() + TIME_LIMIT;
+        while latencies.len() < LATENCY_REQUESTS && Instant::now() < deadline {
+            latencies.push(request(&mut sender, false).await);
+        }
+        latencies.sort();
+
+        let per_connection = THROUGHPUT_REQUESTS / THROUGHPUT_CONNECTIONS;
+        let mut senders = Vec::new();
+        for _ in 0..THROUGHPUT_CONNECTIONS {
+            senders.push(connect(&credentials).await);
+        }
+        let started = Instant::now();
+        let deadline = started + TIME_LIMIT;
+        let tasks: Vec<_> = senders
+            .into_iter()
+            .map(|mut sender| {
+                tokio::spawn(async move {
+                    let mut times = Vec::with_capacity(per_connection);
+                    while times.len() < per_connection && Instant::now() < deadline {
+                        let count = times.len() % 20 == 0;
+                        times.push(request(&mut sender, count).await);
+                    }
+                    times
+                })
+            })
+            .collect();
+        let mut loaded = Vec::new();
+        for task in tasks {
+            loaded.extend(task.await.expect("load task"));
+        }
+        let elapsed = started.elapsed();
+        loaded.sort();
+        (
+            latencies,
+            loaded.len() as f64 / elapsed.as_secs_f64(),
+            loaded,
+        )
+    });
+
+    let rss = rss_kib(pid, "VmRSS:");
+    let peak = rss_kib(pid, "VmHWM:");
+    let p50 = percentile(&latencies, 0.50);
+    let p99 = percentile(&latencies, 0.99);
+    println!();
+    println!(
+        "kubemind adapter: Pods request over {PODS} pods, HTTPS/1.1 with a client certificate, 127.0.0.1"
+    );
+    println!(
+        "(load from a separate process on the same machine; {} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!();
+    println!("{:<46} {:>14}   budget", "figure", "measured");
+    println!(
+        "{:<46} {:>14}   {:<16}",
+        "latency p50, 1 connection",
+        millis(p50),
+        ""
+    );
+    println!(
+        "{:<46} {:>14}   {:<16} {}",
+        "latency p99, 1 connection",
+        millis(p99),
+        "<= 1 ms",
+        verdict(p99 <= Duration::from_millis(1))
+    );
+    println!(
+        "{:<46} {:>14}   {:<16} {}",
+        format!("throughput, {THROUGHPUT_CONNECTIONS} connections"),
+        format!("{throughput:.0} req/s"),
+        ">= 5000 req/s",
+        verdict(throughput >= 5000.0)
+    );
+    println!(
+        "{:<46} {:>14}   {:<16}",
+        format!("latency p99 under that load ({} requests)", loaded.len()),
+        millis(percentile(&loaded, 0.99)),
+        ""
+    );
+    println!(
+        "{:<46} {:>14}   {:<16}",
+        "answer time in-process (router only, no TLS)",
+        millis(in_process),
+        ""
+    );
+    println!(
+        "{:<46} {:>14}   {:<16}",
+        "adapter RSS after load (peak)",
+        format!(
+            "{:.1} MiB ({:.1})",
+            rss as f64 / 1024.0,
+            peak as f64 / 1024.0
+        ),
+        ""
+    );
+    println!();
+}

@@ -63,10 +63,22 @@ impl Sample {
     /// True unless the sample is older than `max_age` at `now`. Samples from the future (clock
     /// skew between nodes) count as fresh.
     pub fn is_fresh(&self, now: SystemTime, max_age: Duration) -> bool {
-        now.duration_since(self.sample_time)
-            .map_or(true, |age| age <= max_age)
+        self.is_newer_than(oldest_fresh(now, max_age))
+    }
+
+    /// True if the sample was taken at or after `cutoff` (see [`oldest_fresh`]); one comparison,
+    /// for loops over many samples.
+    pub fn is_newer_than(&self, cutoff: SystemTime) -> bool {
+        self.sample_time >= cutoff
     }
 }
+
+/// The oldest sample time still fresh at `now` under `max_age`.
+pub fn oldest_fresh(now: SystemTime, max_age: Duration) -> SystemTime {
+    now.checked_sub(max_age).unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+impl Sample {}
 
 /// An RFC 3339 UTC timestamp with second precision (`2026-07-01T12:00:05Z`), held inline.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -76,6 +88,11 @@ impl Timestamp {
     pub fn as_str(&self) -> &str {
         // Built only from ASCII digits and separators in `From<SystemTime>`.
         std::str::from_utf8(&self.0).unwrap_or("1970-01-01T00:00:00Z")
+    }
+
+    /// The same text as bytes, without the UTF-8 check (for writing bodies).
+    pub fn as_bytes(&self) -> &[u8; 20] {
+        &self.0
     }
 }
 
@@ -105,13 +122,16 @@ impl serde::Serialize for Timestamp {
     }
 }
 
+/// Samples by metric name. Looked up once per object on every request, so hashed with
+/// foldhash: keys are our own metric names, not attacker-chosen.
+pub type MetricSamples = HashMap<Arc<str>, Sample, foldhash::fast::RandomState>;
+
 /// An object a metric can describe: a pod, a workload, a node, a namespace.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Object {
     pub labels: Labels,
     pub uid: Option<String>,
-    /// Samples by metric name.
-    pub metrics: HashMap<Arc<str>, Sample>,
+    pub metrics: MetricSamples,
 }
 
 /// One series of an external metric.

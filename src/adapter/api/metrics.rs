@@ -11,17 +11,22 @@ use std::time::{Duration, SystemTime};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::bodies::{self, CustomVersion, ExternalMetricValue, MetricValue, ObjectReference};
+use super::bodies::{self, Common, CustomVersion, ExternalMetricValue, Item};
 use super::error::Error;
 use super::request::{CustomRequest, ExternalRequest, Target};
-use crate::adapter::store::{Object, Sample, Snapshot};
-use crate::resources::GroupResource;
+use crate::adapter::store::{Object, Sample, Snapshot, oldest_fresh};
 
 /// When a sample counts: taken at `now`, no older than `max_age`.
 #[derive(Debug, Clone, Copy)]
 pub struct Freshness {
     pub now: SystemTime,
     pub max_age: Duration,
+}
+
+impl Freshness {
+    fn cutoff(self) -> SystemTime {
+        oldest_fresh(self.now, self.max_age)
+    }
 }
 
 /// What a custom read produced: the serialized body and how many items it holds.
@@ -33,12 +38,12 @@ pub struct Answer {
 fn sample_for<'a>(
     object: &'a Object,
     request: &CustomRequest,
-    freshness: Freshness,
+    cutoff: SystemTime,
 ) -> Option<&'a Sample> {
     object
         .metrics
         .get(request.metric.as_str())
-        .filter(|sample| sample.is_fresh(freshness.now, freshness.max_age))
+        .filter(|sample| sample.is_newer_than(cutoff))
         .filter(|sample| {
             request
                 .metric_selector
@@ -92,10 +97,15 @@ pub fn custom(
         .as_ref()
         .map(|s| s.to_label_selector());
     let objects = snapshot.objects(scope, resource);
-    let item = |name, object, sample| {
-        metric_value(request, scope, selector_echo.as_ref(), name, object, sample)
+    // what every item shares, looked up once rather than per object
+    let common = Common {
+        kind: resource.kind(),
+        api_version: resource.api_version(),
+        namespace: scope,
+        metric_name: &request.metric,
+        selector: selector_echo.as_ref(),
     };
-    let items: Vec<MetricValue<'_>> = match &request.target {
+    let items: Vec<Item<'_>> = match &request.target {
         Target::Named(name) => {
             let Some((name, object)) = objects.and_then(|o| o.get_key_value(name.as_str())) else {
                 return Err(Error::ObjectNotFound {
@@ -103,56 +113,36 @@ pub fn custom(
                     name: name.clone(),
                 });
             };
-            match sample_for(object, request, freshness) {
+            match sample_for(object, request, freshness.cutoff()) {
                 Some(sample) => vec![item(name, object, sample)],
                 None => return Err(metric_not_found(request, Some(name))),
             }
         }
-        Target::All => objects
-            .into_iter()
-            .flatten()
-            .filter(|(_, object)| request.label_selector.matches(&object.labels))
-            .filter_map(|(name, object)| {
-                sample_for(object, request, freshness).map(|sample| item(name, object, sample))
-            })
-            .collect(),
+        Target::All => {
+            let cutoff = freshness.cutoff();
+            objects
+                .into_iter()
+                .flatten()
+                .filter(|(_, object)| request.label_selector.matches(&object.labels))
+                .filter_map(|(name, object)| {
+                    sample_for(object, request, cutoff).map(|sample| item(name, object, sample))
+                })
+                .collect()
+        }
     };
     Ok(Answer {
-        body: bodies::metric_value_list(version, &items),
+        body: bodies::metric_value_list(version, &common, &items),
         items: items.len(),
     })
 }
 
-fn metric_value<'a>(
-    request: &'a CustomRequest,
-    namespace: Option<&'a str>,
-    selector: Option<&'a LabelSelector>,
-    name: &'a str,
-    object: &'a Object,
-    sample: &'a Sample,
-) -> MetricValue<'a> {
-    MetricValue {
-        described_object: described_object(&request.resource, namespace, name, object),
-        metric_name: &request.metric,
-        selector,
+fn item<'a>(name: &'a str, object: &'a Object, sample: &'a Sample) -> Item<'a> {
+    Item {
+        name,
+        uid: object.uid.as_deref(),
         timestamp: sample.timestamp,
         window_seconds: sample.window_seconds,
         value: &sample.quantity,
-    }
-}
-
-fn described_object<'a>(
-    resource: &'a GroupResource,
-    namespace: Option<&'a str>,
-    name: &'a str,
-    object: &'a Object,
-) -> ObjectReference<'a> {
-    ObjectReference {
-        kind: resource.kind(),
-        namespace,
-        name,
-        uid: object.uid.as_deref(),
-        api_version: resource.api_version(),
     }
 }
 
@@ -164,6 +154,7 @@ pub fn external(
     request: &ExternalRequest,
     freshness: Freshness,
 ) -> Result<Answer, Error> {
+    let cutoff = freshness.cutoff();
     let items: Vec<ExternalMetricValue<'_>> = snapshot
         .external(&request.metric)
         .iter()
@@ -174,7 +165,7 @@ pub fn external(
                 .is_none_or(|ns| ns == request.namespace)
         })
         .filter(|series| request.selector.matches(&series.labels))
-        .filter(|series| series.sample.is_fresh(freshness.now, freshness.max_age))
+        .filter(|series| series.sample.is_newer_than(cutoff))
         .map(|series| ExternalMetricValue {
             metric_name: &request.metric,
             metric_labels: &series.labels,
