@@ -20,11 +20,19 @@ use std::fmt::Write as _;
 /// Decimal SI suffixes above the unit, in steps of 10³.
 const DECIMAL_SUFFIXES: [&str; 6] = ["k", "M", "G", "T", "P", "E"];
 
+/// Values at or beyond this magnitude have no quantity. The HPA's int64 milli arithmetic already
+/// stops at ~9.2e15; this bound keeps the exact milli-value inside an i128.
+pub const MAX_MAGNITUDE: f64 = 1e30;
+
 /// Formats `value` as a canonical DecimalSI quantity string, or `None` for NaN, ±Inf and
-/// magnitudes beyond what any Kubernetes client can hold (|v| ≥ 1e36).
+/// magnitudes of [`MAX_MAGNITUDE`] or more.
 pub fn format(value: f64) -> Option<String> {
-    if !value.is_finite() || value.abs() >= 1e36 {
+    if !value.is_finite() || value.abs() >= MAX_MAGNITUDE {
         return None;
+    }
+    if value.abs() < 1e-12 {
+        // zero at Go's nano precision; also keeps `{:?}` clear of exponents like e-307
+        return Some("0".into());
     }
     // `{:?}` is the shortest decimal that reads back as the same float, in at most ~24 bytes.
     let exact = Quantity::parse(&std::format!("{value:?}")).ok()?;
@@ -287,11 +295,30 @@ mod tests {
     }
 
     #[test]
+    fn values_below_nano_precision_are_zero() {
+        // found by the quantity fuzz target: 8.6e-307 had no quantity and would have been absent
+        for value in [
+            8.61670758931707e-307,
+            f64::MIN_POSITIVE,
+            5e-324,
+            -1e-200,
+            1e-13,
+            4e-10,
+        ] {
+            assert_eq!(format(value).as_deref(), Some("0"), "{value:e}");
+        }
+        assert_eq!(format(6e-10).as_deref(), Some("1m"));
+    }
+
+    #[test]
     fn nan_and_infinity_have_no_quantity() {
         assert_eq!(format(f64::NAN), None);
         assert_eq!(format(f64::INFINITY), None);
         assert_eq!(format(f64::NEG_INFINITY), None);
         assert_eq!(format(1e40), None);
+        // found by the quantity fuzz target: 2.4e35 overflowed the i128 milli-value
+        assert_eq!(format(2.4174576258649823e35), None);
+        assert!(format(MAX_MAGNITUDE / 10.0).is_some());
     }
 
     #[test]
@@ -405,6 +432,14 @@ mod tests {
             let tolerance = 1e-9 * value.abs().max(1.0);
             prop_assert!(served.abs() + tolerance >= value.abs(), "{value} served as {text}");
             prop_assert!((served - value).abs() <= 1e-3 + tolerance, "{value} served as {text}");
+        }
+
+        #[test]
+        fn every_finite_float_below_the_bound_has_a_quantity(bits in any::<u64>()) {
+            let value = f64::from_bits(bits);
+            if value.is_finite() && value.abs() < MAX_MAGNITUDE {
+                prop_assert!(format(value).is_some(), "{value:e}");
+            }
         }
 
         #[test]

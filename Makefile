@@ -1,0 +1,37 @@
+# kubemind: the two commands a new user needs are `make demo` and `make test`.
+CARGO ?= cargo
+FUZZ_SECONDS ?= 60
+
+.PHONY: all build demo test lint bench fuzz clean
+
+all: build
+
+build:
+	$(CARGO) build --locked
+
+## demo: run the standalone adapter on example values and read it with kubectl
+demo: build
+	tests/standalone-demo.sh
+
+## test: formatting, lints (which also compile the bench), unit, property and integration tests (needs kubectl)
+test: lint
+	$(CARGO) test --locked
+
+## lint: rustfmt and clippy, warnings are errors
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## bench: serving latency, throughput and memory against the DESIGN.md budget (release build)
+bench:
+	$(CARGO) bench --locked --bench adapter_load
+
+## fuzz: each parser's fuzz target for FUZZ_SECONDS (needs cargo-fuzz; stable toolchain via RUSTC_BOOTSTRAP)
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for target in $$(RUSTC_BOOTSTRAP=1 cargo fuzz list); do \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
+
+clean:
+	$(CARGO) clean
