@@ -40,11 +40,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Where the serving certificate comes from.
 pub enum Certificates {
-    /// Files, re-read every `reload_interval`.
+    /// Files, read once by [`Settings::from_args`] and re-read every `reload_interval`.
     Files {
         cert: PathBuf,
         key: PathBuf,
         reload_interval: Duration,
+        initial: ServingIdentity,
+        /// The chain as PEM, for the kubeconfig's CA data.
+        chain_pem: String,
     },
     /// Made at start-up by a local CA, valid for these names.
     Generated { names: Vec<String> },
@@ -94,12 +97,17 @@ impl Settings {
         let bind = args.bind_address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let certificates = match (args.tls_cert_file, args.tls_private_key_file) {
             (Some(cert), Some(key)) => {
-                ServingIdentity::load(&cert, &key)
+                let initial = ServingIdentity::load(&cert, &key)
                     .map_err(|e| ConfigError::new("--tls-cert-file", e.to_string()))?;
+                let chain_pem = std::fs::read_to_string(&cert).map_err(|e| {
+                    ConfigError::new("--tls-cert-file", format!("{}: {e}", cert.display()))
+                })?;
                 Certificates::Files {
                     cert,
                     key,
                     reload_interval: args.tls_reload_interval,
+                    initial,
+                    chain_pem,
                 }
             }
             (None, None) => {
@@ -141,6 +149,7 @@ impl Settings {
 
 /// Serves until SIGTERM or Ctrl-C.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal().context("registering for SIGTERM and SIGINT")?;
     let telemetry = Arc::new(Telemetry::new());
     let store = Arc::new(Store::new(settings.max_age));
     let readiness = Readiness::default();
@@ -150,22 +159,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let authority =
         LocalAuthority::new("kubemind standalone CA").context("creating the local CA")?;
     let client_roots = vec![authority.certificate()];
-    let (identity, server_ca_pem, reloader) = match &settings.certificates {
+    let (identity, server_ca_pem, reloader) = match settings.certificates {
         Certificates::Files {
             cert,
             key,
             reload_interval,
-        } => {
-            let identity = ServingIdentity::load(cert, key)?;
-            let chain_pem = std::fs::read_to_string(cert)?;
-            (
-                identity,
-                chain_pem,
-                Some((cert.clone(), key.clone(), *reload_interval)),
-            )
-        }
+            initial,
+            chain_pem,
+        } => (initial, chain_pem, Some((cert, key, reload_interval))),
         Certificates::Generated { names } => (
-            authority.serving_identity(names)?,
+            authority.serving_identity(&names)?,
             authority.certificate_pem().to_string(),
             None,
         ),
@@ -246,7 +249,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         );
     }
 
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down; draining in-flight requests");
     handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
     for task in &tasks {
@@ -256,26 +259,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGTERM (what the kubelet sends) or Ctrl-C.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {},
-                    _ = terminate.recv() => {},
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
+/// Registers for SIGTERM (what the kubelet sends) and SIGINT (Ctrl-C) now, and returns a future
+/// that resolves on the first of them. Registering up front matters: a signal that arrives
+/// before a handler exists kills the process without draining.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
+    })
 }

@@ -146,6 +146,49 @@ fn kubectl_reads_every_kind_of_metric() {
     );
 }
 
+#[tokio::test]
+async fn h2_and_http1_are_both_offered() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_adapter, kubeconfig) = start_standalone(dir.path(), &[]);
+    let server = crate::util::kubeconfig_server(&kubeconfig);
+    let text = std::fs::read_to_string(&kubeconfig).expect("kubeconfig");
+    let config = kube::config::Kubeconfig::from_yaml(&text).expect("parses");
+    let ca_b64 = config.clusters[0]
+        .cluster
+        .as_ref()
+        .and_then(|c| c.certificate_authority_data.clone())
+        .expect("ca");
+    use base64::Engine as _;
+    let ca_pem = base64::engine::general_purpose::STANDARD
+        .decode(ca_b64)
+        .expect("base64");
+    let ca = reqwest::Certificate::from_pem(&ca_pem).expect("ca pem");
+    for (client, version) in [
+        (
+            reqwest::Client::builder().http2_prior_knowledge(),
+            reqwest::Version::HTTP_2,
+        ),
+        (
+            reqwest::Client::builder().http1_only(),
+            reqwest::Version::HTTP_11,
+        ),
+    ] {
+        let client = client
+            .tls_backend_rustls()
+            .add_root_certificate(ca.clone())
+            .build()
+            .expect("client");
+        let response = client
+            .get(format!("{server}/healthz"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(response.version(), version);
+        assert_eq!(response.text().await.expect("body"), "ok");
+    }
+}
+
 #[test]
 fn file_changes_are_served_and_bad_files_keep_the_last_good_values() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -181,6 +224,16 @@ fn file_changes_are_served_and_bad_files_keep_the_last_good_values() {
         item_values(&kubectl_json(&kubeconfig, uri)),
         pairs(&[("triton-0", "250")])
     );
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut adapter, kubeconfig) = start_standalone(dir.path(), &[]);
+    kubectl_json(&kubeconfig, "/apis/custom.metrics.k8s.io/v1beta2");
+    let status = adapter.terminate(Duration::from_secs(15));
+    assert!(status.success(), "{status}\n{}", adapter.log());
+    assert!(adapter.log().contains("shutting down"));
 }
 
 #[test]

@@ -25,6 +25,18 @@ impl Process {
         Process { child, stderr_path }
     }
 
+    /// Sends SIGTERM (as the kubelet does) and waits up to `limit` for the exit status.
+    pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        wait_for(limit, "the process to exit after SIGTERM", || {
+            self.child.try_wait().expect("try_wait")
+        })
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
