@@ -190,6 +190,18 @@ fn status(code: u16, reason: &str, message: &str) -> Value {
            "message": message, "reason": reason, "code": code})
 }
 
+/// The 404 Status for a missing object: `details.kind` is the resource, `details.group` its group.
+fn object_not_found(resource: &str, group: Option<&str>, name: &str) -> Value {
+    let qualified = group.map_or(resource.to_string(), |g| format!("{resource}.{g}"));
+    let mut details = json!({"name": name, "kind": resource});
+    if let Some(group) = group {
+        details["group"] = json!(group);
+    }
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": format!("{qualified} \"{name}\" not found"), "reason": "NotFound",
+           "details": details, "code": 404})
+}
+
 /// Asserts a Status answer with exactly this body (and the code it names).
 async fn expect_status(app: &axum::Router, uri: &str, want: Value) {
     let reply = get(app, uri).await;
@@ -233,6 +245,16 @@ fn pod_v1beta2(
         item["windowSeconds"] = json!(window);
     }
     item
+}
+
+/// A `triton_queue_time_ms` item for a pod in `demo`, in either version.
+fn queue(version: &str, ts: &str, name: &str, value: &str, window: Option<i64>) -> Value {
+    let metric = "triton_queue_time_ms";
+    if version == "v1beta1" {
+        pod_v1beta1(ts, "demo", name, metric, value, window)
+    } else {
+        pod_v1beta2(ts, "demo", name, metric, value, window)
+    }
 }
 
 fn list(version: &str, items: Vec<Value>) -> Value {
@@ -380,110 +402,61 @@ async fn pods_with_a_label_selector_in_both_versions() {
     let f = fixture();
     let ts = &f.ts;
     // wildcard as '*' and as '%2A'; selector with '+' for spaces, as the aggregator re-encodes it
-    for wildcard in ["*", "%2A"] {
-        let path = format!(
-            "namespaces/demo/pods/{wildcard}/triton_queue_time_ms?labelSelector=app%3Dtriton"
-        );
+    for version in ["v1beta1", "v1beta2"] {
+        let base = format!("/apis/custom.metrics.k8s.io/{version}/namespaces/demo/pods");
+        for wildcard in ["*", "%2A"] {
+            expect_json(
+                &f.app,
+                &format!("{base}/{wildcard}/triton_queue_time_ms?labelSelector=app%3Dtriton"),
+                list(
+                    version,
+                    vec![
+                        queue(version, ts, "triton-0", "8k", Some(15)),
+                        queue(version, ts, "triton-1", "12500m", Some(15)),
+                    ],
+                ),
+            )
+            .await;
+        }
         expect_json(
             &f.app,
-            &format!("{V1}/{path}"),
+            &format!(
+                "{base}/*/triton_queue_time_ms?labelSelector=app%3Dtriton%2Ctier+in+%28b%2Cc%29"
+            ),
             list(
-                "v1beta1",
+                version,
+                vec![queue(version, ts, "triton-1", "12500m", Some(15))],
+            ),
+        )
+        .await;
+        // no selector: every pod in the namespace with a fresh value, and nothing from elsewhere
+        expect_json(
+            &f.app,
+            &format!("{base}/*/triton_queue_time_ms"),
+            list(
+                version,
                 vec![
-                    pod_v1beta1(
-                        ts,
-                        "demo",
-                        "triton-0",
-                        "triton_queue_time_ms",
-                        "8k",
-                        Some(15),
-                    ),
-                    pod_v1beta1(
-                        ts,
-                        "demo",
-                        "triton-1",
-                        "triton_queue_time_ms",
-                        "12500m",
-                        Some(15),
-                    ),
+                    queue(version, ts, "other-0", "1", None),
+                    queue(version, ts, "triton-0", "8k", Some(15)),
+                    queue(version, ts, "triton-1", "12500m", Some(15)),
                 ],
             ),
         )
         .await;
+        // a served metric with no matching pod is an empty list, not a 404
         expect_json(
             &f.app,
-            &format!("{V2}/{path}"),
-            list(
-                "v1beta2",
-                vec![
-                    pod_v1beta2(
-                        ts,
-                        "demo",
-                        "triton-0",
-                        "triton_queue_time_ms",
-                        "8k",
-                        Some(15),
-                    ),
-                    pod_v1beta2(
-                        ts,
-                        "demo",
-                        "triton-1",
-                        "triton_queue_time_ms",
-                        "12500m",
-                        Some(15),
-                    ),
-                ],
-            ),
+            &format!("{base}/*/triton_queue_time_ms?labelSelector=app%3Dnone"),
+            list(version, vec![]),
+        )
+        .await;
+        expect_json(
+            &f.app,
+            &format!("/apis/custom.metrics.k8s.io/{version}/namespaces/nowhere/pods/*/triton_queue_time_ms"),
+            list(version, vec![]),
         )
         .await;
     }
-    expect_json(
-        &f.app,
-        &format!("{V2}/namespaces/demo/pods/*/triton_queue_time_ms?labelSelector=app%3Dtriton%2Ctier+in+%28b%2Cc%29"),
-        list("v1beta2", vec![pod_v1beta2(ts, "demo", "triton-1", "triton_queue_time_ms", "12500m", Some(15))]),
-    )
-    .await;
-    // no selector: every pod in the namespace with a fresh value, and nothing from elsewhere
-    expect_json(
-        &f.app,
-        &format!("{V2}/namespaces/demo/pods/*/triton_queue_time_ms"),
-        list(
-            "v1beta2",
-            vec![
-                pod_v1beta2(ts, "demo", "other-0", "triton_queue_time_ms", "1", None),
-                pod_v1beta2(
-                    ts,
-                    "demo",
-                    "triton-0",
-                    "triton_queue_time_ms",
-                    "8k",
-                    Some(15),
-                ),
-                pod_v1beta2(
-                    ts,
-                    "demo",
-                    "triton-1",
-                    "triton_queue_time_ms",
-                    "12500m",
-                    Some(15),
-                ),
-            ],
-        ),
-    )
-    .await;
-    // a served metric with no matching pod is an empty list, not a 404
-    expect_json(
-        &f.app,
-        &format!("{V1}/namespaces/demo/pods/*/triton_queue_time_ms?labelSelector=app%3Dnone"),
-        list("v1beta1", vec![]),
-    )
-    .await;
-    expect_json(
-        &f.app,
-        &format!("{V1}/namespaces/nowhere/pods/*/triton_queue_time_ms"),
-        list("v1beta1", vec![]),
-    )
-    .await;
 }
 
 #[tokio::test]
@@ -625,9 +598,7 @@ async fn root_scoped_nodes_and_namespace_metrics() {
     expect_status(
         &f.app,
         &format!("{V1}/namespaces/elsewhere/metrics/queue_depth"),
-        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-               "message": "namespaces \"elsewhere\" not found", "reason": "NotFound",
-               "details": {"name": "elsewhere", "kind": "namespaces"}, "code": 404}),
+        object_not_found("namespaces", None, "elsewhere"),
     )
     .await;
 }
@@ -766,25 +737,19 @@ async fn not_found_errors_name_what_is_missing() {
         expect_status(
             &f.app,
             &format!("{version}/namespaces/demo/pods/web-1/triton_queue_time_ms"),
-            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                   "message": "pods \"web-1\" not found", "reason": "NotFound",
-                   "details": {"name": "web-1", "kind": "pods"}, "code": 404}),
+            object_not_found("pods", None, "web-1"),
         )
         .await;
         expect_status(
             &f.app,
             &format!("{version}/namespaces/demo/deployments.apps/web/triton_queue_time_ms_max"),
-            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                   "message": "deployments.apps \"web\" not found", "reason": "NotFound",
-                   "details": {"name": "web", "group": "apps", "kind": "deployments"}, "code": 404}),
+            object_not_found("deployments", Some("apps"), "web"),
         )
         .await;
         expect_status(
             &f.app,
             &format!("{version}/nodes/gpu-node-9/gpu_utilization_percent"),
-            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                   "message": "nodes \"gpu-node-9\" not found", "reason": "NotFound",
-                   "details": {"name": "gpu-node-9", "kind": "nodes"}, "code": 404}),
+            object_not_found("nodes", None, "gpu-node-9"),
         )
         .await;
         expect_status(

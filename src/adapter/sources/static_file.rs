@@ -89,6 +89,8 @@ struct ObjectEntry {
     metrics: BTreeMap<String, MetricEntry>,
 }
 
+/// An external series. Its value fields repeat [`DetailedValue`]'s because serde cannot
+/// `flatten` into a struct that denies unknown fields, and a misspelt field must be an error.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExternalEntry {
