@@ -315,6 +315,31 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_paths_and_queries(
+            path in "[a-z0-9*%./_-]{0,12}(/[a-zA-Z0-9*%./_+-]{0,12}){0,6}",
+            query in "\\PC{0,48}",
+        ) {
+            if let (Ok(segments), Ok(query)) = (segments(&path), parse_query(Some(&query))) {
+                let _ = custom(segments.clone(), &query);
+                let _ = external(segments, &query);
+            }
+        }
+
+        #[test]
+        fn every_error_is_a_client_error(
+            path in "(namespaces|nodes|pods|%2A|\\*|%FF|%2F|\\.\\.)(/(demo|\\*|%2A|metrics|pods|%2F|x|)){0,5}",
+            selector in "[a-z=!(), ]{0,16}",
+        ) {
+            let query = format!("labelSelector={selector}");
+            let result = segments(&path).and_then(|s| custom(s, &parse_query(Some(&query))?));
+            if let Err(error) = result {
+                proptest::prop_assert_eq!(error.status_code(), 400);
+            }
+        }
+    }
+
     #[test]
     fn first_repeated_parameter_wins() {
         let query = parse_query(Some("labelSelector=a%3D1&labelSelector=b%3D2")).expect("valid");

@@ -193,8 +193,18 @@ impl StaticMetrics {
                 "{size} bytes is more than the {MAX_FILE_BYTES} accepted"
             )));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        StaticMetrics::parse(&text).map_err(fail)
+        let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+        StaticMetrics::from_bytes(path, &bytes)
+    }
+
+    /// Parses contents already read from `path` (named in the error).
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<StaticMetrics, LoadError> {
+        let fail = |problem: String| LoadError {
+            path: path.into(),
+            problem,
+        };
+        let text = std::str::from_utf8(bytes).map_err(|e| fail(format!("not UTF-8: {e}")))?;
+        StaticMetrics::parse(text).map_err(fail)
     }
 
     /// Parses and validates file contents; the error names the entry and the problem.
@@ -408,7 +418,10 @@ impl StaticFileSource {
     /// Publishes `initial` at once, then runs until the task is dropped.
     pub async fn run(self, initial: StaticMetrics) {
         let mut current = initial;
-        let mut last_text = tokio::fs::read(&self.path).await.ok();
+        let mut last_seen = tokio::fs::read(&self.path)
+            .await
+            .ok()
+            .map(|b| fingerprint(&b));
         self.store.publish(current.snapshot(SystemTime::now()));
         self.readiness.set_ready();
         let mut ticker = tokio::time::interval(self.refresh);
@@ -416,45 +429,58 @@ impl StaticFileSource {
         ticker.tick().await;
         loop {
             ticker.tick().await;
-            match tokio::fs::read(&self.path).await {
-                Ok(text) if last_text.as_ref() != Some(&text) => {
-                    let path = self.path.clone();
-                    let loaded = tokio::task::spawn_blocking(move || StaticMetrics::load(&path))
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err(LoadError {
-                                path: self.path.clone(),
-                                problem: e.to_string(),
-                            })
-                        });
-                    match loaded {
-                        Ok(metrics) => {
-                            tracing::info!(
-                                path = %self.path.display(),
-                                objects = metrics.object_count(),
-                                "static metrics reloaded"
-                            );
-                            current = metrics;
-                            self.telemetry.count_source_refresh("static", true);
-                        }
-                        Err(error) => {
-                            tracing::error!(%error, "static metrics file refused; serving the last good contents");
-                            self.telemetry.count_source_refresh("static", false);
-                        }
-                    }
-                    last_text = Some(text);
-                }
-                Ok(_) => {}
-                Err(error) if last_text.is_some() => {
-                    tracing::error!(path = %self.path.display(), %error, "static metrics file unreadable; serving the last good contents");
-                    self.telemetry.count_source_refresh("static", false);
-                    last_text = None;
-                }
-                Err(_) => {}
-            }
+            self.check_file(&mut current, &mut last_seen).await;
             self.store.publish(current.snapshot(SystemTime::now()));
         }
     }
+
+    /// Re-reads the file; replaces `current` when it changed and validates. `last_seen` is the
+    /// fingerprint of the contents last tried, so a bad file is reported once, not every tick.
+    async fn check_file(&self, current: &mut StaticMetrics, last_seen: &mut Option<u64>) {
+        let bytes = match tokio::fs::read(&self.path).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                if last_seen.take().is_some() {
+                    tracing::error!(path = %self.path.display(), %error, "static metrics file unreadable; serving the last good contents");
+                    self.telemetry.count_source_refresh("static", false);
+                }
+                return;
+            }
+        };
+        let seen = fingerprint(&bytes);
+        if *last_seen == Some(seen) {
+            return;
+        }
+        *last_seen = Some(seen);
+        // parsing a large file is CPU work: off the async workers
+        let path = self.path.clone();
+        let loaded = tokio::task::spawn_blocking(move || StaticMetrics::from_bytes(&path, &bytes))
+            .await
+            .unwrap_or_else(|e| {
+                Err(LoadError {
+                    path: self.path.clone(),
+                    problem: e.to_string(),
+                })
+            });
+        match loaded {
+            Ok(metrics) => {
+                tracing::info!(path = %self.path.display(), objects = metrics.object_count(), "static metrics reloaded");
+                *current = metrics;
+                self.telemetry.count_source_refresh("static", true);
+            }
+            Err(error) => {
+                tracing::error!(%error, "static metrics file refused; serving the last good contents");
+                self.telemetry.count_source_refresh("static", false);
+            }
+        }
+    }
+}
+
+fn fingerprint(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]
