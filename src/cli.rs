@@ -34,7 +34,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve custom.metrics.k8s.io and external.metrics.k8s.io (the HPA's metrics APIs).
-    Adapter(AdapterArgs),
+    Adapter(Box<AdapterArgs>),
     /// Sample GPUs and inference servers on this node and serve them as Prometheus /metrics.
     Exporter,
     /// Run the whole chain on this machine: simulated GPUs and servers, the adapter, an HPA.
@@ -82,6 +82,33 @@ pub struct AdapterArgs {
     /// Write a kubeconfig for kubectl (server, CA and a trusted client certificate) here.
     #[arg(long)]
     pub kubeconfig_out: Option<PathBuf>,
+
+    /// Kubeconfig of the API server to delegate to: TokenReview, SubjectAccessReview, and the
+    /// kube-system/extension-apiserver-authentication ConfigMap (watched). Without it, bearer
+    /// tokens are refused and only system:masters is authorized.
+    #[arg(long, env = "KUBEMIND_AUTHENTICATION_KUBECONFIG")]
+    pub authentication_kubeconfig: Option<PathBuf>,
+    /// CA bundle for client certificates (user = CN, groups = O); overrides the ConfigMap.
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+    /// CA bundle of the front proxy (the aggregator's client certificate); overrides the ConfigMap.
+    #[arg(long)]
+    pub requestheader_client_ca_file: Option<PathBuf>,
+    /// Front-proxy certificate CNs to trust, comma-separated (empty: any from its CA).
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_allowed_names: Vec<String>,
+    /// Headers carrying the user name (default X-Remote-User).
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_username_headers: Vec<String>,
+    /// Headers carrying the user's UID (default X-Remote-Uid).
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_uid_headers: Vec<String>,
+    /// Headers carrying groups (default X-Remote-Group).
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_group_headers: Vec<String>,
+    /// Prefixes of headers carrying extras (default X-Remote-Extra-).
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_extra_headers_prefix: Vec<String>,
 }
 
 /// A flag or file that cannot be used; exits 64.
@@ -109,7 +136,7 @@ pub fn run(cli: Cli) -> ExitCode {
     crate::logging::init(cli.log_format);
     match cli.command {
         Command::Adapter(args) => {
-            let settings = match crate::adapter::Settings::from_args(args) {
+            let settings = match crate::adapter::Settings::from_args(*args) {
                 Ok(settings) => settings,
                 Err(error) => {
                     eprintln!("kubemind adapter: {error}");

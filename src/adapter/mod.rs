@@ -13,6 +13,7 @@
 //! and delegated authentication are separate pieces of work.
 
 pub mod api;
+pub mod auth;
 pub mod kubeconfig;
 pub mod sources;
 pub mod store;
@@ -26,14 +27,17 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
 
 use crate::cli::{AdapterArgs, ConfigError};
 use api::{Access, ApiState, Readiness};
+use auth::Auth;
+use auth::configmap::TrustWatch;
+use auth::delegate::Delegate;
+use auth::trust::{Trust, TrustSources};
 use sources::static_file::{StaticFileSource, StaticMetrics};
 use store::Store;
 use telemetry::Telemetry;
-use tls::{CertificateReloader, LocalAuthority, ServingIdentity};
+use tls::{CertificateReloader, LocalAuthority, ServerTls, ServingIdentity};
 
 /// How long in-flight requests may take to finish after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -67,6 +71,10 @@ pub struct Settings {
     pub certificates: Certificates,
     pub max_age: Duration,
     pub standalone: Standalone,
+    /// Trust given by flags (CA files read); the ConfigMap fills in the rest.
+    pub trust_flags: TrustSources,
+    /// Where TokenReview, SubjectAccessReview and the authentication ConfigMap come from.
+    pub delegate: Option<kube::config::Kubeconfig>,
 }
 
 impl Settings {
@@ -133,6 +141,46 @@ impl Settings {
         };
         let initial = StaticMetrics::load(&static_metrics)
             .map_err(|e| ConfigError::new("--static-metrics", e.to_string()))?;
+        let read_pem =
+            |flag: &'static str, path: Option<PathBuf>| -> Result<Option<String>, ConfigError> {
+                path.map(|path| {
+                    let pem = std::fs::read_to_string(&path)
+                        .map_err(|e| ConfigError::new(flag, format!("{}: {e}", path.display())))?;
+                    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                        return Err(ConfigError::new(
+                            flag,
+                            format!("{}: no PEM certificate", path.display()),
+                        ));
+                    }
+                    Ok(pem)
+                })
+                .transpose()
+            };
+        let trust_flags = TrustSources {
+            client_ca_pem: read_pem("--client-ca-file", args.client_ca_file)?,
+            requestheader_ca_pem: read_pem(
+                "--requestheader-client-ca-file",
+                args.requestheader_client_ca_file,
+            )?,
+            allowed_names: args.requestheader_allowed_names,
+            username_headers: args.requestheader_username_headers,
+            uid_headers: args.requestheader_uid_headers,
+            group_headers: args.requestheader_group_headers,
+            extra_header_prefixes: args.requestheader_extra_headers_prefix,
+        };
+        Trust::build(&trust_flags, &[])
+            .map_err(|e| ConfigError::new("--requestheader-*", e.to_string()))?;
+        let delegate = args
+            .authentication_kubeconfig
+            .map(|path| {
+                kube::config::Kubeconfig::read_from(&path).map_err(|e| {
+                    ConfigError::new(
+                        "--authentication-kubeconfig",
+                        format!("{}: {e}", path.display()),
+                    )
+                })
+            })
+            .transpose()?;
         Ok(Settings {
             listen: SocketAddr::new(bind, args.secure_port),
             certificates,
@@ -143,6 +191,8 @@ impl Settings {
                 refresh: args.static_refresh,
                 kubeconfig_out: args.kubeconfig_out,
             },
+            trust_flags,
+            delegate,
         })
     }
 }
@@ -158,7 +208,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // no files are given); only certificates it signed are trusted.
     let authority =
         LocalAuthority::new("kubemind standalone CA").context("creating the local CA")?;
-    let client_roots = vec![authority.certificate()];
+    let local_client_roots = vec![authority.certificate()];
+    let trust = Trust::build(&settings.trust_flags, &local_client_roots)?;
     let (identity, server_ca_pem, reloader) = match settings.certificates {
         Certificates::Files {
             cert,
@@ -173,7 +224,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             None,
         ),
     };
-    let rustls_config = RustlsConfig::from_config(tls::server_config(identity, &client_roots)?);
+    let tls = Arc::new(ServerTls::new(identity, trust.roots.clone())?);
+    let delegate_client = match settings.delegate {
+        Some(kubeconfig) => {
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .context("--authentication-kubeconfig")?;
+            Some(kube::Client::try_from(config).context("--authentication-kubeconfig")?)
+        }
+        None => None,
+    };
+    let auth = Arc::new(Auth::new(trust, delegate_client.clone().map(Delegate::new)));
 
     let mut tasks = Vec::new();
     if let Some((cert_path, key_path, interval)) = reloader {
@@ -181,10 +242,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             CertificateReloader {
                 cert_path,
                 key_path,
-                client_roots: client_roots.clone(),
-                config: rustls_config.clone(),
+                tls: tls.clone(),
                 interval,
                 telemetry: telemetry.clone(),
+            }
+            .run(),
+        ));
+    }
+    if let Some(client) = delegate_client {
+        tasks.push(tokio::spawn(
+            TrustWatch {
+                client,
+                flags: settings.trust_flags.clone(),
+                local_client_roots,
+                auth: auth.clone(),
+                tls: tls.clone(),
             }
             .run(),
         ));
@@ -205,12 +277,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         store,
         telemetry,
         readiness,
-        access: Access::ClientCertificate,
+        access: Access::Checked(auth),
     });
     let handle = Handle::new();
     let server = tokio::spawn(
         axum_server::bind(settings.listen)
-            .acceptor(tls::Acceptor::new(rustls_config))
+            .acceptor(tls::Acceptor::new(tls.rustls_config()))
             .handle(handle.clone())
             .serve(app.into_make_service()),
     );

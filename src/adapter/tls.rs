@@ -7,9 +7,10 @@
 //! - [`server_config`] builds a rustls config offering h2 and HTTP/1.1. Client certificates are
 //!   requested, never required: a certificate that does not chain to the trusted roots fails the
 //!   handshake, no certificate at all is left to the access check.
-//! - [`CertificateReloader`] re-reads the files every interval and swaps the config when their
-//!   contents change (Secret volumes change by symlink swap, which file watchers miss). New
-//!   connections get the new certificate; established ones finish on the old.
+//! - [`ServerTls`] holds the live config and rebuilds it when the serving certificate or the
+//!   trusted client CAs change; [`CertificateReloader`] re-reads the files every interval and
+//!   hands changes to it (Secret volumes change by symlink swap, which file watchers miss). New
+//!   connections get the new configuration; established ones finish on the old.
 //! - [`Acceptor`] wraps axum-server's rustls acceptor and attaches [`PeerCertificates`].
 
 use std::io;
@@ -57,6 +58,15 @@ pub enum Error {
 pub struct ServingIdentity {
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
+}
+
+impl Clone for ServingIdentity {
+    fn clone(&self) -> Self {
+        ServingIdentity {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
 }
 
 impl ServingIdentity {
@@ -224,12 +234,60 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// Watches the serving certificate files and swaps the live config when they change.
+/// The live TLS configuration: the serving identity and the trusted client CAs, rebuilt into a
+/// new rustls config (swapped atomically) whenever either changes.
+pub struct ServerTls {
+    config: RustlsConfig,
+    parts: std::sync::Mutex<(ServingIdentity, Vec<CertificateDer<'static>>)>,
+}
+
+impl ServerTls {
+    pub fn new(
+        identity: ServingIdentity,
+        client_roots: Vec<CertificateDer<'static>>,
+    ) -> Result<ServerTls, Error> {
+        let config = RustlsConfig::from_config(server_config(identity.clone(), &client_roots)?);
+        Ok(ServerTls {
+            config,
+            parts: std::sync::Mutex::new((identity, client_roots)),
+        })
+    }
+
+    /// The config the listener serves with (follows every rebuild).
+    pub fn rustls_config(&self) -> RustlsConfig {
+        self.config.clone()
+    }
+
+    /// Serves `identity` to new connections.
+    pub fn set_identity(&self, identity: ServingIdentity) -> Result<(), Error> {
+        self.rebuild(|parts| parts.0 = identity)
+    }
+
+    /// Trusts exactly `roots` for client certificates on new connections.
+    pub fn set_client_roots(&self, roots: Vec<CertificateDer<'static>>) -> Result<(), Error> {
+        self.rebuild(|parts| parts.1 = roots)
+    }
+
+    fn rebuild(
+        &self,
+        change: impl FnOnce(&mut (ServingIdentity, Vec<CertificateDer<'static>>)),
+    ) -> Result<(), Error> {
+        // A poisoned lock only means another rebuild panicked; its data is still whole.
+        let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = (parts.0.clone(), parts.1.clone());
+        change(&mut next);
+        let config = server_config(next.0.clone(), &next.1)?;
+        self.config.reload_from_config(config);
+        *parts = next;
+        Ok(())
+    }
+}
+
+/// Watches the serving certificate files and hands changes to [`ServerTls`].
 pub struct CertificateReloader {
     pub cert_path: PathBuf,
     pub key_path: PathBuf,
-    pub client_roots: Vec<CertificateDer<'static>>,
-    pub config: RustlsConfig,
+    pub tls: Arc<ServerTls>,
     pub interval: Duration,
     pub telemetry: Arc<Telemetry>,
 }
@@ -256,9 +314,8 @@ impl CertificateReloader {
             }
             let identity =
                 ServingIdentity::from_pem(&current.0, &self.cert_path, &current.1, &self.key_path);
-            match identity.and_then(|identity| server_config(identity, &self.client_roots)) {
-                Ok(config) => {
-                    self.config.reload_from_config(config);
+            match identity.and_then(|identity| self.tls.set_identity(identity)) {
+                Ok(()) => {
                     self.telemetry.count_tls_reload(true);
                     tracing::info!(cert = %self.cert_path.display(), "serving certificate reloaded");
                 }
@@ -279,13 +336,6 @@ async fn read_pair(cert: &Path, key: &Path) -> io::Result<(Vec<u8>, Vec<u8>)> {
 /// The client certificates a connection presented and rustls verified, if any.
 #[derive(Debug, Clone, Default)]
 pub struct PeerCertificates(pub Option<Arc<[CertificateDer<'static>]>>);
-
-impl PeerCertificates {
-    /// True when a certificate chain was presented (and so verified by the handshake).
-    pub fn is_verified(&self) -> bool {
-        self.0.as_ref().is_some_and(|chain| !chain.is_empty())
-    }
-}
 
 /// axum-server's rustls acceptor over `TCP_NODELAY` sockets, plus the connection's
 /// [`PeerCertificates`] as an extension. Without `TCP_NODELAY` the last segment of a large

@@ -980,18 +980,48 @@ async fn not_ready_until_the_first_snapshot() {
 }
 
 #[tokio::test]
-async fn callers_without_a_verified_certificate_are_refused() {
+async fn anonymous_callers_are_forbidden_without_a_delegate() {
+    use kubemind::adapter::auth::{
+        Auth,
+        trust::{Trust, TrustSources},
+    };
+    let trust = Trust::build(&TrustSources::default(), &[]).expect("empty trust");
     let app = api::router(ApiState {
         store: std::sync::Arc::new(Store::new(MAX_AGE)),
         telemetry: std::sync::Arc::new(Telemetry::new()),
         readiness: Readiness::default(),
-        access: Access::ClientCertificate,
+        access: Access::Checked(std::sync::Arc::new(Auth::new(trust, None))),
     });
     expect_status(
         &app,
         "/apis/custom.metrics.k8s.io/v1beta2",
-        status(401, "Unauthorized", "Unauthorized"),
+        status(403, "Forbidden", "forbidden: User \"system:anonymous\" cannot get path \"/apis/custom.metrics.k8s.io/v1beta2\": no authorizer is configured: only system:masters is allowed"),
     )
     .await;
+    // a spoofed identity header changes nothing without a front-proxy certificate
+    let response = app
+        .clone()
+        .oneshot(
+            Request::get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/pods/*/m")
+                .header("x-remote-user", "admin")
+                .header("x-remote-group", "system:masters")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // a bearer token cannot be reviewed without a delegate
+    let response = app
+        .clone()
+        .oneshot(
+            Request::get("/apis")
+                .header("authorization", "Bearer abc")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(get(&app, "/healthz").await.code, StatusCode::OK);
 }

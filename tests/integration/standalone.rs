@@ -342,7 +342,7 @@ fn write_serving_pair(ca: &TestCa, dir: &Path) -> CertificateDer<'static> {
 }
 
 #[tokio::test]
-async fn serving_certificate_rotates_by_symlink_swap_and_anonymous_callers_get_401() {
+async fn serving_certificate_rotates_by_symlink_swap_and_anonymous_callers_get_403() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = test_ca();
@@ -375,7 +375,10 @@ async fn serving_certificate_rotates_by_symlink_swap_and_anonymous_callers_get_4
     )
     .await;
     assert_eq!(served, first);
-    assert!(status.contains(" 401 "), "no client certificate: {status}");
+    assert!(
+        status.contains(" 403 "),
+        "no client certificate: anonymous: {status}"
+    );
     let (_, status) = handshake(anonymous.clone(), &address, "/healthz").await;
     assert!(status.contains(" 200 "), "health is open: {status}");
     // kubectl, with the kubeconfig's client certificate and the file's CA, gets in

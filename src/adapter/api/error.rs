@@ -19,6 +19,14 @@ pub enum Error {
     /// No credential, or one that is not trusted (401).
     #[error("Unauthorized")]
     Unauthorized,
+    /// Authenticated, but not allowed (403); worded as the API server words it.
+    #[error("{message}")]
+    Forbidden {
+        message: String,
+        name: Option<String>,
+        group: Option<String>,
+        kind: Option<String>,
+    },
     /// The metric is not served for this target (404).
     #[error("{}", metric_not_found_message(.metric, .resource, .name.as_deref(), .selector.as_deref()))]
     MetricNotFound {
@@ -71,6 +79,7 @@ impl Error {
         match self {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
             Error::MetricNotFound { .. } | Error::ObjectNotFound { .. } | Error::PathNotFound => {
                 StatusCode::NOT_FOUND
             }
@@ -84,6 +93,7 @@ impl Error {
         match self {
             Error::BadRequest(_) => "BadRequest",
             Error::Unauthorized => "Unauthorized",
+            Error::Forbidden { .. } => "Forbidden",
             Error::MetricNotFound { .. } | Error::ObjectNotFound { .. } | Error::PathNotFound => {
                 "NotFound"
             }
@@ -99,6 +109,14 @@ impl Error {
                 name: Some(name.clone()),
                 kind: Some(resource.resource.to_string()),
                 group: (!resource.group.is_empty()).then(|| resource.group.to_string()),
+                ..StatusDetails::default()
+            }),
+            Error::Forbidden {
+                name, group, kind, ..
+            } if kind.is_some() => Some(StatusDetails {
+                name: name.clone(),
+                group: group.clone(),
+                kind: kind.clone(),
                 ..StatusDetails::default()
             }),
             Error::Internal(cause) => Some(StatusDetails {

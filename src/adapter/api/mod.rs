@@ -46,6 +46,8 @@ use tower_http::limit::RequestBodyLimitLayer;
 pub use bodies::{CUSTOM_GROUP, CustomVersion, EXTERNAL_GROUP};
 pub use error::Error;
 
+use crate::adapter::auth::Auth;
+use crate::adapter::auth::attributes::Attributes;
 use crate::adapter::store::Store;
 use crate::adapter::telemetry::Telemetry;
 use crate::adapter::tls::PeerCertificates;
@@ -53,12 +55,12 @@ use metrics::Freshness;
 use negotiate::Format;
 
 /// Who may read metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Access {
     /// Any caller (tests that call the router directly).
     Open,
-    /// Callers that presented a client certificate the TLS layer verified (standalone mode).
-    ClientCertificate,
+    /// Authenticated and authorized by [`Auth`] (every served mode).
+    Checked(Arc<Auth>),
 }
 
 /// Set once the first snapshot is published; `/readyz` answers from it.
@@ -155,24 +157,36 @@ fn is_health_path(path: &str) -> bool {
     matches!(path, "/healthz" | "/livez" | "/readyz")
 }
 
-/// Refuses callers without a verified client certificate where that is required; health paths
-/// are always open.
-async fn check_access(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let allowed = match state.access {
-        Access::Open => true,
-        Access::ClientCertificate => {
-            is_health_path(request.uri().path())
-                || request
-                    .extensions()
-                    .get::<PeerCertificates>()
-                    .is_some_and(PeerCertificates::is_verified)
-        }
+/// Authenticates and authorizes every request but health checks; removes identity headers the
+/// caller may not assert.
+async fn check_access(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
+    let Access::Checked(auth) = &state.access else {
+        return next.run(request).await;
     };
-    if allowed {
-        next.run(request).await
-    } else {
-        labelled("unauthorized", Err(Error::Unauthorized))
+    if is_health_path(request.uri().path()) {
+        return next.run(request).await;
     }
+    let chain = request
+        .extensions()
+        .get::<PeerCertificates>()
+        .and_then(|peer| peer.0.clone());
+    let user = match auth
+        .authenticate(chain.as_deref(), request.headers_mut())
+        .await
+    {
+        Ok(user) => user,
+        Err(error) => return labelled("unauthorized", Err(error)),
+    };
+    let attributes = Attributes::of(request.uri().path());
+    if let Err(error) = auth.authorize(&user, &attributes).await {
+        let route = if error.status_code() == StatusCode::FORBIDDEN {
+            "forbidden"
+        } else {
+            "authorization_error"
+        };
+        return labelled(route, Err(error));
+    }
+    next.run(request).await
 }
 
 /// Records latency by route and code, and counts values served.

@@ -1,0 +1,259 @@
+//! Who is calling, and may they: authentication and authorization as a generic "delegating"
+//! API server does them (CONTRACT.md §4.4).
+//!
+//! Authentication, first success wins:
+//! 1. a client certificate from the front-proxy CA whose CN is allowed → the user, uid, groups
+//!    and extras from the configured `X-Remote-*` headers (trusted on this path only);
+//! 2. a client certificate from the client CA → user = CN, groups = O;
+//! 3. a bearer token → TokenReview ([`delegate`], cached);
+//! 4. otherwise `system:anonymous` in `system:unauthenticated`.
+//!
+//! Identity headers are removed from every request that did not come through path 1, so a
+//! handler can never read a spoofed one. A front-proxy certificate with a CN not in the allowed
+//! list, or a token the API server rejects, is a 401. Every authenticated user is also in
+//! `system:authenticated`.
+//!
+//! Authorization: `system:masters` is always allowed; everything else is a SubjectAccessReview
+//! with the request's [`attributes`] (cached), and a denial is a 403 Status worded as the API
+//! server words it. Health paths never reach this module.
+
+pub mod attributes;
+pub mod configmap;
+pub mod delegate;
+pub mod trust;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::http::{HeaderMap, header};
+use percent_encoding::percent_decode_str;
+use rustls::pki_types::CertificateDer;
+
+use crate::adapter::api::Error;
+use attributes::Attributes;
+use delegate::Delegate;
+use trust::{RequestHeaders, Signer, Trust};
+
+pub const AUTHENTICATED: &str = "system:authenticated";
+pub const UNAUTHENTICATED: &str = "system:unauthenticated";
+pub const ANONYMOUS: &str = "system:anonymous";
+pub const MASTERS: &str = "system:masters";
+
+/// An authenticated (or anonymous) caller.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct User {
+    pub name: String,
+    pub uid: Option<String>,
+    pub groups: Vec<String>,
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+impl User {
+    fn anonymous() -> User {
+        User {
+            name: ANONYMOUS.into(),
+            groups: vec![UNAUTHENTICATED.into()],
+            ..User::default()
+        }
+    }
+
+    fn authenticated(mut self) -> User {
+        if !self.groups.iter().any(|g| g == AUTHENTICATED) {
+            self.groups.push(AUTHENTICATED.into());
+        }
+        self
+    }
+}
+
+/// The trust in force and the API server to delegate to.
+pub struct Auth {
+    trust: ArcSwap<Trust>,
+    delegate: Option<Delegate>,
+}
+
+impl Auth {
+    /// Without a delegate, tokens are refused and only `system:masters` is authorized.
+    pub fn new(trust: Trust, delegate: Option<Delegate>) -> Auth {
+        Auth {
+            trust: ArcSwap::from_pointee(trust),
+            delegate,
+        }
+    }
+
+    pub fn trust(&self) -> Arc<Trust> {
+        self.trust.load_full()
+    }
+
+    /// Puts new trust in force for the following requests.
+    pub fn set_trust(&self, trust: Trust) {
+        self.trust.store(Arc::new(trust));
+    }
+
+    /// Identifies the caller; removes identity headers it must not trust.
+    pub async fn authenticate(
+        &self,
+        chain: Option<&[CertificateDer<'static>]>,
+        headers: &mut HeaderMap,
+    ) -> Result<User, Error> {
+        let trust = self.trust.load();
+        let chain = chain.filter(|c| !c.is_empty());
+        let signer = chain.map_or(Signer::Neither, |chain| trust.signer(chain));
+        if let (Signer::FrontProxy, Some(front_proxy), Some(chain)) =
+            (signer, &trust.front_proxy, chain)
+        {
+            let allowed = front_proxy.allowed_names.is_empty()
+                || subject(&chain[0])
+                    .0
+                    .is_some_and(|cn| front_proxy.allowed_names.contains(&cn));
+            if !allowed {
+                strip(&front_proxy.headers, headers);
+                return Err(Error::Unauthorized);
+            }
+            let user = user_from_headers(&front_proxy.headers, headers);
+            strip(&front_proxy.headers, headers);
+            if let Some(user) = user {
+                return Ok(user.authenticated());
+            }
+        }
+        // Nothing below may read identity headers: drop both the configured and the usual names.
+        if let Some(front_proxy) = &trust.front_proxy {
+            strip(&front_proxy.headers, headers);
+        }
+        strip(&trust.default_headers, headers);
+        if let (Signer::ClientCa, Some(chain)) = (signer, chain) {
+            let (common_name, organizations) = subject(&chain[0]);
+            if let Some(name) = common_name.filter(|n| !n.is_empty()) {
+                return Ok(User {
+                    name,
+                    groups: organizations,
+                    ..User::default()
+                }
+                .authenticated());
+            }
+        }
+        if let Some(token) = bearer_token(headers) {
+            let Some(delegate) = &self.delegate else {
+                return Err(Error::Unauthorized);
+            };
+            return match delegate.authenticate_token(&token).await {
+                Ok(Some(user)) => Ok(user.authenticated()),
+                Ok(None) => Err(Error::Unauthorized),
+                Err(error) => {
+                    tracing::warn!(%error, "token could not be reviewed");
+                    Err(Error::Unauthorized)
+                }
+            };
+        }
+        Ok(User::anonymous())
+    }
+
+    /// Allows `system:masters`; asks the API server about everyone else.
+    pub async fn authorize(&self, user: &User, attributes: &Attributes) -> Result<(), Error> {
+        if user.groups.iter().any(|g| g == MASTERS) {
+            return Ok(());
+        }
+        let Some(delegate) = &self.delegate else {
+            return Err(forbidden(
+                user,
+                attributes,
+                Some("no authorizer is configured: only system:masters is allowed"),
+            ));
+        };
+        match delegate.authorize(user, attributes).await {
+            Ok(decision) if decision.allowed => Ok(()),
+            Ok(decision) => Err(forbidden(user, attributes, decision.reason.as_deref())),
+            Err(error) => Err(Error::Internal(format!("authorizing the request: {error}"))),
+        }
+    }
+}
+
+fn forbidden(user: &User, attributes: &Attributes, reason: Option<&str>) -> Error {
+    let message = attributes.forbidden_message(&user.name, reason);
+    match attributes {
+        Attributes::Resource(r) => Error::Forbidden {
+            message,
+            name: Some(r.name.clone().unwrap_or_default()),
+            group: Some(r.group.to_string()),
+            kind: Some(r.resource.clone()),
+        },
+        Attributes::NonResource { .. } => Error::Forbidden {
+            message,
+            name: None,
+            group: None,
+            kind: None,
+        },
+    }
+}
+
+/// The certificate's subject CN and O values.
+fn subject(certificate: &CertificateDer<'_>) -> (Option<String>, Vec<String>) {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(certificate.as_ref()) else {
+        return (None, Vec::new());
+    };
+    let subject = parsed.subject();
+    let common_name = subject
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_string);
+    let organizations = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_string))
+        .collect();
+    (common_name, organizations)
+}
+
+fn values<'a>(
+    headers: &'a HeaderMap,
+    names: &'a [axum::http::HeaderName],
+) -> impl Iterator<Item = &'a str> {
+    names
+        .iter()
+        .flat_map(|name| headers.get_all(name).iter())
+        .filter_map(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+}
+
+/// The identity the front proxy asserted; `None` without a user name.
+fn user_from_headers(config: &RequestHeaders, headers: &HeaderMap) -> Option<User> {
+    let name = values(headers, &config.username).next()?.to_string();
+    let uid = values(headers, &config.uid).next().map(str::to_string);
+    let groups = values(headers, &config.group).map(str::to_string).collect();
+    let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (header, value) in headers {
+        let Some(prefix) = config
+            .extra_prefixes
+            .iter()
+            .find(|p| header.as_str().starts_with(p.as_str()))
+        else {
+            continue;
+        };
+        let key = percent_decode_str(&header.as_str()[prefix.len()..])
+            .decode_utf8_lossy()
+            .to_lowercase();
+        if let Ok(value) = value.to_str() {
+            extra.entry(key).or_default().push(value.to_string());
+        }
+    }
+    Some(User {
+        name,
+        uid,
+        groups,
+        extra,
+    })
+}
+
+fn strip(config: &RequestHeaders, headers: &mut HeaderMap) {
+    for name in config.all_names(headers) {
+        headers.remove(name);
+    }
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
+}
