@@ -2,7 +2,11 @@
 //!
 //! - `api`: every route × version × error case through the router, whole JSON bodies compared.
 //! - `standalone`: the real binary over real TLS, read by the real kubectl.
+//! - `security`: authentication and authorization, against `standin` (a minimal stand-in for
+//!   kube-apiserver, which cannot be installed here).
 
 mod api;
+mod security;
 mod standalone;
+mod standin;
 mod util;

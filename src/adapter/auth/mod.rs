@@ -257,3 +257,79 @@ fn bearer_token(headers: &HeaderMap) -> Option<String> {
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use trust::TrustSources;
+
+    fn spoofed_headers() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("x-remote-user", "admin"),
+            ("x-remote-uid", "0"),
+            ("x-remote-group", "system:masters"),
+            ("x-remote-extra-scopes", "all"),
+            ("x-my-user", "admin"),
+            ("accept", "application/json"),
+        ] {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[tokio::test]
+    async fn identity_headers_without_a_front_proxy_certificate_are_removed() {
+        // without any front proxy configured: the standard names go
+        let auth = Auth::new(
+            Trust::build(&TrustSources::default(), &[]).expect("trust"),
+            None,
+        );
+        let mut headers = spoofed_headers();
+        let user = auth
+            .authenticate(None, &mut headers)
+            .await
+            .expect("anonymous");
+        assert_eq!(user, User::anonymous());
+        let mut left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["accept", "x-my-user"]);
+
+        // with a front proxy that uses other names: those go too
+        let ca = crate::adapter::tls::LocalAuthority::new("fp").expect("ca");
+        let sources = TrustSources {
+            requestheader_ca_pem: Some(ca.certificate_pem().to_string()),
+            username_headers: vec!["X-My-User".into()],
+            ..TrustSources::default()
+        };
+        let auth = Auth::new(Trust::build(&sources, &[]).expect("trust"), None);
+        let mut headers = spoofed_headers();
+        auth.authenticate(None, &mut headers)
+            .await
+            .expect("anonymous");
+        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["accept"]);
+    }
+
+    #[test]
+    fn extras_are_lower_cased_and_percent_decoded() {
+        let sources = TrustSources::default();
+        let trust = Trust::build(&sources, &[]).expect("trust");
+        let mut headers = HeaderMap::new();
+        headers.insert("x-remote-user", HeaderValue::from_static("bob"));
+        headers.append("x-remote-group", HeaderValue::from_static("a"));
+        headers.append("x-remote-group", HeaderValue::from_static("b"));
+        headers.insert(
+            "x-remote-extra-acme.com%2fproject",
+            HeaderValue::from_static("p1"),
+        );
+        let user = user_from_headers(&trust.default_headers, &headers).expect("a user");
+        assert_eq!(user.name, "bob");
+        assert_eq!(user.groups, ["a", "b"]);
+        assert_eq!(
+            user.extra.get("acme.com/project"),
+            Some(&vec!["p1".to_string()])
+        );
+    }
+}

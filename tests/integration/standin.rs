@@ -1,0 +1,186 @@
+//! A minimal **stand-in** for kube-apiserver: no real API server can be installed here. It
+//! answers only what the adapter asks of one — TokenReview, SubjectAccessReview (both counted,
+//! so tests can prove caching) and list/watch of `kube-system/extension-apiserver-authentication`
+//! — over plain HTTP on 127.0.0.1, on a thread of its own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+/// Who a token belongs to.
+#[derive(Clone)]
+pub struct TokenUser {
+    pub name: &'static str,
+    pub groups: Vec<&'static str>,
+}
+
+struct Shared {
+    tokens: HashMap<String, TokenUser>,
+    /// Users SubjectAccessReview allows; everyone else is denied.
+    allowed_users: Vec<&'static str>,
+    configmap: Mutex<(u64, BTreeMap<String, String>)>,
+    events: broadcast::Sender<String>,
+    token_reviews: AtomicUsize,
+    access_reviews: Mutex<Vec<Value>>,
+}
+
+pub struct StandIn {
+    pub address: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+fn configmap_object(version: u64, data: &BTreeMap<String, String>) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system",
+                     "resourceVersion": version.to_string(), "uid": "cm-1"},
+        "data": data,
+    })
+}
+
+async fn token_review(State(shared): State<Arc<Shared>>, Json(review): Json<Value>) -> Json<Value> {
+    shared.token_reviews.fetch_add(1, Ordering::SeqCst);
+    let token = review["spec"]["token"].as_str().unwrap_or_default();
+    let status = match shared.tokens.get(token) {
+        Some(user) => {
+            json!({"authenticated": true, "user": {"username": user.name, "groups": user.groups}})
+        }
+        None => json!({"authenticated": false, "error": "invalid bearer token"}),
+    };
+    Json(
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": review["spec"], "status": status}),
+    )
+}
+
+async fn access_review(
+    State(shared): State<Arc<Shared>>,
+    Json(review): Json<Value>,
+) -> Json<Value> {
+    let user = review["spec"]["user"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    shared
+        .access_reviews
+        .lock()
+        .expect("lock")
+        .push(review["spec"].clone());
+    let status = if shared.allowed_users.contains(&user.as_str()) {
+        json!({"allowed": true})
+    } else {
+        json!({"allowed": false, "reason": "RBAC: no rule allows it"})
+    };
+    Json(
+        json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": review["spec"], "status": status}),
+    )
+}
+
+async fn configmaps(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let (version, data) = shared.configmap.lock().expect("lock").clone();
+    if !watch {
+        return Json(json!({"apiVersion": "v1", "kind": "ConfigMapList",
+                           "metadata": {"resourceVersion": version.to_string()},
+                           "items": [configmap_object(version, &data)]}))
+        .into_response();
+    }
+    let receiver = shared.events.subscribe();
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(line) => return Some((Ok::<_, std::io::Error>(line), receiver)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from_stream(stream))
+        .expect("response")
+}
+
+impl StandIn {
+    pub fn start(
+        tokens: HashMap<String, TokenUser>,
+        allowed_users: Vec<&'static str>,
+        configmap: BTreeMap<String, String>,
+    ) -> StandIn {
+        let (events, _) = broadcast::channel(16);
+        let shared = Arc::new(Shared {
+            tokens,
+            allowed_users,
+            configmap: Mutex::new((1, configmap)),
+            events,
+            token_reviews: AtomicUsize::new(0),
+            access_reviews: Mutex::new(Vec::new()),
+        });
+        let app = axum::Router::new()
+            .route(
+                "/apis/authentication.k8s.io/v1/tokenreviews",
+                post(token_review),
+            )
+            .route(
+                "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                post(access_review),
+            )
+            .route("/api/v1/namespaces/kube-system/configmaps", get(configmaps))
+            .with_state(shared.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let address = listener.local_addr().expect("address");
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                axum::serve(listener, app).await.expect("stand-in serves");
+            });
+        });
+        StandIn { address, shared }
+    }
+
+    /// A kubeconfig pointing at this stand-in (plain HTTP, no credentials).
+    pub fn kubeconfig(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("standin.kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: standin\n  cluster: {{server: \"http://{}\"}}\nusers:\n- name: standin\n  user: {{}}\ncontexts:\n- name: standin\n  context: {{cluster: standin, user: standin}}\ncurrent-context: standin\n",
+            self.address
+        );
+        std::fs::write(&path, text).expect("kubeconfig");
+        path
+    }
+
+    /// Replaces the ConfigMap's data and tells watchers.
+    pub fn set_configmap(&self, data: BTreeMap<String, String>) {
+        let mut current = self.shared.configmap.lock().expect("lock");
+        current.0 += 1;
+        current.1 = data;
+        let event = json!({"type": "MODIFIED", "object": configmap_object(current.0, &current.1)});
+        let _ = self.shared.events.send(format!("{event}\n"));
+    }
+
+    pub fn token_reviews(&self) -> usize {
+        self.shared.token_reviews.load(Ordering::SeqCst)
+    }
+
+    /// Every SubjectAccessReview spec received, in order.
+    pub fn access_reviews(&self) -> Vec<Value> {
+        self.shared.access_reviews.lock().expect("lock").clone()
+    }
+}
