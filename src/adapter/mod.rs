@@ -280,12 +280,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         access: Access::Checked(auth),
     });
     let handle = Handle::new();
-    let server = tokio::spawn(
-        axum_server::bind(settings.listen)
-            .acceptor(tls::Acceptor::new(tls.rustls_config()))
-            .handle(handle.clone())
-            .serve(app.into_make_service()),
-    );
+    let mut server = axum_server::bind(settings.listen)
+        .acceptor(tls::Acceptor::new(tls.rustls_config()))
+        .handle(handle.clone());
+    limit_connections(server.http_builder());
+    let server = tokio::spawn(server.serve(app.into_make_service()));
     let Some(bound) = handle.listening().await else {
         // The server task ended before listening: surface its error.
         return match server.await {
@@ -330,6 +329,34 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     server.await??;
     Ok(())
 }
+
+/// Bounds what one client can hold: a request head must arrive within
+/// [`HEADER_READ_TIMEOUT`] and fit in [`MAX_REQUEST_HEAD`] bytes (else 408/431 and the
+/// connection closes), and an h2 connection gets at most [`MAX_STREAMS`] concurrent streams.
+/// The TLS handshake has its own deadline ([`tls::Acceptor`]).
+fn limit_connections(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .max_headers(MAX_HEADERS);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_header_list_size(MAX_REQUEST_HEAD as u32)
+        .max_concurrent_streams(MAX_STREAMS)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+}
+
+/// Time for a client to send a request's head once connected.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request line plus headers: room for the longest selector, far from unbounded.
+const MAX_REQUEST_HEAD: usize = 128 * 1024;
+const MAX_HEADERS: usize = 64;
+const MAX_STREAMS: u32 = 256;
 
 /// Registers for SIGTERM (what the kubelet sends) and SIGINT (Ctrl-C) now, and returns a future
 /// that resolves on the first of them. Registering up front matters: a signal that arrives

@@ -37,6 +37,10 @@ impl Process {
         })
     }
 
+    pub fn child_id(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
