@@ -2,7 +2,7 @@
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build demo test lint bench fuzz clean
+.PHONY: all build demo test lint manifests certs bench fuzz clean
 
 all: build
 
@@ -13,9 +13,18 @@ build:
 demo: build
 	tests/standalone-demo.sh
 
-## test: formatting, lints (which also compile the bench), unit, property and integration tests (needs kubectl)
-test: lint
+## test: formatting, lints (which also compile the bench), manifests, unit, property and
+## integration tests (needs kubectl and python3)
+test: lint manifests
 	$(CARGO) test --locked
+
+## manifests: render apiservice/ with kubectl kustomize and validate for Kubernetes 1.33-1.37
+manifests:
+	tests/validate-manifests.sh
+
+## certs: a CA, the serving Secret and a caBundle overlay in apiservice/generated/
+certs:
+	apiservice/certs.sh apiservice/generated
 
 ## lint: rustfmt and clippy, warnings are errors
 lint:
