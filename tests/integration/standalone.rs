@@ -342,7 +342,7 @@ fn write_serving_pair(ca: &TestCa, dir: &Path) -> CertificateDer<'static> {
 }
 
 #[tokio::test]
-async fn serving_certificate_rotates_by_symlink_swap_and_anonymous_callers_get_403() {
+async fn serving_certificate_rotates_by_symlink_swap_without_dropping_requests_in_flight() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = test_ca();
@@ -384,6 +384,23 @@ async fn serving_certificate_rotates_by_symlink_swap_and_anonymous_callers_get_4
     // kubectl, with the kubeconfig's client certificate and the file's CA, gets in
     kubectl_json(&kubeconfig, "/apis/custom.metrics.k8s.io/v1beta2");
 
+    // a request in flight across the rotation: its connection is up and half its head is sent
+    let in_flight = {
+        use tokio::io::AsyncWriteExt;
+        let tcp = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connect");
+        let connector = tokio_rustls::TlsConnector::from(anonymous.clone());
+        let mut tls = connector
+            .connect(ServerName::try_from("localhost").expect("name"), tcp)
+            .await
+            .expect("handshake");
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+            .await
+            .expect("write");
+        tls
+    };
+
     let second = write_serving_pair(&ca, &dir.path().join("..2026_02"));
     std::os::unix::fs::symlink("..2026_02", dir.path().join("..data_tmp")).expect("symlink");
     std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).expect("swap");
@@ -402,4 +419,18 @@ async fn serving_certificate_rotates_by_symlink_swap_and_anonymous_callers_get_4
         adapter.log()
     );
     assert!(adapter.log().contains("serving certificate reloaded"));
+
+    // the request in flight completes on its old connection
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tls = in_flight;
+        tls.write_all(b"Connection: close\r\n\r\n")
+            .await
+            .expect("finish the head");
+        let mut response = Vec::new();
+        tls.read_to_end(&mut response).await.expect("read");
+        let response = String::from_utf8_lossy(&response);
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.ends_with("ok"), "{response}");
+    }
 }
