@@ -2,12 +2,14 @@
 //!
 //! One crate, one binary, a folder per role: [`adapter`] serves the custom and external metrics
 //! APIs from an in-memory snapshot. Shared pieces: [`quantity`] (Kubernetes quantities),
+//! [`promtext`] (the Prometheus text format),
 //! [`selector`] (label selectors), [`resources`] (group-resources), [`cli`] (flags and exit
 //! codes), [`logging`].
 
 pub mod adapter;
 pub mod cli;
 pub mod logging;
+pub mod promtext;
 pub mod quantity;
 pub mod resources;
 pub mod selector;
