@@ -8,6 +8,7 @@
 
 pub mod adapter;
 pub mod cli;
+pub mod exporter;
 pub mod logging;
 pub mod promtext;
 pub mod quantity;
