@@ -3,11 +3,13 @@
 //! - `api`: every route × version × error case through the router, whole JSON bodies compared.
 //! - `standalone`: the real binary over real TLS, read by the real kubectl.
 //! - `hostile`: 10,000 malformed or hostile requests against the real binary.
+//! - `nvml`: the GPU sampler through nvml-wrapper and a simulated libnvidia-ml.so.1.
 //! - `security`: authentication and authorization, against `standin` (a minimal stand-in for
 //!   kube-apiserver, which cannot be installed here).
 
 mod api;
 mod hostile;
+mod nvml;
 mod security;
 mod standalone;
 mod standin;

@@ -1,0 +1,245 @@
+/*
+ * A simulated libnvidia-ml.so.1 for kubemind's tests and demo: the NVML C ABI subset the
+ * exporter calls through nvml-wrapper, with GPUs scripted from a file, so the real
+ * nvml-wrapper code path runs on machines without a GPU.
+ *
+ * The file named by $KUBEMIND_NVML_SIM, or else `nvml-sim.conf` beside this library, is re-read
+ * on every nvmlDeviceGetCount_v2 call, so a test can change values between samples. When the
+ * file is missing, nvmlInit fails with NVML_ERROR_DRIVER_NOT_LOADED (as on a node without a
+ * driver). Lines:
+ *
+ *   gpu <uuid> <util%> <memory used bytes> <memory total bytes> <power mW> <temperature C> [mig]
+ *   mig <MIG uuid> <memory used bytes> <memory total bytes>     (an instance of the last gpu)
+ *   # comments and blank lines are ignored
+ *
+ * A `mig` GPU answers utilization with NVML_ERROR_NOT_SUPPORTED, as real MIG-mode GPUs do.
+ * Build: cc -shared -fPIC -o libnvidia-ml.so.1 nvml_sim.c
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int nvmlReturn_t;
+enum {
+    NVML_SUCCESS = 0,
+    NVML_ERROR_UNINITIALIZED = 1,
+    NVML_ERROR_INVALID_ARGUMENT = 2,
+    NVML_ERROR_NOT_SUPPORTED = 3,
+    NVML_ERROR_NOT_FOUND = 6,
+    NVML_ERROR_INSUFFICIENT_SIZE = 7,
+    NVML_ERROR_DRIVER_NOT_LOADED = 9,
+};
+
+#define MAX_GPUS 64
+#define MAX_MIG 7
+
+typedef struct device {
+    char uuid[96];
+    unsigned int index;
+    unsigned int utilization;
+    unsigned long long memory_used, memory_total;
+    unsigned int power_mw, temperature;
+    int mig_mode;
+    int is_mig;
+    unsigned int mig_count;
+    struct device *mig[MAX_MIG];
+} device;
+
+typedef device *nvmlDevice_t;
+typedef struct { unsigned int gpu, memory; } nvmlUtilization_t;
+typedef struct {
+    unsigned int version;
+    unsigned long long total, reserved, free, used;
+} nvmlMemory_v2_t;
+
+static device gpus[MAX_GPUS];
+static device migs[MAX_GPUS * MAX_MIG];
+static unsigned int gpu_count;
+static int initialized;
+
+/* The script's path: $KUBEMIND_NVML_SIM, or nvml-sim.conf in this library's directory. */
+static const char *script_path(char *buffer, size_t size) {
+    const char *path = getenv("KUBEMIND_NVML_SIM");
+    if (path) return path;
+    Dl_info info;
+    if (!dladdr((void *)&script_path, &info) || !info.dli_fname) return NULL;
+    const char *slash = strrchr(info.dli_fname, '/');
+    size_t directory = slash ? (size_t)(slash - info.dli_fname + 1) : 0;
+    if (directory + sizeof "nvml-sim.conf" > size) return NULL;
+    memcpy(buffer, info.dli_fname, directory);
+    strcpy(buffer + directory, "nvml-sim.conf");
+    return buffer;
+}
+
+/* Loads the scripted GPUs; returns 0 when the file cannot be read. */
+static int load(void) {
+    char buffer[PATH_MAX];
+    const char *path = script_path(buffer, sizeof buffer);
+    if (!path) return 0;
+    FILE *file = fopen(path, "r");
+    if (!file) return 0;
+    unsigned int count = 0, mig_total = 0;
+    char line[512];
+    while (fgets(line, sizeof line, file)) {
+        char uuid[96], flag[16] = "";
+        device *d;
+        if (strncmp(line, "gpu ", 4) == 0 && count < MAX_GPUS) {
+            d = &gpus[count];
+            memset(d, 0, sizeof *d);
+            if (sscanf(line + 4, "%95s %u %llu %llu %u %u %15s", uuid, &d->utilization,
+                       &d->memory_used, &d->memory_total, &d->power_mw, &d->temperature,
+                       flag) < 6)
+                continue;
+            strcpy(d->uuid, uuid);
+            d->index = count;
+            d->mig_mode = strcmp(flag, "mig") == 0;
+            count++;
+        } else if (strncmp(line, "mig ", 4) == 0 && count > 0 && mig_total < MAX_GPUS * MAX_MIG) {
+            device *parent = &gpus[count - 1];
+            if (parent->mig_count >= MAX_MIG) continue;
+            d = &migs[mig_total];
+            memset(d, 0, sizeof *d);
+            if (sscanf(line + 4, "%95s %llu %llu", uuid, &d->memory_used, &d->memory_total) < 3)
+                continue;
+            strcpy(d->uuid, uuid);
+            d->is_mig = 1;
+            d->index = parent->mig_count;
+            parent->mig[parent->mig_count++] = d;
+            mig_total++;
+        }
+    }
+    fclose(file);
+    gpu_count = count;
+    return 1;
+}
+
+nvmlReturn_t nvmlInit_v2(void) {
+    if (!load()) return NVML_ERROR_DRIVER_NOT_LOADED;
+    initialized = 1;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlInitWithFlags(unsigned int flags) {
+    (void)flags;
+    return nvmlInit_v2();
+}
+
+nvmlReturn_t nvmlShutdown(void) {
+    if (!initialized) return NVML_ERROR_UNINITIALIZED;
+    initialized = 0;
+    return NVML_SUCCESS;
+}
+
+const char *nvmlErrorString(nvmlReturn_t result) {
+    switch (result) {
+    case NVML_SUCCESS: return "Success";
+    case NVML_ERROR_UNINITIALIZED: return "Uninitialized";
+    case NVML_ERROR_INVALID_ARGUMENT: return "Invalid Argument";
+    case NVML_ERROR_NOT_SUPPORTED: return "Not Supported";
+    case NVML_ERROR_NOT_FOUND: return "Not Found";
+    case NVML_ERROR_INSUFFICIENT_SIZE: return "Insufficient Size";
+    case NVML_ERROR_DRIVER_NOT_LOADED: return "Driver Not Loaded";
+    default: return "Unknown Error";
+    }
+}
+
+nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length) {
+    if (!version) return NVML_ERROR_INVALID_ARGUMENT;
+    if (length < 16) return NVML_ERROR_INSUFFICIENT_SIZE;
+    strcpy(version, "555.42.sim");
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *count) {
+    if (!initialized) return NVML_ERROR_UNINITIALIZED;
+    if (!count) return NVML_ERROR_INVALID_ARGUMENT;
+    if (!load()) return NVML_ERROR_DRIVER_NOT_LOADED;
+    *count = gpu_count;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *device) {
+    if (!initialized) return NVML_ERROR_UNINITIALIZED;
+    if (!device || index >= gpu_count) return NVML_ERROR_INVALID_ARGUMENT;
+    *device = &gpus[index];
+    return NVML_SUCCESS;
+}
+
+static nvmlReturn_t copy_string(const char *value, char *out, unsigned int length) {
+    if (!out) return NVML_ERROR_INVALID_ARGUMENT;
+    if (strlen(value) + 1 > length) return NVML_ERROR_INSUFFICIENT_SIZE;
+    strcpy(out, value);
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int length) {
+    if (!device) return NVML_ERROR_INVALID_ARGUMENT;
+    return copy_string(device->uuid, uuid, length);
+}
+
+nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length) {
+    if (!device) return NVML_ERROR_INVALID_ARGUMENT;
+    return copy_string(device->is_mig ? "NVIDIA H100 80GB HBM3 MIG 1g.10gb" : "NVIDIA H100 80GB HBM3",
+                       name, length);
+}
+
+nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t device, unsigned int *index) {
+    if (!device || !index) return NVML_ERROR_INVALID_ARGUMENT;
+    *index = device->index;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t *utilization) {
+    if (!device || !utilization) return NVML_ERROR_INVALID_ARGUMENT;
+    if (device->mig_mode || device->is_mig) return NVML_ERROR_NOT_SUPPORTED;
+    utilization->gpu = device->utilization;
+    utilization->memory = device->utilization / 2;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory) {
+    if (!device || !memory) return NVML_ERROR_INVALID_ARGUMENT;
+    if ((memory->version >> 24) != 2) return NVML_ERROR_INVALID_ARGUMENT;
+    memory->total = device->memory_total;
+    memory->used = device->memory_used;
+    memory->reserved = 0;
+    memory->free = device->memory_total > device->memory_used ? device->memory_total - device->memory_used : 0;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *power) {
+    if (!device || !power) return NVML_ERROR_INVALID_ARGUMENT;
+    if (device->is_mig) return NVML_ERROR_NOT_SUPPORTED;
+    *power = device->power_mw;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device, int sensor, unsigned int *temperature) {
+    if (!device || !temperature || sensor != 0) return NVML_ERROR_INVALID_ARGUMENT;
+    if (device->is_mig) return NVML_ERROR_NOT_SUPPORTED;
+    *temperature = device->temperature;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int *current, unsigned int *pending) {
+    if (!device || !current || !pending) return NVML_ERROR_INVALID_ARGUMENT;
+    *current = *pending = (unsigned int)device->mig_mode;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t device, unsigned int *count) {
+    if (!device || !count) return NVML_ERROR_INVALID_ARGUMENT;
+    *count = device->mig_mode ? MAX_MIG : 0;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t device, unsigned int index,
+                                                 nvmlDevice_t *mig) {
+    if (!device || !mig || !device->mig_mode) return NVML_ERROR_INVALID_ARGUMENT;
+    if (index >= device->mig_count) return NVML_ERROR_NOT_FOUND;
+    *mig = device->mig[index];
+    return NVML_SUCCESS;
+}
