@@ -4,12 +4,14 @@
 //! - `standalone`: the real binary over real TLS, read by the real kubectl.
 //! - `hostile`: 10,000 malformed or hostile requests against the real binary.
 //! - `nvml`: the GPU sampler through nvml-wrapper and a simulated libnvidia-ml.so.1.
+//! - `podresources`: GPU → pod attribution against a real gRPC server on a unix socket.
 //! - `security`: authentication and authorization, against `standin` (a minimal stand-in for
 //!   kube-apiserver, which cannot be installed here).
 
 mod api;
 mod hostile;
 mod nvml;
+mod podresources;
 mod security;
 mod standalone;
 mod standin;
