@@ -36,7 +36,7 @@ pub enum Command {
     /// Serve custom.metrics.k8s.io and external.metrics.k8s.io (the HPA's metrics APIs).
     Adapter(Box<AdapterArgs>),
     /// Sample GPUs and inference servers on this node and serve them as Prometheus /metrics.
-    Exporter,
+    Exporter(Box<ExporterArgs>),
     /// Run the whole chain on this machine: simulated GPUs and servers, the adapter, an HPA.
     Demo,
     /// Explain why an HPA does or does not scale, pod by pod.
@@ -111,6 +111,37 @@ pub struct AdapterArgs {
     pub requestheader_extra_headers_prefix: Vec<String>,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ExporterArgs {
+    /// Address for /metrics and /healthz (plain HTTP).
+    #[arg(long, default_value = "0.0.0.0:9400", env = "KUBEMIND_LISTEN")]
+    pub listen: std::net::SocketAddr,
+    /// How often GPUs and servers are sampled.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// The node's name, a label on every series (the DaemonSet sets it from the downward API).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: String,
+    /// NVML library to load instead of libnvidia-ml.so.1 from the loader path.
+    #[arg(long, env = "KUBEMIND_NVML_LIB")]
+    pub nvml_lib: Option<PathBuf>,
+    /// The kubelet's pod-resources socket.
+    #[arg(long, default_value = "/var/lib/kubelet/pod-resources/kubelet.sock")]
+    pub pod_resources_socket: PathBuf,
+    /// How often the kubelet is asked which pod holds which GPU (it rate-limits the API).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub pod_resources_refresh: Duration,
+    /// An inference server to scrape: KIND:NAMESPACE/POD=URL, KIND triton or vllm (repeatable).
+    #[arg(long = "static-target")]
+    pub static_targets: Vec<String>,
+    /// Longest wait for one server's /metrics.
+    #[arg(long, default_value = "800ms", value_parser = parse_duration)]
+    pub scrape_timeout: Duration,
+    /// Most samples read from one server per scrape.
+    #[arg(long, default_value_t = 20_000)]
+    pub max_samples_per_target: usize,
+}
+
 /// A flag or file that cannot be used; exits 64.
 #[derive(Debug, thiserror::Error)]
 #[error("{flag}: {message}")]
@@ -145,9 +176,19 @@ pub fn run(cli: Cli) -> ExitCode {
             };
             run_async(crate::adapter::run(settings))
         }
-        Command::Exporter | Command::Demo | Command::Explain => {
+        Command::Exporter(args) => {
+            let settings = match crate::exporter::Settings::from_args(*args) {
+                Ok(settings) => settings,
+                Err(error) => {
+                    eprintln!("kubemind exporter: {error}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            run_async(crate::exporter::run(settings))
+        }
+        Command::Demo | Command::Explain => {
             eprintln!(
-                "kubemind: this command is not built yet; `kubemind adapter --standalone` is"
+                "kubemind: this command is not built yet; `kubemind adapter` and `kubemind exporter` are"
             );
             ExitCode::from(EXIT_CONFIG)
         }

@@ -1,7 +1,8 @@
 //! The Prometheus text exposition format (0.0.4, and the OpenMetrics text our own exporter
 //! writes): a parser for what Triton, vLLM and the kubemind exporter serve.
 //!
-//! Owns the grammar only: `# HELP` / `# TYPE` lines, samples `name{label="value",…} value
+//! Owns the grammar both ways: [`parse`] reads, [`Writer`] writes the 0.0.4 text the exporter
+//! serves (Prometheus and promtool read it as it is). The grammar: `# HELP` / `# TYPE` lines, samples `name{label="value",…} value
 //! [timestamp]` with escaped label values (`\\`, `\"`, `\n`), names with `:`, `NaN` and `±Inf`,
 //! OpenMetrics `# EOF` and exemplars (ignored). Label values borrow from the input unless they
 //! hold escapes. A malformed line fails the whole parse with its line number and column, as
@@ -299,10 +300,122 @@ fn parse_value(text: &str) -> Option<f64> {
     }
 }
 
+/// Writes Prometheus text format 0.0.4: a `# HELP` and `# TYPE` line per family, then its
+/// samples with escaped label values. A family with no samples is left out entirely.
+#[derive(Debug, Default)]
+pub struct Writer {
+    out: String,
+    /// The header of the family begun last, written with its first sample.
+    pending_header: Option<String>,
+}
+
+impl MetricType {
+    fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+            MetricType::Summary => "summary",
+            MetricType::Untyped => "untyped",
+        }
+    }
+}
+
+impl Writer {
+    pub fn new() -> Writer {
+        Writer::default()
+    }
+
+    /// Starts a family; its samples follow.
+    pub fn family(&mut self, name: &str, kind: MetricType, help: &str) {
+        let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+        self.pending_header = Some(format!(
+            "# HELP {name} {help}\n# TYPE {name} {}\n",
+            kind.as_str()
+        ));
+    }
+
+    /// One sample line.
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        use std::fmt::Write as _;
+        if let Some(header) = self.pending_header.take() {
+            self.out.push_str(&header);
+        }
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (key, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                self.out.push_str(key);
+                self.out.push_str("=\"");
+                for c in value.chars() {
+                    match c {
+                        '\\' => self.out.push_str("\\\\"),
+                        '"' => self.out.push_str("\\\""),
+                        '\n' => self.out.push_str("\\n"),
+                        c => self.out.push(c),
+                    }
+                }
+                self.out.push('"');
+            }
+            self.out.push('}');
+        }
+        let _ = if value.is_nan() {
+            writeln!(self.out, " NaN")
+        } else if value.is_infinite() {
+            writeln!(self.out, " {}Inf", if value > 0.0 { "+" } else { "-" })
+        } else {
+            writeln!(self.out, " {value}")
+        };
+    }
+
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_writer_writes_what_the_parser_reads() {
+        let mut writer = Writer::new();
+        writer.family(
+            "kubemind_x_seconds",
+            MetricType::Gauge,
+            "A help\ntext with \\",
+        );
+        writer.sample(
+            "kubemind_x_seconds",
+            &[("pod", "a\"b\\c\nd"), ("node", "n1")],
+            0.25,
+        );
+        writer.sample("kubemind_x_seconds", &[], f64::INFINITY);
+        writer.family("kubemind_errors_total", MetricType::Counter, "Errors");
+        writer.sample("kubemind_errors_total", &[("reason", "timeout")], 3.0);
+        writer.family(
+            "kubemind_empty",
+            MetricType::Gauge,
+            "No samples, so no header",
+        );
+        let text = writer.finish();
+        assert!(!text.contains("kubemind_empty"));
+        assert!(text.starts_with(
+            "# HELP kubemind_x_seconds A help\\ntext with \\\\\n# TYPE kubemind_x_seconds gauge\n"
+        ));
+        let parsed = parse(&text).expect("our own output parses");
+        assert_eq!(parsed.samples.len(), 3);
+        assert_eq!(parsed.samples[0].label("pod"), Some("a\"b\\c\nd"));
+        assert_eq!(parsed.samples[1].value, f64::INFINITY);
+        assert_eq!(
+            parsed.types.get("kubemind_errors_total"),
+            Some(&MetricType::Counter)
+        );
+    }
 
     #[test]
     fn parses_the_triton_sample() {

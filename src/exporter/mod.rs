@@ -1,14 +1,195 @@
 //! `kubemind exporter`: the per-node DaemonSet that samples GPUs (NVML), maps them to pods
 //! (kubelet pod-resources), scrapes the node's inference servers, and serves everything as
-//! Prometheus `/metrics` from its last snapshot.
+//! Prometheus `/metrics` from its last collection.
 //!
 //! - [`gpu`]: the NVML sampler thread.
 //! - [`pods`]: GPU → pod attribution through the kubelet pod-resources API.
-//! - [`servers`]: Triton and vLLM signals from their counters.
+//! - [`servers`]: Triton and vLLM signals from their counters, and the scrape loop.
+//! - [`render`]: one collection as Prometheus text.
 //!
-//! Being built: the NVML sampler, the pod-resources client, the scrape loop and `/metrics`;
-//! until then `kubemind exporter` says it is not built yet.
+//! [`run`] starts the sampler thread, a collection task every `--interval` (attribution,
+//! scrapes, render), and a plain-HTTP server whose `/metrics` returns the last rendered page —
+//! no work happens on the scrape path. Targets come from `--static-target`; discovering the
+//! node's annotated pods through the API server is not built yet.
 
 pub mod gpu;
 pub mod pods;
+pub mod render;
 pub mod servers;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::cli::{ConfigError, ExporterArgs};
+use gpu::{GpuSnapshot, Sampler};
+use pods::Attributions;
+use servers::scrape::{Scraper, Target};
+
+/// The exporter's resolved configuration.
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub interval: Duration,
+    pub node: String,
+    pub nvml_lib: Option<PathBuf>,
+    pub pod_resources_socket: PathBuf,
+    pub pod_resources_refresh: Duration,
+    pub targets: Vec<Target>,
+    pub scrape_timeout: Duration,
+    pub max_samples_per_target: usize,
+}
+
+impl Settings {
+    pub fn from_args(args: ExporterArgs) -> Result<Settings, ConfigError> {
+        if args.interval < Duration::from_millis(100) {
+            return Err(ConfigError::new("--interval", "must be at least 100ms"));
+        }
+        if args.scrape_timeout >= args.interval {
+            return Err(ConfigError::new(
+                "--scrape-timeout",
+                "must be shorter than --interval, or collections overlap",
+            ));
+        }
+        if args.node_name.trim().is_empty() {
+            return Err(ConfigError::new(
+                "--node-name",
+                "must not be empty (NODE_NAME)",
+            ));
+        }
+        let targets = args
+            .static_targets
+            .iter()
+            .map(|t| Target::parse_static(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError::new("--static-target", e))?;
+        Ok(Settings {
+            listen: args.listen,
+            interval: args.interval,
+            node: args.node_name,
+            nvml_lib: args.nvml_lib,
+            pod_resources_socket: args.pod_resources_socket,
+            pod_resources_refresh: args.pod_resources_refresh,
+            targets,
+            scrape_timeout: args.scrape_timeout,
+            max_samples_per_target: args.max_samples_per_target,
+        })
+    }
+}
+
+/// Serves until SIGTERM or Ctrl-C.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let shutdown =
+        crate::adapter::shutdown_signal().context("registering for SIGTERM and SIGINT")?;
+    let gpus = Arc::new(ArcSwap::from_pointee(GpuSnapshot::default()));
+    let (stop_sampler, stopped) = std::sync::mpsc::channel();
+    let sampler = Sampler {
+        library: settings.nvml_lib.clone(),
+        interval: settings.interval,
+        published: gpus.clone(),
+    }
+    .spawn(stopped)
+    .context("starting the NVML sampler thread")?;
+
+    let page = Arc::new(ArcSwap::from_pointee(String::new()));
+    let collector = tokio::spawn(collect(settings.clone_for_collection(), gpus, page.clone()));
+
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get({
+                let page = page.clone();
+                move || async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        page.load_full().as_str().to_owned(),
+                    )
+                        .into_response()
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    tracing::info!(address = %listener.local_addr()?, node = %settings.node, "serving /metrics");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    collector.abort();
+    drop(stop_sampler);
+    let _ = sampler.join();
+    Ok(())
+}
+
+/// What the collection task needs.
+struct CollectionSettings {
+    interval: Duration,
+    node: String,
+    pod_resources_socket: PathBuf,
+    pod_resources_refresh: Duration,
+    targets: Vec<Target>,
+    scrape_timeout: Duration,
+    max_samples_per_target: usize,
+}
+
+impl Settings {
+    fn clone_for_collection(&self) -> CollectionSettings {
+        CollectionSettings {
+            interval: self.interval,
+            node: self.node.clone(),
+            pod_resources_socket: self.pod_resources_socket.clone(),
+            pod_resources_refresh: self.pod_resources_refresh,
+            targets: self.targets.clone(),
+            scrape_timeout: self.scrape_timeout,
+            max_samples_per_target: self.max_samples_per_target,
+        }
+    }
+}
+
+/// Every interval: ask who holds which GPU, scrape the servers, render the page.
+async fn collect(
+    settings: CollectionSettings,
+    gpus: Arc<ArcSwap<GpuSnapshot>>,
+    page: Arc<ArcSwap<String>>,
+) {
+    let mut attributions = Attributions::new(
+        settings.pod_resources_socket,
+        settings.pod_resources_refresh,
+    );
+    let mut scraper = match Scraper::new(settings.scrape_timeout, settings.max_samples_per_target) {
+        Ok(scraper) => scraper,
+        Err(error) => {
+            tracing::error!(%error, "building the HTTP client for scrapes");
+            return;
+        }
+    };
+    let mut ticker = tokio::time::interval(settings.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let start = Instant::now();
+        let holders = attributions.get().await.to_vec();
+        let servers = scraper.scrape_all(&settings.targets).await;
+        let snapshot = gpus.load_full();
+        let text = render::render(&render::Collection {
+            node: &settings.node,
+            gpus: &snapshot,
+            holders: &holders,
+            pod_resources_up: attributions.up,
+            servers: &servers,
+            duration: start.elapsed(),
+            finished_at: SystemTime::now(),
+        });
+        page.store(Arc::new(text));
+    }
+}

@@ -2,6 +2,7 @@
 //!
 //! - `api`: every route × version × error case through the router, whole JSON bodies compared.
 //! - `standalone`: the real binary over real TLS, read by the real kubectl.
+//! - `exporter`: the exporter binary end to end, and promtool on its page.
 //! - `hostile`: 10,000 malformed or hostile requests against the real binary.
 //! - `nvml`: the GPU sampler through nvml-wrapper and a simulated libnvidia-ml.so.1.
 //! - `podresources`: GPU → pod attribution against a real gRPC server on a unix socket.
@@ -9,6 +10,7 @@
 //!   kube-apiserver, which cannot be installed here).
 
 mod api;
+mod exporter;
 mod hostile;
 mod nvml;
 mod podresources;

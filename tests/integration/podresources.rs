@@ -14,8 +14,8 @@ use kubemind::exporter::pods::{
 
 /// The kubelet's side: answers `List` with whatever the test put in `answer`, counting calls.
 #[derive(Clone, Default)]
-struct Lister {
-    answer: Arc<Mutex<ListPodResourcesResponse>>,
+pub struct Lister {
+    pub answer: Arc<Mutex<ListPodResourcesResponse>>,
     calls: Arc<AtomicUsize>,
 }
 
@@ -38,7 +38,7 @@ async fn list_handler(
     grpc.unary(lister, request).await.map(axum::body::Body::new)
 }
 
-fn serve(socket: &Path, lister: Lister) -> tokio::task::JoinHandle<()> {
+pub fn serve(socket: &Path, lister: Lister) -> tokio::task::JoinHandle<()> {
     let listener = tokio::net::UnixListener::bind(socket).expect("bind the socket");
     let app = axum::Router::new()
         .route(pods::LIST_PATH, axum::routing::post(list_handler))
@@ -48,7 +48,7 @@ fn serve(socket: &Path, lister: Lister) -> tokio::task::JoinHandle<()> {
     })
 }
 
-fn pod(namespace: &str, name: &str, resource: &str, ids: &[&str]) -> PodResources {
+pub fn pod(namespace: &str, name: &str, resource: &str, ids: &[&str]) -> PodResources {
     PodResources {
         name: name.into(),
         namespace: namespace.into(),

@@ -5,6 +5,7 @@
 //! deltas over the window between them (a counter that went down was reset, and its current
 //! value is the delta, as Prometheus `rate` does), gauges are taken as they are now.
 
+pub mod scrape;
 pub mod triton;
 pub mod vllm;
 

@@ -1,0 +1,496 @@
+//! Renders one collection as Prometheus text: what `/metrics` serves until the next collection
+//! (nothing is computed on the scrape path). Series are in base units, named as DESIGN.md's
+//! catalogue says:
+//!
+//! | series | labels |
+//! |---|---|
+//! | `kubemind_nvml_up` | node |
+//! | `kubemind_gpu_utilization_ratio`, `kubemind_gpu_memory_{used,total}_bytes`, `kubemind_gpu_power_watts`, `kubemind_gpu_temperature_celsius` | node, gpu, uuid (+ namespace, pod, container per holder) |
+//! | `kubemind_mig_memory_{used,total}_bytes` | node, gpu, uuid, mig_uuid (+ holder) |
+//! | `kubemind_pod_gpu_utilization_ratio`, `kubemind_pod_gpu_memory_{used,total}_bytes` | namespace, pod, node |
+//! | `kubemind_triton_{queue_time_seconds,queue_compute_ratio,pending_requests,request_rate,rejected_rate,stalled}` | namespace, pod, node |
+//! | `kubemind_vllm_{requests_waiting,requests_running,kv_cache_usage_ratio,queue_time_seconds,request_rate}` | namespace, pod, node |
+//! | `kubemind_exporter_*` | the exporter's own health |
+//!
+//! A GPU shared by several pods (time-slicing, MPS) appears once per holder with the whole GPU's
+//! values: NVML reports per GPU, not per process. A value the source could not give (MIG-mode
+//! utilization, a stalled pod's queue time) is left out, never written as 0.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
+
+use super::gpu::{GpuReading, GpuSnapshot};
+use super::pods::{DeviceId, Holder};
+use super::servers::scrape::{Signals, TargetReport};
+use crate::promtext::{MetricType, Writer};
+
+/// Everything one collection produced.
+pub struct Collection<'a> {
+    pub node: &'a str,
+    pub gpus: &'a GpuSnapshot,
+    pub holders: &'a [(DeviceId, Holder)],
+    pub pod_resources_up: bool,
+    pub servers: &'a [TargetReport],
+    pub duration: Duration,
+    pub finished_at: SystemTime,
+}
+
+fn seconds_since_epoch(time: SystemTime) -> f64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The holders of a whole GPU (by UUID or index).
+fn gpu_holders<'a>(gpu: &GpuReading, holders: &'a [(DeviceId, Holder)]) -> Vec<&'a Holder> {
+    let mut found: Vec<&Holder> = holders
+        .iter()
+        .filter(|(id, _)| match id {
+            DeviceId::Gpu { uuid, .. } => *uuid == gpu.uuid,
+            DeviceId::Index {
+                index,
+                gpu_instance: None,
+                ..
+            } => *index == gpu.index,
+            _ => false,
+        })
+        .map(|(_, holder)| holder)
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+fn mig_holders<'a>(mig_uuid: &str, holders: &'a [(DeviceId, Holder)]) -> Vec<&'a Holder> {
+    let mut found: Vec<&Holder> = holders
+        .iter()
+        .filter(|(id, _)| matches!(id, DeviceId::Mig { uuid, .. } if uuid == mig_uuid))
+        .map(|(_, holder)| holder)
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// One GPU-level family: a sample per GPU (and per holder), labelled as the catalogue says.
+fn gpu_family(
+    w: &mut Writer,
+    c: &Collection<'_>,
+    name: &str,
+    help: &str,
+    value: impl Fn(&GpuReading) -> Option<f64>,
+) {
+    w.family(name, MetricType::Gauge, help);
+    for gpu in &c.gpus.gpus {
+        let Some(v) = value(gpu) else { continue };
+        let index = gpu.index.to_string();
+        let base = [
+            ("node", c.node),
+            ("gpu", index.as_str()),
+            ("uuid", gpu.uuid.as_str()),
+        ];
+        let holders = gpu_holders(gpu, c.holders);
+        if holders.is_empty() {
+            w.sample(name, &base, v);
+        }
+        for holder in holders {
+            let mut labels = base.to_vec();
+            labels.extend([
+                ("namespace", holder.namespace.as_str()),
+                ("pod", holder.pod.as_str()),
+                ("container", holder.container.as_str()),
+            ]);
+            w.sample(name, &labels, v);
+        }
+    }
+}
+
+/// GPU use summed up per pod: mean utilization over its whole GPUs, memory over its GPUs and
+/// MIG instances.
+#[derive(Default)]
+struct PodGpus {
+    utilization: Vec<f64>,
+    memory_used: u64,
+    memory_total: u64,
+    devices: BTreeSet<String>,
+}
+
+fn pod_gpus<'a>(c: &Collection<'a>) -> BTreeMap<(&'a str, &'a str), PodGpus> {
+    let mut pods: BTreeMap<(&str, &str), PodGpus> = BTreeMap::new();
+    for gpu in &c.gpus.gpus {
+        for holder in gpu_holders(gpu, c.holders) {
+            let pod = pods.entry((&holder.namespace, &holder.pod)).or_default();
+            if pod.devices.insert(gpu.uuid.clone()) {
+                pod.utilization.extend(gpu.utilization_ratio);
+                pod.memory_used += gpu.memory_used_bytes;
+                pod.memory_total += gpu.memory_total_bytes;
+            }
+        }
+        for mig in &gpu.mig {
+            for holder in mig_holders(&mig.uuid, c.holders) {
+                let pod = pods.entry((&holder.namespace, &holder.pod)).or_default();
+                if pod.devices.insert(mig.uuid.clone()) {
+                    pod.memory_used += mig.memory_used_bytes;
+                    pod.memory_total += mig.memory_total_bytes;
+                }
+            }
+        }
+    }
+    pods
+}
+
+/// A per-pod server family: a sample per target whose signals carry a value.
+fn server_family(
+    w: &mut Writer,
+    c: &Collection<'_>,
+    name: &str,
+    help: &str,
+    value: impl Fn(&Signals) -> Option<f64>,
+) {
+    w.family(name, MetricType::Gauge, help);
+    for report in c.servers {
+        if let Some(v) = report.signals.as_ref().and_then(&value) {
+            let t = &report.target;
+            w.sample(
+                name,
+                &[
+                    ("namespace", &t.namespace),
+                    ("pod", &t.pod),
+                    ("node", c.node),
+                ],
+                v,
+            );
+        }
+    }
+}
+
+fn triton(signals: &Signals) -> Option<&super::servers::triton::TritonSignals> {
+    match signals {
+        Signals::Triton(s) => Some(s),
+        Signals::Vllm(_) => None,
+    }
+}
+
+fn vllm(signals: &Signals) -> Option<&super::servers::vllm::VllmSignals> {
+    match signals {
+        Signals::Vllm(s) => Some(s),
+        Signals::Triton(_) => None,
+    }
+}
+
+pub fn render(c: &Collection<'_>) -> String {
+    let mut w = Writer::new();
+    let node = [("node", c.node)];
+    w.family(
+        "kubemind_nvml_up",
+        MetricType::Gauge,
+        "1 when NVML answered the last collection, else 0",
+    );
+    w.sample(
+        "kubemind_nvml_up",
+        &node,
+        if c.gpus.nvml_up { 1.0 } else { 0.0 },
+    );
+
+    gpu_family(
+        &mut w,
+        c,
+        "kubemind_gpu_utilization_ratio",
+        "GPU busy fraction over NVML's last sample period (absent in MIG mode)",
+        |g| g.utilization_ratio,
+    );
+    gpu_family(
+        &mut w,
+        c,
+        "kubemind_gpu_memory_used_bytes",
+        "GPU memory in use",
+        |g| Some(g.memory_used_bytes as f64),
+    );
+    gpu_family(
+        &mut w,
+        c,
+        "kubemind_gpu_memory_total_bytes",
+        "GPU memory installed",
+        |g| Some(g.memory_total_bytes as f64),
+    );
+    gpu_family(
+        &mut w,
+        c,
+        "kubemind_gpu_power_watts",
+        "GPU power draw",
+        |g| g.power_watts,
+    );
+    gpu_family(
+        &mut w,
+        c,
+        "kubemind_gpu_temperature_celsius",
+        "GPU temperature",
+        |g| g.temperature_celsius,
+    );
+
+    for (name, help, used) in [
+        (
+            "kubemind_mig_memory_used_bytes",
+            "MIG instance memory in use",
+            true,
+        ),
+        (
+            "kubemind_mig_memory_total_bytes",
+            "MIG instance memory",
+            false,
+        ),
+    ] {
+        w.family(name, MetricType::Gauge, help);
+        for gpu in &c.gpus.gpus {
+            let index = gpu.index.to_string();
+            for mig in &gpu.mig {
+                let value = if used {
+                    mig.memory_used_bytes
+                } else {
+                    mig.memory_total_bytes
+                } as f64;
+                let base = [
+                    ("node", c.node),
+                    ("gpu", index.as_str()),
+                    ("uuid", gpu.uuid.as_str()),
+                    ("mig_uuid", mig.uuid.as_str()),
+                ];
+                let holders = mig_holders(&mig.uuid, c.holders);
+                if holders.is_empty() {
+                    w.sample(name, &base, value);
+                }
+                for holder in holders {
+                    let mut labels = base.to_vec();
+                    labels.extend([
+                        ("namespace", holder.namespace.as_str()),
+                        ("pod", holder.pod.as_str()),
+                        ("container", holder.container.as_str()),
+                    ]);
+                    w.sample(name, &labels, value);
+                }
+            }
+        }
+    }
+
+    let pods = pod_gpus(c);
+    fn pod_labels<'a>(key: &(&'a str, &'a str), node: &'a str) -> [(&'static str, &'a str); 3] {
+        [("namespace", key.0), ("pod", key.1), ("node", node)]
+    }
+    w.family(
+        "kubemind_pod_gpu_utilization_ratio",
+        MetricType::Gauge,
+        "Mean busy fraction over the whole GPUs a pod holds",
+    );
+    for (key, pod) in &pods {
+        if !pod.utilization.is_empty() {
+            let mean = pod.utilization.iter().sum::<f64>() / pod.utilization.len() as f64;
+            w.sample(
+                "kubemind_pod_gpu_utilization_ratio",
+                &pod_labels(key, c.node),
+                mean,
+            );
+        }
+    }
+    w.family(
+        "kubemind_pod_gpu_memory_used_bytes",
+        MetricType::Gauge,
+        "GPU memory in use on the GPUs and MIG instances a pod holds",
+    );
+    for (key, pod) in &pods {
+        w.sample(
+            "kubemind_pod_gpu_memory_used_bytes",
+            &pod_labels(key, c.node),
+            pod.memory_used as f64,
+        );
+    }
+    w.family(
+        "kubemind_pod_gpu_memory_total_bytes",
+        MetricType::Gauge,
+        "GPU memory on the GPUs and MIG instances a pod holds",
+    );
+    for (key, pod) in &pods {
+        w.sample(
+            "kubemind_pod_gpu_memory_total_bytes",
+            &pod_labels(key, c.node),
+            pod.memory_total as f64,
+        );
+    }
+
+    server_family(
+        &mut w,
+        c,
+        "kubemind_triton_queue_time_seconds",
+        "Request-weighted mean queue time over the window, all models (absent when stalled)",
+        |s| triton(s)?.queue_time_seconds,
+    );
+    server_family(
+        &mut w,
+        c,
+        "kubemind_triton_queue_compute_ratio",
+        "Queue time over compute time over the window",
+        |s| triton(s)?.queue_compute_ratio,
+    );
+    server_family(
+        &mut w,
+        c,
+        "kubemind_triton_pending_requests",
+        "Requests queued and not yet executing, all models",
+        |s| Some(triton(s)?.pending_requests),
+    );
+    server_family(
+        &mut w,
+        c,
+        "kubemind_triton_request_rate",
+        "Successful requests per second over the window",
+        |s| Some(triton(s)?.request_rate),
+    );
+    server_family(
+        &mut w,
+        c,
+        "kubemind_triton_rejected_rate",
+        "Rejected (queue timeout) requests per second over the window",
+        |s| Some(triton(s)?.rejected_rate),
+    );
+    server_family(
+        &mut w,
+        c,
+        "kubemind_triton_stalled",
+        "1 when requests are pending and none completed over the window",
+        |s| Some(if triton(s)?.stalled { 1.0 } else { 0.0 }),
+    );
+    server_family(
+        &mut w,
+        c,
+        "kubemind_vllm_requests_waiting",
+        "Requests waiting, all engines",
+        |s| Some(vllm(s)?.requests_waiting),
+    );
+    server_family(
+        &mut w,
+        c,
+        "kubemind_vllm_requests_running",
+        "Requests running, all engines",
+        |s| Some(vllm(s)?.requests_running),
+    );
+    server_family(
+        &mut w,
+        c,
+        "kubemind_vllm_kv_cache_usage_ratio",
+        "KV-cache fullness of the fullest engine",
+        |s| vllm(s)?.kv_cache_usage_ratio,
+    );
+    server_family(
+        &mut w,
+        c,
+        "kubemind_vllm_queue_time_seconds",
+        "Mean time requests waited before running, over the window",
+        |s| vllm(s)?.mean_queue_time_seconds,
+    );
+    server_family(
+        &mut w,
+        c,
+        "kubemind_vllm_request_rate",
+        "Finished requests per second over the window",
+        |s| Some(vllm(s)?.request_rate),
+    );
+
+    w.family(
+        "kubemind_exporter_collection_duration_seconds",
+        MetricType::Gauge,
+        "Time the last collection took",
+    );
+    w.sample(
+        "kubemind_exporter_collection_duration_seconds",
+        &node,
+        c.duration.as_secs_f64(),
+    );
+    w.family(
+        "kubemind_exporter_last_collection_timestamp_seconds",
+        MetricType::Gauge,
+        "When the values on this page were collected (Unix time)",
+    );
+    w.sample(
+        "kubemind_exporter_last_collection_timestamp_seconds",
+        &node,
+        seconds_since_epoch(c.finished_at),
+    );
+    w.family(
+        "kubemind_exporter_nvml_collection_duration_seconds",
+        MetricType::Gauge,
+        "Time the last NVML collection took",
+    );
+    w.sample(
+        "kubemind_exporter_nvml_collection_duration_seconds",
+        &node,
+        c.gpus.collection.as_secs_f64(),
+    );
+    w.family(
+        "kubemind_exporter_pod_resources_up",
+        MetricType::Gauge,
+        "1 when the kubelet pod-resources API answered the last call",
+    );
+    w.sample(
+        "kubemind_exporter_pod_resources_up",
+        &node,
+        if c.pod_resources_up { 1.0 } else { 0.0 },
+    );
+    w.family(
+        "kubemind_exporter_target_up",
+        MetricType::Gauge,
+        "1 when the last scrape of an inference server succeeded",
+    );
+    for report in c.servers {
+        let t = &report.target;
+        w.sample(
+            "kubemind_exporter_target_up",
+            &[
+                ("namespace", &t.namespace),
+                ("pod", &t.pod),
+                ("kind", t.kind.as_str()),
+                ("node", c.node),
+            ],
+            if report.up { 1.0 } else { 0.0 },
+        );
+    }
+    w.family(
+        "kubemind_exporter_target_last_success_timestamp_seconds",
+        MetricType::Gauge,
+        "When an inference server was last scraped successfully (Unix time)",
+    );
+    for report in c.servers {
+        if let Some(at) = report.last_success {
+            let t = &report.target;
+            w.sample(
+                "kubemind_exporter_target_last_success_timestamp_seconds",
+                &[
+                    ("namespace", &t.namespace),
+                    ("pod", &t.pod),
+                    ("kind", t.kind.as_str()),
+                    ("node", c.node),
+                ],
+                seconds_since_epoch(at),
+            );
+        }
+    }
+    w.family(
+        "kubemind_exporter_target_failures_total",
+        MetricType::Counter,
+        "Failed scrapes of inference servers, by reason",
+    );
+    for report in c.servers {
+        let t = &report.target;
+        for (reason, count) in &report.failures {
+            w.sample(
+                "kubemind_exporter_target_failures_total",
+                &[
+                    ("namespace", &t.namespace),
+                    ("pod", &t.pod),
+                    ("kind", t.kind.as_str()),
+                    ("node", c.node),
+                    ("reason", reason.as_str()),
+                ],
+                *count as f64,
+            );
+        }
+    }
+    w.finish()
+}

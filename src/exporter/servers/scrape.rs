@@ -1,0 +1,284 @@
+//! Scraping the node's inference servers: every target concurrently, each under its own
+//! timeout, so one slow or dead server never delays the others.
+//!
+//! A body is read up to [`MAX_BODY_BYTES`] and parsed off the async workers (a large exposition
+//! is CPU work) with at most `max_samples` samples (a server exposing thousands of models cannot
+//! blow up memory). Each target keeps its previous reading, so signals are computed over the
+//! time between two successful scrapes. Failures are counted by a bounded `reason`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::triton::{self, TritonReading, TritonSignals};
+use super::vllm::{self, VllmReading, VllmSignals};
+use crate::promtext;
+
+/// Largest /metrics body read from a target.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ServerKind {
+    Triton,
+    Vllm,
+}
+
+impl ServerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerKind::Triton => "triton",
+            ServerKind::Vllm => "vllm",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ServerKind> {
+        match text {
+            "triton" => Some(ServerKind::Triton),
+            "vllm" => Some(ServerKind::Vllm),
+            _ => None,
+        }
+    }
+
+    /// Where the server exposes metrics unless annotated otherwise.
+    pub fn default_port_and_path(self) -> (u16, &'static str) {
+        match self {
+            ServerKind::Triton => (8002, "/metrics"),
+            ServerKind::Vllm => (8000, "/metrics"),
+        }
+    }
+}
+
+/// One inference server to scrape.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Target {
+    pub namespace: String,
+    pub pod: String,
+    pub kind: ServerKind,
+    pub url: String,
+}
+
+impl Target {
+    /// Reads `--static-target KIND:NAMESPACE/POD=URL`.
+    pub fn parse_static(text: &str) -> Result<Target, String> {
+        let usage = || format!("{text:?} is not KIND:NAMESPACE/POD=URL (KIND triton or vllm)");
+        let (kind, rest) = text.split_once(':').ok_or_else(usage)?;
+        let kind = ServerKind::parse(kind).ok_or_else(usage)?;
+        let (pod, url) = rest.split_once('=').ok_or_else(usage)?;
+        let (namespace, pod) = pod.split_once('/').ok_or_else(usage)?;
+        if namespace.is_empty()
+            || pod.is_empty()
+            || !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(usage());
+        }
+        Ok(Target {
+            namespace: namespace.into(),
+            pod: pod.into(),
+            kind,
+            url: url.into(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Reading {
+    Triton(TritonReading),
+    Vllm(VllmReading),
+}
+
+/// A server's signals over its last window.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signals {
+    Triton(TritonSignals),
+    Vllm(VllmSignals),
+}
+
+/// Why a scrape failed (a bounded label value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureReason {
+    Timeout,
+    Connect,
+    Status,
+    Body,
+    Parse,
+    Cardinality,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Timeout => "timeout",
+            FailureReason::Connect => "connect",
+            FailureReason::Status => "status",
+            FailureReason::Body => "body",
+            FailureReason::Parse => "parse",
+            FailureReason::Cardinality => "cardinality",
+        }
+    }
+}
+
+/// What one target looks like after a round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetReport {
+    pub target: Target,
+    pub up: bool,
+    pub signals: Option<Signals>,
+    pub last_success: Option<SystemTime>,
+    pub failures: BTreeMap<FailureReason, u64>,
+}
+
+#[derive(Default)]
+struct TargetState {
+    previous: Option<(Reading, Instant)>,
+    signals: Option<Signals>,
+    last_success: Option<SystemTime>,
+    failures: BTreeMap<FailureReason, u64>,
+}
+
+/// Scrapes targets and remembers each one's previous reading.
+pub struct Scraper {
+    client: reqwest::Client,
+    timeout: Duration,
+    max_samples: usize,
+    states: HashMap<Target, TargetState>,
+}
+
+impl Scraper {
+    pub fn new(timeout: Duration, max_samples: usize) -> Result<Scraper, reqwest::Error> {
+        Ok(Scraper {
+            client: reqwest::Client::builder()
+                .connect_timeout(timeout)
+                .timeout(timeout)
+                .build()?,
+            timeout,
+            max_samples,
+            states: HashMap::new(),
+        })
+    }
+
+    /// Scrapes every target at once and reports on each; forgets targets no longer listed.
+    pub async fn scrape_all(&mut self, targets: &[Target]) -> Vec<TargetReport> {
+        self.states.retain(|target, _| targets.contains(target));
+        let rounds = targets.iter().map(|target| {
+            let client = self.client.clone();
+            let (timeout, max_samples) = (self.timeout, self.max_samples);
+            async move {
+                let result = tokio::time::timeout(timeout, fetch(&client, target, max_samples))
+                    .await
+                    .unwrap_or(Err(FailureReason::Timeout));
+                (target, result, Instant::now())
+            }
+        });
+        let results = futures::future::join_all(rounds).await;
+        let mut reports = Vec::with_capacity(results.len());
+        for (target, result, at) in results {
+            let state = self.states.entry(target.clone()).or_default();
+            let up = match result {
+                Ok(reading) => {
+                    if let Some((previous, then)) = &state.previous {
+                        state.signals = signals(previous, &reading, at.duration_since(*then));
+                    }
+                    state.previous = Some((reading, at));
+                    state.last_success = Some(SystemTime::now());
+                    true
+                }
+                Err(reason) => {
+                    *state.failures.entry(reason).or_default() += 1;
+                    state.signals = None;
+                    false
+                }
+            };
+            reports.push(TargetReport {
+                target: target.clone(),
+                up,
+                signals: state.signals.clone(),
+                last_success: state.last_success,
+                failures: state.failures.clone(),
+            });
+        }
+        reports
+    }
+}
+
+fn signals(previous: &Reading, current: &Reading, elapsed: Duration) -> Option<Signals> {
+    match (previous, current) {
+        (Reading::Triton(before), Reading::Triton(now)) => {
+            triton::signals(before, now, elapsed).map(Signals::Triton)
+        }
+        (Reading::Vllm(before), Reading::Vllm(now)) => {
+            vllm::signals(before, now, elapsed).map(Signals::Vllm)
+        }
+        _ => None,
+    }
+}
+
+async fn fetch(
+    client: &reqwest::Client,
+    target: &Target,
+    max_samples: usize,
+) -> Result<Reading, FailureReason> {
+    let mut response = client.get(&target.url).send().await.map_err(|e| {
+        if e.is_timeout() {
+            FailureReason::Timeout
+        } else {
+            FailureReason::Connect
+        }
+    })?;
+    if !response.status().is_success() {
+        return Err(FailureReason::Status);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|_| FailureReason::Body)? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(FailureReason::Cardinality);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let kind = target.kind;
+    tokio::task::spawn_blocking(move || {
+        let text = std::str::from_utf8(&body).map_err(|_| FailureReason::Parse)?;
+        let exposition = promtext::parse_with_limit(text, max_samples).map_err(|e| match e {
+            promtext::ParseError::TooManySamples { .. } => FailureReason::Cardinality,
+            promtext::ParseError::Syntax { .. } => FailureReason::Parse,
+        })?;
+        Ok(match kind {
+            ServerKind::Triton => Reading::Triton(TritonReading::from_exposition(&exposition)),
+            ServerKind::Vllm => Reading::Vllm(VllmReading::from_exposition(&exposition)),
+        })
+    })
+    .await
+    .map_err(|_| FailureReason::Parse)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_static_targets() {
+        let target = Target::parse_static("triton:demo/triton-0=http://127.0.0.1:8002/metrics")
+            .expect("valid");
+        assert_eq!(
+            (
+                target.kind,
+                target.namespace.as_str(),
+                target.pod.as_str(),
+                target.url.as_str()
+            ),
+            (
+                ServerKind::Triton,
+                "demo",
+                "triton-0",
+                "http://127.0.0.1:8002/metrics"
+            )
+        );
+        for bad in [
+            "triton:demo=http://x",
+            "tgi:demo/p=http://x",
+            "vllm:demo/p=ftp://x",
+            "vllm:/p=http://x",
+            "nonsense",
+        ] {
+            assert!(Target::parse_static(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! `kubemind exporter` end to end: the real binary loading the simulated NVML through
+//! nvml-wrapper, asking a real gRPC pod-resources server who holds which GPU, and scraping
+//! inference endpoints whose counters advance on every scrape. Its page must hold the expected
+//! per-pod values — queue time for a known Δqueue/Δsuccess, attribution, a counter reset, a
+//! stalled pod, a dead target — and pass `promtool check metrics`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use kubemind::exporter::pods::ListPodResourcesResponse;
+use kubemind::promtext;
+
+use crate::podresources::{Lister, pod, serve};
+use crate::util::{Process, wait_for};
+
+/// A Triton whose counters grow by 10 requests (50 ms queue, 25 ms compute each) per scrape,
+/// and which restarts (counters back to zero) once `restart_after` scrapes were served.
+fn triton_page(scrapes: u64, restart_after: u64, stalled: bool) -> String {
+    let served = if stalled {
+        3
+    } else if scrapes > restart_after {
+        scrapes - restart_after
+    } else {
+        scrapes
+    };
+    let success = served * 10;
+    format!(
+        "# TYPE nv_inference_request_success counter\n\
+         nv_inference_request_success{{model=\"resnet\",version=\"1\",gpu_uuid=\"GPU-aaaa\"}} {}\n\
+         nv_inference_request_success{{model=\"bert\",version=\"1\",gpu_uuid=\"GPU-aaaa\"}} {}\n\
+         nv_inference_queue_duration_us{{model=\"resnet\",version=\"1\",gpu_uuid=\"GPU-aaaa\"}} {}\n\
+         nv_inference_queue_duration_us{{model=\"bert\",version=\"1\",gpu_uuid=\"GPU-aaaa\"}} {}\n\
+         nv_inference_compute_infer_duration_us{{model=\"resnet\",version=\"1\",gpu_uuid=\"GPU-aaaa\"}} {}\n\
+         nv_inference_compute_infer_duration_us{{model=\"bert\",version=\"1\",gpu_uuid=\"GPU-aaaa\"}} {}\n\
+         nv_inference_request_failure{{model=\"resnet\",version=\"1\",reason=\"REJECTED\"}} 0\n\
+         nv_inference_pending_request_count{{model=\"resnet\",version=\"1\"}} {}\n",
+        success / 2,
+        success / 2,
+        success / 2 * 50_000,
+        success / 2 * 50_000,
+        success / 2 * 25_000,
+        success / 2 * 25_000,
+        if stalled { 7 } else { 0 },
+    )
+}
+
+fn vllm_page(scrapes: u64) -> String {
+    format!(
+        "vllm:num_requests_waiting{{model_name=\"llama\",engine=\"0\"}} 5\n\
+         vllm:num_requests_running{{model_name=\"llama\",engine=\"0\"}} 3\n\
+         vllm:kv_cache_usage_perc{{model_name=\"llama\",engine=\"0\"}} 0.8\n\
+         vllm:request_queue_time_seconds_sum{{model_name=\"llama\",engine=\"0\"}} {}\n\
+         vllm:request_queue_time_seconds_count{{model_name=\"llama\",engine=\"0\"}} {}\n",
+        scrapes as f64 * 4.0 * 0.2,
+        scrapes * 4,
+    )
+}
+
+/// Serves `page(n)` on the n-th scrape, on a port of its own; returns the URL.
+fn endpoint(page: impl Fn(u64) -> String + Send + Sync + 'static) -> String {
+    let page = Arc::new(page);
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let page = page.clone();
+            let n = scrapes.fetch_add(1, Ordering::SeqCst) + 1;
+            async move { page(n) }
+        }),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let url = format!("http://{}/metrics", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+        axum::serve(listener, app).await.expect("serves");
+    });
+    url
+}
+
+fn values(page: &str, name: &str) -> HashMap<String, f64> {
+    let exposition = promtext::parse(page).expect("the exporter's page parses");
+    exposition
+        .samples
+        .iter()
+        .filter(|s| s.name == name)
+        .map(|s| {
+            let who = match (s.label("namespace"), s.label("pod")) {
+                (Some(ns), Some(pod)) => format!("{ns}/{pod}"),
+                _ => s.label("uuid").unwrap_or("node").to_string(),
+            };
+            (who, s.value)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exporter_end_to_end() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let library = crate::nvml::build_simulated_nvml(dir.path());
+    let gib = 1u64 << 30;
+    std::fs::write(
+        dir.path().join("nvml-sim.conf"),
+        format!(
+            "gpu GPU-aaaa 97 {} {} 350000 71\ngpu GPU-bbbb 4 {gib} {} 90000 40\ngpu GPU-mig0 0 0 {} 200000 50 mig\nmig MIG-cccc {gib} {}\n",
+            40 * gib, 80 * gib, 80 * gib, 80 * gib, 10 * gib
+        ),
+    )
+    .expect("nvml script");
+    let socket = dir.path().join("kubelet.sock");
+    let lister = Lister::default();
+    *lister.answer.lock().expect("lock") = ListPodResourcesResponse {
+        pod_resources: vec![
+            pod("demo", "triton-0", "nvidia.com/gpu", &["GPU-aaaa"]),
+            pod("demo", "vllm-0", "nvidia.com/gpu", &["GPU-bbbb"]),
+            pod("ml", "small", "nvidia.com/mig-1g.10gb", &["MIG-cccc"]),
+        ],
+    };
+    let _kubelet = serve(&socket, lister);
+    let triton = endpoint(|n| triton_page(n, 6, false));
+    let stalled = endpoint(|n| triton_page(n, u64::MAX, true));
+    let vllm = endpoint(vllm_page);
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}/metrics", listener.local_addr().expect("address"))
+    };
+    let exporter = Process::start(
+        dir.path(),
+        "exporter",
+        &[
+            "exporter",
+            "--listen",
+            "127.0.0.1:0",
+            "--node-name",
+            "gpu-node-1",
+            "--nvml-lib",
+            library.to_str().expect("utf-8"),
+            "--pod-resources-socket",
+            socket.to_str().expect("utf-8"),
+            "--pod-resources-refresh",
+            "200ms",
+            "--interval",
+            "250ms",
+            "--scrape-timeout",
+            "200ms",
+            &format!("--static-target=triton:demo/triton-0={triton}"),
+            &format!("--static-target=triton:demo/stalled-0={stalled}"),
+            &format!("--static-target=vllm:demo/vllm-0={vllm}"),
+            &format!("--static-target=triton:demo/dead-0={dead}"),
+        ],
+    );
+    let address = wait_for(Duration::from_secs(20), "the exporter to listen", || {
+        let log = exporter.log();
+        log.lines()
+            .find(|l| l.contains("serving /metrics"))
+            .and_then(|l| l.split("address=").nth(1))
+            .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
+    });
+    let url = format!("http://{address}/metrics");
+    let fetch = || {
+        let url = url.clone();
+        async move { reqwest::get(&url).await.ok()?.text().await.ok() }
+    };
+    // wait until the triton pod has been restarted and seen since
+    let page = {
+        let mut page = String::new();
+        for _ in 0..120 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Some(text) = fetch().await {
+                let queue = values(&text, "kubemind_triton_queue_time_seconds");
+                if queue.contains_key("demo/triton-0")
+                    && text.contains("kubemind_vllm_queue_time_seconds{")
+                {
+                    page = text;
+                    break;
+                }
+            }
+        }
+        assert!(
+            !page.is_empty(),
+            "no complete page; log:\n{}",
+            exporter.log()
+        );
+        page
+    };
+
+    assert_eq!(values(&page, "kubemind_nvml_up")["node"], 1.0);
+    let gpu_util = values(&page, "kubemind_gpu_utilization_ratio");
+    assert_eq!(gpu_util["demo/triton-0"], 0.97, "attributed to its pod");
+    assert_eq!(gpu_util["demo/vllm-0"], 0.04);
+    assert!(
+        !page.contains("uuid=\"GPU-mig0\",namespace"),
+        "a MIG-mode GPU has no utilization"
+    );
+    assert_eq!(
+        values(&page, "kubemind_pod_gpu_utilization_ratio")["demo/triton-0"],
+        0.97
+    );
+    assert_eq!(
+        values(&page, "kubemind_pod_gpu_memory_used_bytes")["ml/small"],
+        gib as f64,
+        "MIG memory to its pod"
+    );
+    assert_eq!(
+        values(&page, "kubemind_pod_gpu_memory_total_bytes")["demo/triton-0"],
+        (80 * gib) as f64
+    );
+
+    // 10 requests per window that queued 50 ms each and computed 25 ms each
+    let queue = values(&page, "kubemind_triton_queue_time_seconds");
+    assert!((queue["demo/triton-0"] - 0.05).abs() < 1e-9, "{queue:?}");
+    assert!(
+        (values(&page, "kubemind_triton_queue_compute_ratio")["demo/triton-0"] - 2.0).abs() < 1e-9
+    );
+    assert!(values(&page, "kubemind_triton_request_rate")["demo/triton-0"] > 0.0);
+    // pending and no completions: stalled, and no queue time at all rather than 0
+    assert_eq!(
+        values(&page, "kubemind_triton_stalled")["demo/stalled-0"],
+        1.0
+    );
+    assert_eq!(
+        values(&page, "kubemind_triton_pending_requests")["demo/stalled-0"],
+        7.0
+    );
+    assert!(!queue.contains_key("demo/stalled-0"));
+    let vllm_values = (
+        values(&page, "kubemind_vllm_requests_waiting")["demo/vllm-0"],
+        values(&page, "kubemind_vllm_kv_cache_usage_ratio")["demo/vllm-0"],
+    );
+    assert_eq!(vllm_values, (5.0, 0.8));
+    assert!((values(&page, "kubemind_vllm_queue_time_seconds")["demo/vllm-0"] - 0.2).abs() < 1e-9);
+    // the dead target: down, counted, and no values
+    assert_eq!(
+        values(&page, "kubemind_exporter_target_up")["demo/dead-0"],
+        0.0
+    );
+    assert!(page.contains("kubemind_exporter_target_failures_total{namespace=\"demo\",pod=\"dead-0\",kind=\"triton\",node=\"gpu-node-1\",reason=\"connect\"}"));
+    assert_eq!(
+        values(&page, "kubemind_exporter_pod_resources_up")["node"],
+        1.0
+    );
+
+    // keep watching past the restart (after 6 scrapes): the reset never shows as a spike or a gap
+    let mut seen_after_restart = 0;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Some(text) = fetch().await else { continue };
+        if let Some(q) = values(&text, "kubemind_triton_queue_time_seconds").get("demo/triton-0") {
+            assert!((q - 0.05).abs() < 1e-9, "queue time {q} around the restart");
+            seen_after_restart += 1;
+        }
+    }
+    assert!(seen_after_restart > 10);
+
+    let check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (Debian package prometheus)");
+    let output = {
+        use std::io::Write as _;
+        let mut check = check;
+        check
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(page.as_bytes())
+            .expect("write");
+        check.wait_with_output().expect("promtool runs")
+    };
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
