@@ -31,9 +31,11 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-## bench: serving latency, throughput and memory against the DESIGN.md budget (release build)
+## bench: the adapter's serving latency, throughput and memory, and the exporter's memory and
+## CPU, against the DESIGN.md budget (release build)
 bench:
 	$(CARGO) bench --locked --bench adapter_load
+	$(CARGO) bench --locked --bench exporter_load
 
 ## fuzz: each parser's fuzz target for FUZZ_SECONDS (needs cargo-fuzz; stable toolchain via RUSTC_BOOTSTRAP)
 fuzz:

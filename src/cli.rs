@@ -174,7 +174,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            run_async(crate::adapter::run(settings))
+            run_async(crate::adapter::run(settings), Flavor::MultiThread)
         }
         Command::Exporter(args) => {
             let settings = match crate::exporter::Settings::from_args(*args) {
@@ -184,7 +184,8 @@ pub fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            run_async(crate::exporter::run(settings))
+            // a light, mostly waiting workload: one async thread keeps its memory small
+            run_async(crate::exporter::run(settings), Flavor::CurrentThread)
         }
         Command::Demo | Command::Explain => {
             eprintln!(
@@ -195,8 +196,20 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn run_async(job: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
+/// Which tokio runtime a role runs on.
+enum Flavor {
+    MultiThread,
+    CurrentThread,
+}
+
+fn run_async(job: impl Future<Output = anyhow::Result<()>>, flavor: Flavor) -> ExitCode {
+    let runtime = match flavor {
+        Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build();
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("kubemind: starting the runtime: {error}");

@@ -14,3 +14,4 @@ pub mod promtext;
 pub mod quantity;
 pub mod resources;
 pub mod selector;
+pub mod sim;

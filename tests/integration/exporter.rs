@@ -5,14 +5,12 @@
 //! stalled pod, a dead target — and pass `promtool check metrics`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use kubemind::exporter::pods::ListPodResourcesResponse;
 use kubemind::promtext;
+use kubemind::sim::kubelet::{Kubelet, pod};
+use kubemind::sim::metrics_endpoint;
 
-use crate::podresources::{Lister, pod, serve};
 use crate::util::{Process, wait_for};
 
 /// A Triton whose counters grow by 10 requests (50 ms queue, 25 ms compute each) per scrape,
@@ -58,28 +56,6 @@ fn vllm_page(scrapes: u64) -> String {
     )
 }
 
-/// Serves `page(n)` on the n-th scrape, on a port of its own; returns the URL.
-fn endpoint(page: impl Fn(u64) -> String + Send + Sync + 'static) -> String {
-    let page = Arc::new(page);
-    let scrapes = Arc::new(AtomicU64::new(0));
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let page = page.clone();
-            let n = scrapes.fetch_add(1, Ordering::SeqCst) + 1;
-            async move { page(n) }
-        }),
-    );
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let url = format!("http://{}/metrics", listener.local_addr().expect("address"));
-    tokio::spawn(async move {
-        let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-        axum::serve(listener, app).await.expect("serves");
-    });
-    url
-}
-
 fn values(page: &str, name: &str) -> HashMap<String, f64> {
     let exposition = promtext::parse(page).expect("the exporter's page parses");
     exposition
@@ -111,18 +87,16 @@ async fn exporter_end_to_end() {
     )
     .expect("nvml script");
     let socket = dir.path().join("kubelet.sock");
-    let lister = Lister::default();
-    *lister.answer.lock().expect("lock") = ListPodResourcesResponse {
-        pod_resources: vec![
-            pod("demo", "triton-0", "nvidia.com/gpu", &["GPU-aaaa"]),
-            pod("demo", "vllm-0", "nvidia.com/gpu", &["GPU-bbbb"]),
-            pod("ml", "small", "nvidia.com/mig-1g.10gb", &["MIG-cccc"]),
-        ],
-    };
-    let _kubelet = serve(&socket, lister);
-    let triton = endpoint(|n| triton_page(n, 6, false));
-    let stalled = endpoint(|n| triton_page(n, u64::MAX, true));
-    let vllm = endpoint(vllm_page);
+    let kubelet = Kubelet::default();
+    kubelet.set(vec![
+        pod("demo", "triton-0", "nvidia.com/gpu", &["GPU-aaaa"]),
+        pod("demo", "vllm-0", "nvidia.com/gpu", &["GPU-bbbb"]),
+        pod("ml", "small", "nvidia.com/mig-1g.10gb", &["MIG-cccc"]),
+    ]);
+    let _kubelet = kubelet.serve(&socket).expect("serves");
+    let triton = metrics_endpoint::serve(|n| triton_page(n, 6, false)).expect("serves");
+    let stalled = metrics_endpoint::serve(|n| triton_page(n, u64::MAX, true)).expect("serves");
+    let vllm = metrics_endpoint::serve(vllm_page).expect("serves");
     let dead = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         format!("http://{}/metrics", listener.local_addr().expect("address"))

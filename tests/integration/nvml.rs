@@ -12,20 +12,7 @@ use crate::util::wait_for;
 
 /// Compiles the simulated NVML into `dir` (each test its own copy, so each loads its own).
 pub fn build_simulated_nvml(dir: &Path) -> PathBuf {
-    let library = dir.join("libnvidia-ml.so.1");
-    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/nvml-sim/nvml_sim.c");
-    let output = std::process::Command::new("cc")
-        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"])
-        .arg(&library)
-        .arg(source)
-        .output()
-        .expect("a C compiler (cc) is installed");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    library
+    kubemind::sim::nvml::build(dir).expect("a C compiler (cc) builds the simulated NVML")
 }
 
 const H100: u64 = 80 * 1024 * 1024 * 1024;

@@ -1,73 +1,17 @@
 //! GPU → pod attribution against a real gRPC server on a unix socket speaking
-//! `v1.PodResourcesLister/List` (tonic, HTTP/2), as the kubelet does.
+//! `v1.PodResourcesLister/List` (tonic, HTTP/2), as the kubelet does ([`kubemind::sim::kubelet`]).
 
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
-use kubemind::exporter::pods::{
-    self, Attributions, ContainerDevices, ContainerResources, DeviceId, ListPodResourcesRequest,
-    ListPodResourcesResponse, PodResources,
-};
-
-/// The kubelet's side: answers `List` with whatever the test put in `answer`, counting calls.
-#[derive(Clone, Default)]
-pub struct Lister {
-    pub answer: Arc<Mutex<ListPodResourcesResponse>>,
-    calls: Arc<AtomicUsize>,
-}
-
-impl tonic::server::UnaryService<ListPodResourcesRequest> for Lister {
-    type Response = ListPodResourcesResponse;
-    type Future = std::future::Ready<Result<tonic::Response<Self::Response>, tonic::Status>>;
-
-    fn call(&mut self, _: tonic::Request<ListPodResourcesRequest>) -> Self::Future {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let answer = self.answer.lock().expect("lock").clone();
-        std::future::ready(Ok(tonic::Response::new(answer)))
-    }
-}
-
-async fn list_handler(
-    State(lister): State<Lister>,
-    request: axum::extract::Request,
-) -> axum::response::Response {
-    let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
-    grpc.unary(lister, request).await.map(axum::body::Body::new)
-}
-
-pub fn serve(socket: &Path, lister: Lister) -> tokio::task::JoinHandle<()> {
-    let listener = tokio::net::UnixListener::bind(socket).expect("bind the socket");
-    let app = axum::Router::new()
-        .route(pods::LIST_PATH, axum::routing::post(list_handler))
-        .with_state(lister);
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("serves");
-    })
-}
-
-pub fn pod(namespace: &str, name: &str, resource: &str, ids: &[&str]) -> PodResources {
-    PodResources {
-        name: name.into(),
-        namespace: namespace.into(),
-        containers: vec![ContainerResources {
-            name: "server".into(),
-            devices: vec![ContainerDevices {
-                resource_name: resource.into(),
-                device_ids: ids.iter().map(|s| s.to_string()).collect(),
-            }],
-        }],
-    }
-}
+use kubemind::exporter::pods::{self, Attributions, DeviceId, ListPodResourcesResponse};
+use kubemind::sim::kubelet::{Kubelet, pod};
 
 #[tokio::test]
 async fn every_device_id_form_is_attributed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("kubelet.sock");
-    let lister = Lister::default();
-    *lister.answer.lock().expect("lock") = ListPodResourcesResponse {
+    let kubelet = Kubelet::default();
+    *kubelet.answer.lock().expect("lock") = ListPodResourcesResponse {
         pod_resources: vec![
             pod("demo", "triton-0", "nvidia.com/gpu", &["GPU-aaaa"]),
             pod("demo", "shared-1", "nvidia.com/gpu", &["GPU-bbbb::1"]),
@@ -78,7 +22,7 @@ async fn every_device_id_form_is_attributed() {
             pod("other", "fpga", "example.com/fpga", &["GPU-not-ours"]),
         ],
     };
-    let _server = serve(&socket, lister);
+    let _server = kubelet.serve(&socket).expect("serves");
     let answer = pods::list(&socket).await.expect("List answers");
     let held: Vec<(DeviceId, String)> = pods::holders(&answer)
         .into_iter()
@@ -152,9 +96,9 @@ async fn every_device_id_form_is_attributed() {
 async fn answers_larger_than_four_mebibytes_decode() {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("kubelet.sock");
-    let lister = Lister::default();
+    let kubelet = Kubelet::default();
     let long = "x".repeat(200);
-    *lister.answer.lock().expect("lock") = ListPodResourcesResponse {
+    *kubelet.answer.lock().expect("lock") = ListPodResourcesResponse {
         pod_resources: (0..30_000)
             .map(|i| {
                 pod(
@@ -166,7 +110,7 @@ async fn answers_larger_than_four_mebibytes_decode() {
             })
             .collect(),
     };
-    let _server = serve(&socket, lister);
+    let _server = kubelet.serve(&socket).expect("serves");
     let answer = pods::list(&socket).await.expect("a 6+ MiB answer decodes");
     assert_eq!(answer.pod_resources.len(), 30_000);
     assert!(prost::Message::encoded_len(&answer) > 4 * 1024 * 1024);
@@ -176,24 +120,20 @@ async fn answers_larger_than_four_mebibytes_decode() {
 async fn the_kubelet_is_called_at_most_once_per_refresh_and_outages_keep_the_last_answer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("kubelet.sock");
-    let lister = Lister::default();
-    *lister.answer.lock().expect("lock") = ListPodResourcesResponse {
+    let kubelet = Kubelet::default();
+    *kubelet.answer.lock().expect("lock") = ListPodResourcesResponse {
         pod_resources: vec![pod("demo", "triton-0", "nvidia.com/gpu", &["GPU-aaaa"])],
     };
-    let server = serve(&socket, lister.clone());
+    let server = kubelet.serve(&socket).expect("serves");
     let mut attributions = Attributions::new(socket.clone(), Duration::from_millis(400));
     for _ in 0..5 {
         assert_eq!(attributions.get().await.len(), 1);
     }
-    assert_eq!(
-        lister.calls.load(Ordering::SeqCst),
-        1,
-        "cached within the refresh"
-    );
+    assert_eq!(kubelet.calls(), 1, "cached within the refresh");
     assert!(attributions.up);
     tokio::time::sleep(Duration::from_millis(450)).await;
     attributions.get().await;
-    assert_eq!(lister.calls.load(Ordering::SeqCst), 2, "refreshed after it");
+    assert_eq!(kubelet.calls(), 2, "refreshed after it");
 
     server.abort();
     let _ = server.await;

@@ -1,8 +1,8 @@
 //! Scraping the node's inference servers: every target concurrently, each under its own
 //! timeout, so one slow or dead server never delays the others.
 //!
-//! A body is read up to [`MAX_BODY_BYTES`] and parsed off the async workers (a large exposition
-//! is CPU work) with at most `max_samples` samples (a server exposing thousands of models cannot
+//! A body is read up to [`MAX_BODY_BYTES`] and parsed with at most `max_samples` samples; a
+//! large one (CPU work) is parsed on the blocking pool, never on the async thread (a server exposing thousands of models cannot
 //! blow up memory). Each target keeps its previous reading, so signals are computed over the
 //! time between two successful scrapes. Failures are counted by a bounded `reason`.
 
@@ -15,6 +15,8 @@ use crate::promtext;
 
 /// Largest /metrics body read from a target.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Bodies larger than this are parsed on the blocking pool; smaller ones take microseconds.
+const INLINE_PARSE_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ServerKind {
@@ -234,19 +236,24 @@ async fn fetch(
         body.extend_from_slice(&chunk);
     }
     let kind = target.kind;
-    tokio::task::spawn_blocking(move || {
-        let text = std::str::from_utf8(&body).map_err(|_| FailureReason::Parse)?;
-        let exposition = promtext::parse_with_limit(text, max_samples).map_err(|e| match e {
-            promtext::ParseError::TooManySamples { .. } => FailureReason::Cardinality,
-            promtext::ParseError::Syntax { .. } => FailureReason::Parse,
-        })?;
-        Ok(match kind {
-            ServerKind::Triton => Reading::Triton(TritonReading::from_exposition(&exposition)),
-            ServerKind::Vllm => Reading::Vllm(VllmReading::from_exposition(&exposition)),
-        })
+    if body.len() <= INLINE_PARSE_BYTES {
+        return read(kind, &body, max_samples);
+    }
+    tokio::task::spawn_blocking(move || read(kind, &body, max_samples))
+        .await
+        .map_err(|_| FailureReason::Parse)?
+}
+
+fn read(kind: ServerKind, body: &[u8], max_samples: usize) -> Result<Reading, FailureReason> {
+    let text = std::str::from_utf8(body).map_err(|_| FailureReason::Parse)?;
+    let exposition = promtext::parse_with_limit(text, max_samples).map_err(|e| match e {
+        promtext::ParseError::TooManySamples { .. } => FailureReason::Cardinality,
+        promtext::ParseError::Syntax { .. } => FailureReason::Parse,
+    })?;
+    Ok(match kind {
+        ServerKind::Triton => Reading::Triton(TritonReading::from_exposition(&exposition)),
+        ServerKind::Vllm => Reading::Vllm(VllmReading::from_exposition(&exposition)),
     })
-    .await
-    .map_err(|_| FailureReason::Parse)?
 }
 
 #[cfg(test)]
