@@ -140,6 +140,12 @@ pub struct ExporterArgs {
     /// Most samples read from one server per scrape.
     #[arg(long, default_value_t = 20_000)]
     pub max_samples_per_target: usize,
+    /// Kubeconfig for watching this node's pods (default: in-cluster, then $KUBECONFIG).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Scrape only --static-target, without watching the node's annotated pods.
+    #[arg(long)]
+    pub no_pod_discovery: bool,
 }
 
 /// A flag or file that cannot be used; exits 64.

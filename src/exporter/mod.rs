@@ -5,13 +5,15 @@
 //! - [`gpu`]: the NVML sampler thread.
 //! - [`pods`]: GPU → pod attribution through the kubelet pod-resources API.
 //! - [`servers`]: Triton and vLLM signals from their counters, and the scrape loop.
+//! - [`discovery`]: the node's pods annotated `kubemind.io/scrape`, from a kube reflector.
 //! - [`render`]: one collection as Prometheus text.
 //!
 //! [`run`] starts the sampler thread, a collection task every `--interval` (attribution,
 //! scrapes, render), and a plain-HTTP server whose `/metrics` returns the last rendered page —
-//! no work happens on the scrape path. Targets come from `--static-target`; discovering the
-//! node's annotated pods through the API server is not built yet.
+//! no work happens on the scrape path. Targets are the node's annotated pods plus any
+//! `--static-target`.
 
+pub mod discovery;
 pub mod gpu;
 pub mod pods;
 pub mod render;
@@ -44,6 +46,8 @@ pub struct Settings {
     pub targets: Vec<Target>,
     pub scrape_timeout: Duration,
     pub max_samples_per_target: usize,
+    /// Watch the node's pods (with this kubeconfig, or the inferred configuration).
+    pub pod_discovery: Option<Option<kube::config::Kubeconfig>>,
 }
 
 impl Settings {
@@ -69,7 +73,21 @@ impl Settings {
             .map(|t| Target::parse_static(t))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ConfigError::new("--static-target", e))?;
+        let pod_discovery = if args.no_pod_discovery {
+            None
+        } else {
+            Some(
+                args.kubeconfig
+                    .map(|path| {
+                        kube::config::Kubeconfig::read_from(&path).map_err(|e| {
+                            ConfigError::new("--kubeconfig", format!("{}: {e}", path.display()))
+                        })
+                    })
+                    .transpose()?,
+            )
+        };
         Ok(Settings {
+            pod_discovery,
             listen: args.listen,
             interval: args.interval,
             node: args.node_name,
@@ -97,8 +115,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     .spawn(stopped)
     .context("starting the NVML sampler thread")?;
 
+    let discovered = match &settings.pod_discovery {
+        None => None,
+        Some(kubeconfig) => match cluster_client(kubeconfig.clone()).await {
+            Ok(client) => Some(discovery::watch_node_pods(client, &settings.node)),
+            Err(error) => {
+                tracing::warn!(%error, "no cluster configuration: scraping only --static-target");
+                None
+            }
+        },
+    };
     let page = Arc::new(ArcSwap::from_pointee(String::new()));
-    let collector = tokio::spawn(collect(settings.clone_for_collection(), gpus, page.clone()));
+    let collector = tokio::spawn(collect(
+        settings.clone_for_collection(),
+        discovered,
+        gpus,
+        page.clone(),
+    ));
 
     let app = axum::Router::new()
         .route(
@@ -131,6 +164,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn cluster_client(
+    kubeconfig: Option<kube::config::Kubeconfig>,
+) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(kubeconfig) => {
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
 /// What the collection task needs.
 struct CollectionSettings {
     interval: Duration,
@@ -159,6 +204,7 @@ impl Settings {
 /// Every interval: ask who holds which GPU, scrape the servers, render the page.
 async fn collect(
     settings: CollectionSettings,
+    discovered: Option<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Pod>>,
     gpus: Arc<ArcSwap<GpuSnapshot>>,
     page: Arc<ArcSwap<String>>,
 ) {
@@ -179,7 +225,13 @@ async fn collect(
         ticker.tick().await;
         let start = Instant::now();
         let holders = attributions.get().await.to_vec();
-        let servers = scraper.scrape_all(&settings.targets).await;
+        let mut targets = settings.targets.clone();
+        if let Some(store) = &discovered {
+            targets.extend(discovery::targets(store));
+            targets.sort();
+            targets.dedup();
+        }
+        let servers = scraper.scrape_all(&targets).await;
         let snapshot = gpus.load_full();
         let text = render::render(&render::Collection {
             node: &settings.node,

@@ -254,3 +254,95 @@ async fn exporter_end_to_end() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotated_pods_on_the_node_are_discovered() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let library = crate::nvml::build_simulated_nvml(dir.path());
+    std::fs::write(dir.path().join("nvml-sim.conf"), "").expect("no GPUs");
+    let triton = metrics_endpoint::serve(|n| triton_page(n, u64::MAX, false)).expect("serves");
+    let port = triton
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split('/').next())
+        .expect("port")
+        .to_string();
+    let standin = crate::standin::StandIn::start(Default::default(), vec![], Default::default());
+    let pod = |name: &str, annotations: serde_json::Value| {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "demo", "uid": name, "resourceVersion": "7", "annotations": annotations},
+            "spec": {"nodeName": "gpu-node-1", "containers": [{"name": "server", "image": "triton"}]},
+            "status": {"phase": "Running", "podIP": "127.0.0.1"},
+        })
+    };
+    standin.set_pods(vec![
+        pod("triton-annotated", serde_json::json!({"kubemind.io/scrape": "triton", "kubemind.io/port": port, "kubemind.io/path": "/metrics"})),
+        pod("plain", serde_json::json!({})),
+    ]);
+    let kubeconfig = standin.kubeconfig(dir.path());
+    let exporter = Process::start(
+        dir.path(),
+        "exporter",
+        &[
+            "exporter",
+            "--listen",
+            "127.0.0.1:0",
+            "--node-name",
+            "gpu-node-1",
+            "--nvml-lib",
+            library.to_str().expect("utf-8"),
+            "--pod-resources-socket",
+            dir.path().join("none.sock").to_str().expect("utf-8"),
+            "--interval",
+            "250ms",
+            "--scrape-timeout",
+            "200ms",
+            "--kubeconfig",
+            kubeconfig.to_str().expect("utf-8"),
+        ],
+    );
+    let address = wait_for(Duration::from_secs(20), "the exporter to listen", || {
+        exporter
+            .log()
+            .lines()
+            .find(|l| l.contains("serving /metrics"))
+            .and_then(|l| l.split("address=").nth(1))
+            .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
+    });
+    let url = format!("http://{address}/metrics");
+    let mut page = String::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(response) = reqwest::get(&url).await {
+            let text = response.text().await.unwrap_or_default();
+            if values(&text, "kubemind_triton_queue_time_seconds")
+                .contains_key("demo/triton-annotated")
+            {
+                page = text;
+                break;
+            }
+        }
+    }
+    assert!(
+        !page.is_empty(),
+        "the annotated pod was never scraped; log:\n{}",
+        exporter.log()
+    );
+    let up = values(&page, "kubemind_exporter_target_up");
+    assert_eq!(up.get("demo/triton-annotated"), Some(&1.0));
+    assert!(
+        !up.contains_key("demo/plain"),
+        "pods without the annotation are not scraped"
+    );
+    assert!(
+        standin
+            .pod_field_selectors()
+            .iter()
+            .all(|s| s == "spec.nodeName=gpu-node-1"),
+        "{:?}",
+        standin.pod_field_selectors()
+    );
+    assert!(!standin.pod_field_selectors().is_empty());
+}

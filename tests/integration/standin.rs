@@ -1,7 +1,8 @@
 //! A minimal **stand-in** for kube-apiserver: no real API server can be installed here. It
-//! answers only what the adapter asks of one — TokenReview, SubjectAccessReview (both counted,
-//! so tests can prove caching) and list/watch of `kube-system/extension-apiserver-authentication`
-//! — over plain HTTP on 127.0.0.1, on a thread of its own.
+//! answers only what kubemind asks of one — TokenReview, SubjectAccessReview (both counted,
+//! so tests can prove caching), list/watch of `kube-system/extension-apiserver-authentication`,
+//! and list/watch of pods (recording the field selector asked for) — over plain HTTP on
+//! 127.0.0.1, on a thread of its own.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -32,6 +33,8 @@ struct Shared {
     events: broadcast::Sender<String>,
     token_reviews: AtomicUsize,
     access_reviews: Mutex<Vec<Value>>,
+    pods: Mutex<Vec<Value>>,
+    pod_field_selectors: Mutex<Vec<String>>,
 }
 
 pub struct StandIn {
@@ -113,6 +116,30 @@ async fn configmaps(
         .expect("response")
 }
 
+async fn pods(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(selector) = query.get("fieldSelector") {
+        shared
+            .pod_field_selectors
+            .lock()
+            .expect("lock")
+            .push(selector.clone());
+    }
+    if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
+        // no changes to report: hold the watch open until the client gives up
+        let stream = futures::stream::pending::<Result<String, std::io::Error>>();
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from_stream(stream))
+            .expect("response");
+    }
+    let items = shared.pods.lock().expect("lock").clone();
+    Json(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "7"}, "items": items}))
+        .into_response()
+}
+
 impl StandIn {
     pub fn start(
         tokens: HashMap<String, TokenUser>,
@@ -127,6 +154,8 @@ impl StandIn {
             events,
             token_reviews: AtomicUsize::new(0),
             access_reviews: Mutex::new(Vec::new()),
+            pods: Mutex::new(Vec::new()),
+            pod_field_selectors: Mutex::new(Vec::new()),
         });
         let app = axum::Router::new()
             .route(
@@ -138,6 +167,7 @@ impl StandIn {
                 post(access_review),
             )
             .route("/api/v1/namespaces/kube-system/configmaps", get(configmaps))
+            .route("/api/v1/pods", get(pods))
             .with_state(shared.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
@@ -173,6 +203,20 @@ impl StandIn {
         current.1 = data;
         let event = json!({"type": "MODIFIED", "object": configmap_object(current.0, &current.1)});
         let _ = self.shared.events.send(format!("{event}\n"));
+    }
+
+    /// Replaces the pods listed.
+    pub fn set_pods(&self, pods: Vec<Value>) {
+        *self.shared.pods.lock().expect("lock") = pods;
+    }
+
+    /// Every field selector pods were listed or watched with.
+    pub fn pod_field_selectors(&self) -> Vec<String> {
+        self.shared
+            .pod_field_selectors
+            .lock()
+            .expect("lock")
+            .clone()
     }
 
     pub fn token_reviews(&self) -> usize {

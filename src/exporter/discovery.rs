@@ -1,0 +1,186 @@
+//! Which inference servers run on this node: a kube reflector over the node's pods
+//! (`fieldSelector=spec.nodeName=$NODE_NAME`), and the annotations that make a pod a target.
+//!
+//! | annotation | meaning | default |
+//! |---|---|---|
+//! | `kubemind.io/scrape` | `triton` or `vllm` | not scraped |
+//! | `kubemind.io/port` | metrics port | Triton 8002, vLLM 8000 |
+//! | `kubemind.io/path` | metrics path | `/metrics` |
+//!
+//! Only running pods with an IP are targets. The reflector keeps the last known pods while the
+//! API server is unreachable (kube's watcher retries with backoff), so scraping goes on.
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use super::servers::scrape::{ServerKind, Target};
+
+pub const SCRAPE: &str = "kubemind.io/scrape";
+pub const PORT: &str = "kubemind.io/port";
+pub const PATH: &str = "kubemind.io/path";
+
+/// The target a pod's annotations describe, if any (`Err` names a bad annotation).
+pub fn target_of(pod: &Pod) -> Result<Option<Target>, String> {
+    let annotations = pod.metadata.annotations.as_ref();
+    let Some(kind) = annotations.and_then(|a| a.get(SCRAPE)) else {
+        return Ok(None);
+    };
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let kind = ServerKind::parse(kind.trim())
+        .ok_or_else(|| format!("{namespace}/{name}: {SCRAPE}={kind:?} is not triton or vllm"))?;
+    let status = pod.status.as_ref();
+    let running = status.and_then(|s| s.phase.as_deref()) == Some("Running");
+    let Some(ip) = status
+        .and_then(|s| s.pod_ip.as_deref())
+        .filter(|ip| !ip.is_empty())
+    else {
+        return Ok(None);
+    };
+    if !running {
+        return Ok(None);
+    }
+    let (default_port, default_path) = kind.default_port_and_path();
+    let port = match annotations.and_then(|a| a.get(PORT)) {
+        Some(port) => port
+            .trim()
+            .parse::<u16>()
+            .map_err(|_| format!("{namespace}/{name}: {PORT}={port:?} is not a port"))?,
+        None => default_port,
+    };
+    let path = match annotations.and_then(|a| a.get(PATH)) {
+        Some(path) if path.starts_with('/') => path.clone(),
+        Some(path) => {
+            return Err(format!(
+                "{namespace}/{name}: {PATH}={path:?} must start with '/'"
+            ));
+        }
+        None => default_path.to_string(),
+    };
+    let host = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
+    Ok(Some(Target {
+        namespace,
+        pod: name,
+        kind,
+        url: format!("http://{host}:{port}{path}"),
+    }))
+}
+
+/// Starts the reflector over this node's pods; the store answers at once (empty until listed).
+pub fn watch_node_pods(client: kube::Client, node: &str) -> Store<Pod> {
+    let (reader, writer) = reflector::store();
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
+    let stream = reflector::reflector(writer, watcher(Api::<Pod>::all(client), config))
+        .default_backoff()
+        .applied_objects();
+    tokio::spawn(async move {
+        let mut stream = stream.boxed();
+        let mut reported = false;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => reported = false,
+                Err(error) if !reported => {
+                    tracing::warn!(%error, "watching this node's pods; retrying");
+                    reported = true;
+                }
+                Err(_) => {}
+            }
+        }
+    });
+    reader
+}
+
+/// The targets among the pods the store holds; bad annotations are logged and skipped.
+pub fn targets(store: &Store<Pod>) -> Vec<Target> {
+    let mut targets: Vec<Target> = store
+        .state()
+        .iter()
+        .filter_map(|pod| match target_of(pod) {
+            Ok(target) => target,
+            Err(problem) => {
+                tracing::debug!(%problem, "pod not scraped");
+                None
+            }
+        })
+        .collect();
+    targets.sort();
+    targets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::PodStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pod(annotations: &[(&str, &str)], phase: &str, ip: Option<&str>) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some("triton-0".into()),
+                namespace: Some("demo".into()),
+                annotations: Some(
+                    annotations
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..ObjectMeta::default()
+            },
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                pod_ip: ip.map(String::from),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn annotations_make_targets() {
+        let url = |p: &Pod| target_of(p).expect("valid").map(|t| (t.kind, t.url));
+        assert_eq!(
+            url(&pod(&[(SCRAPE, "triton")], "Running", Some("10.0.0.7"))),
+            Some((ServerKind::Triton, "http://10.0.0.7:8002/metrics".into()))
+        );
+        assert_eq!(
+            url(&pod(
+                &[(SCRAPE, "vllm"), (PORT, "9000"), (PATH, "/stats")],
+                "Running",
+                Some("fd00::7")
+            )),
+            Some((ServerKind::Vllm, "http://[fd00::7]:9000/stats".into()))
+        );
+        assert_eq!(
+            url(&pod(&[], "Running", Some("10.0.0.7"))),
+            None,
+            "not annotated"
+        );
+        assert_eq!(
+            url(&pod(&[(SCRAPE, "triton")], "Pending", Some("10.0.0.7"))),
+            None,
+            "not running"
+        );
+        assert_eq!(
+            url(&pod(&[(SCRAPE, "triton")], "Running", None)),
+            None,
+            "no IP yet"
+        );
+        for bad in [
+            &[(SCRAPE, "tgi")][..],
+            &[(SCRAPE, "triton"), (PORT, "http")],
+            &[(SCRAPE, "vllm"), (PATH, "metrics")],
+        ] {
+            assert!(
+                target_of(&pod(bad, "Running", Some("10.0.0.7"))).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+}
