@@ -494,3 +494,160 @@ pub fn render(c: &Collection<'_>) -> String {
     }
     w.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exporter::gpu::MigReading;
+    use crate::promtext;
+
+    fn gpu(index: u32, uuid: &str, utilization: Option<f64>, mig: Vec<MigReading>) -> GpuReading {
+        GpuReading {
+            index,
+            uuid: uuid.into(),
+            name: "sim".into(),
+            utilization_ratio: utilization,
+            memory_used_bytes: 10,
+            memory_total_bytes: 100,
+            power_watts: None,
+            temperature_celsius: None,
+            mig,
+        }
+    }
+
+    fn holder(namespace: &str, pod: &str) -> Holder {
+        Holder {
+            namespace: namespace.into(),
+            pod: pod.into(),
+            container: "server".into(),
+            resource_name: "nvidia.com/gpu".into(),
+        }
+    }
+
+    #[test]
+    fn every_device_id_form_attributes_to_its_pod() {
+        let gpus = GpuSnapshot {
+            nvml_up: true,
+            gpus: vec![
+                gpu(0, "GPU-a", Some(0.5), vec![]),
+                gpu(1, "GPU-b", Some(0.9), vec![]),
+                gpu(2, "GPU-c", Some(0.1), vec![]),
+                gpu(
+                    3,
+                    "GPU-d",
+                    None,
+                    vec![MigReading {
+                        uuid: "MIG-x".into(),
+                        memory_used_bytes: 7,
+                        memory_total_bytes: 50,
+                    }],
+                ),
+            ],
+            sampled_at: SystemTime::UNIX_EPOCH,
+            collection: Duration::ZERO,
+        };
+        let holders = vec![
+            (
+                DeviceId::Gpu {
+                    uuid: "GPU-a".into(),
+                    replica: None,
+                },
+                holder("uuid", "p"),
+            ),
+            (
+                DeviceId::Gpu {
+                    uuid: "GPU-b".into(),
+                    replica: Some(1),
+                },
+                holder("sliced", "one"),
+            ),
+            (
+                DeviceId::Gpu {
+                    uuid: "GPU-b".into(),
+                    replica: Some(2),
+                },
+                holder("sliced", "two"),
+            ),
+            (
+                DeviceId::Index {
+                    index: 2,
+                    gpu_instance: None,
+                    vgpu: None,
+                },
+                holder("gke", "p"),
+            ),
+            (
+                DeviceId::Mig {
+                    uuid: "MIG-x".into(),
+                    replica: None,
+                },
+                holder("mig", "p"),
+            ),
+            // a pod holding two replicas of one GPU counts the GPU once
+            (
+                DeviceId::Gpu {
+                    uuid: "GPU-a".into(),
+                    replica: Some(1),
+                },
+                holder("uuid", "p"),
+            ),
+        ];
+        let text = render(&Collection {
+            node: "n",
+            gpus: &gpus,
+            holders: &holders,
+            pod_resources_up: true,
+            servers: &[],
+            duration: Duration::ZERO,
+            finished_at: SystemTime::UNIX_EPOCH,
+        });
+        let page = promtext::parse(&text).expect("parses");
+        let pod_value = |name: &str, ns: &str| {
+            page.samples
+                .iter()
+                .find(|s| s.name == name && s.label("namespace") == Some(ns))
+                .map(|s| s.value)
+        };
+        assert_eq!(
+            pod_value("kubemind_pod_gpu_utilization_ratio", "uuid"),
+            Some(0.5)
+        );
+        assert_eq!(
+            pod_value("kubemind_pod_gpu_memory_used_bytes", "uuid"),
+            Some(10.0),
+            "GPU-a counted once"
+        );
+        assert_eq!(
+            pod_value("kubemind_pod_gpu_utilization_ratio", "gke"),
+            Some(0.1),
+            "by index"
+        );
+        assert_eq!(
+            pod_value("kubemind_pod_gpu_memory_used_bytes", "mig"),
+            Some(7.0),
+            "MIG instance memory"
+        );
+        assert_eq!(
+            pod_value("kubemind_pod_gpu_utilization_ratio", "mig"),
+            None,
+            "no utilization under MIG"
+        );
+        let sliced: Vec<&str> = page
+            .samples
+            .iter()
+            .filter(|s| {
+                s.name == "kubemind_gpu_utilization_ratio" && s.label("uuid") == Some("GPU-b")
+            })
+            .filter_map(|s| s.label("pod"))
+            .collect();
+        assert_eq!(
+            sliced,
+            ["one", "two"],
+            "a time-sliced GPU appears once per holder"
+        );
+        assert!(
+            !text.contains("kubemind_triton"),
+            "no server families without servers"
+        );
+    }
+}
