@@ -346,3 +346,42 @@ async fn annotated_pods_on_the_node_are_discovered() {
     );
     assert!(!standin.pod_field_selectors().is_empty());
 }
+
+#[tokio::test]
+async fn a_target_with_thousands_of_models_is_refused_not_held() {
+    use kubemind::exporter::servers::scrape::{FailureReason, Scraper, ServerKind, Target};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let huge = metrics_endpoint::serve(|_| {
+        (0..50_000)
+            .map(|i| format!("nv_inference_request_success{{model=\"m{i}\",version=\"1\"}} 1\n"))
+            .collect()
+    })
+    .expect("serves");
+    let normal = metrics_endpoint::serve(|n| triton_page(n, u64::MAX, false)).expect("serves");
+    let target = |pod: &str, url: &str| Target {
+        namespace: "demo".into(),
+        pod: pod.into(),
+        kind: ServerKind::Triton,
+        url: url.into(),
+    };
+    let targets = [target("huge", &huge), target("normal", &normal)];
+    let mut scraper = Scraper::new(Duration::from_secs(5), 10_000).expect("client");
+    for _ in 0..3 {
+        let reports = scraper.scrape_all(&targets).await;
+        let huge = reports
+            .iter()
+            .find(|r| r.target.pod == "huge")
+            .expect("report");
+        assert!(!huge.up);
+        assert!(huge.signals.is_none());
+        assert!(huge.failures.contains_key(&FailureReason::Cardinality));
+        assert!(
+            reports
+                .iter()
+                .find(|r| r.target.pod == "normal")
+                .expect("report")
+                .up,
+            "the other target is unaffected"
+        );
+    }
+}
