@@ -164,16 +164,6 @@ fn millis(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 fn verdict(ok: bool) -> &'static str {
     if ok { "within budget" } else { "OVER BUDGET" }
 }
@@ -305,8 +295,8 @@ fn main() {
         )
     });
 
-    let rss = rss_kib(pid, "VmRSS:");
-    let peak = rss_kib(pid, "VmHWM:");
+    let rss = kubemind::sim::process::status_kib(pid, "VmRSS:");
+    let peak = kubemind::sim::process::status_kib(pid, "VmHWM:");
     let p50 = percentile(&latencies, 0.50);
     let p99 = percentile(&latencies, 0.99);
     println!();

@@ -71,14 +71,96 @@ fn mig_holders<'a>(mig_uuid: &str, holders: &'a [(DeviceId, Holder)]) -> Vec<&'a
     found
 }
 
+type GpuValue = fn(&GpuReading) -> Option<f64>;
+
+/// The per-GPU families: name, help, value.
+const GPU_FAMILIES: [(&str, &str, GpuValue); 5] = [
+    (
+        "kubemind_gpu_utilization_ratio",
+        "GPU busy fraction over NVML's last sample period (absent in MIG mode)",
+        |g| g.utilization_ratio,
+    ),
+    ("kubemind_gpu_memory_used_bytes", "GPU memory in use", |g| {
+        Some(g.memory_used_bytes as f64)
+    }),
+    (
+        "kubemind_gpu_memory_total_bytes",
+        "GPU memory installed",
+        |g| Some(g.memory_total_bytes as f64),
+    ),
+    ("kubemind_gpu_power_watts", "GPU power draw", |g| {
+        g.power_watts
+    }),
+    ("kubemind_gpu_temperature_celsius", "GPU temperature", |g| {
+        g.temperature_celsius
+    }),
+];
+
+type ServerValue = fn(&Signals) -> Option<f64>;
+
+/// The per-server families: name, help, value (absent where the server kind has none).
+fn server_families() -> [(&'static str, &'static str, ServerValue); 11] {
+    [
+        (
+            "kubemind_triton_queue_time_seconds",
+            "Request-weighted mean queue time over the window, all models (absent when stalled)",
+            |s| triton(s)?.queue_time_seconds,
+        ),
+        (
+            "kubemind_triton_queue_compute_ratio",
+            "Queue time over compute time over the window",
+            |s| triton(s)?.queue_compute_ratio,
+        ),
+        (
+            "kubemind_triton_pending_requests",
+            "Requests queued and not yet executing, all models",
+            |s| Some(triton(s)?.pending_requests),
+        ),
+        (
+            "kubemind_triton_request_rate",
+            "Successful requests per second over the window",
+            |s| Some(triton(s)?.request_rate),
+        ),
+        (
+            "kubemind_triton_rejected_rate",
+            "Rejected (queue timeout) requests per second over the window",
+            |s| Some(triton(s)?.rejected_rate),
+        ),
+        (
+            "kubemind_triton_stalled",
+            "1 when requests are pending and none completed over the window",
+            |s| Some(if triton(s)?.stalled { 1.0 } else { 0.0 }),
+        ),
+        (
+            "kubemind_vllm_requests_waiting",
+            "Requests waiting, all engines",
+            |s| Some(vllm(s)?.requests_waiting),
+        ),
+        (
+            "kubemind_vllm_requests_running",
+            "Requests running, all engines",
+            |s| Some(vllm(s)?.requests_running),
+        ),
+        (
+            "kubemind_vllm_kv_cache_usage_ratio",
+            "KV-cache fullness of the fullest engine",
+            |s| vllm(s)?.kv_cache_usage_ratio,
+        ),
+        (
+            "kubemind_vllm_queue_time_seconds",
+            "Mean time requests waited before running, over the window",
+            |s| vllm(s)?.mean_queue_time_seconds,
+        ),
+        (
+            "kubemind_vllm_request_rate",
+            "Finished requests per second over the window",
+            |s| Some(vllm(s)?.request_rate),
+        ),
+    ]
+}
+
 /// One GPU-level family: a sample per GPU (and per holder), labelled as the catalogue says.
-fn gpu_family(
-    w: &mut Writer,
-    c: &Collection<'_>,
-    name: &str,
-    help: &str,
-    value: impl Fn(&GpuReading) -> Option<f64>,
-) {
+fn gpu_family(w: &mut Writer, c: &Collection<'_>, name: &str, help: &str, value: GpuValue) {
     w.family(name, MetricType::Gauge, help);
     for gpu in &c.gpus.gpus {
         let Some(v) = value(gpu) else { continue };
@@ -139,16 +221,10 @@ fn pod_gpus<'a>(c: &Collection<'a>) -> BTreeMap<(&'a str, &'a str), PodGpus> {
 }
 
 /// A per-pod server family: a sample per target whose signals carry a value.
-fn server_family(
-    w: &mut Writer,
-    c: &Collection<'_>,
-    name: &str,
-    help: &str,
-    value: impl Fn(&Signals) -> Option<f64>,
-) {
+fn server_family(w: &mut Writer, c: &Collection<'_>, name: &str, help: &str, value: ServerValue) {
     w.family(name, MetricType::Gauge, help);
     for report in c.servers {
-        if let Some(v) = report.signals.as_ref().and_then(&value) {
+        if let Some(v) = report.signals.as_ref().and_then(value) {
             let t = &report.target;
             w.sample(
                 name,
@@ -191,41 +267,9 @@ pub fn render(c: &Collection<'_>) -> String {
         if c.gpus.nvml_up { 1.0 } else { 0.0 },
     );
 
-    gpu_family(
-        &mut w,
-        c,
-        "kubemind_gpu_utilization_ratio",
-        "GPU busy fraction over NVML's last sample period (absent in MIG mode)",
-        |g| g.utilization_ratio,
-    );
-    gpu_family(
-        &mut w,
-        c,
-        "kubemind_gpu_memory_used_bytes",
-        "GPU memory in use",
-        |g| Some(g.memory_used_bytes as f64),
-    );
-    gpu_family(
-        &mut w,
-        c,
-        "kubemind_gpu_memory_total_bytes",
-        "GPU memory installed",
-        |g| Some(g.memory_total_bytes as f64),
-    );
-    gpu_family(
-        &mut w,
-        c,
-        "kubemind_gpu_power_watts",
-        "GPU power draw",
-        |g| g.power_watts,
-    );
-    gpu_family(
-        &mut w,
-        c,
-        "kubemind_gpu_temperature_celsius",
-        "GPU temperature",
-        |g| g.temperature_celsius,
-    );
+    for (name, help, value) in GPU_FAMILIES {
+        gpu_family(&mut w, c, name, help, value);
+    }
 
     for (name, help, used) in [
         (
@@ -315,83 +359,9 @@ pub fn render(c: &Collection<'_>) -> String {
         );
     }
 
-    server_family(
-        &mut w,
-        c,
-        "kubemind_triton_queue_time_seconds",
-        "Request-weighted mean queue time over the window, all models (absent when stalled)",
-        |s| triton(s)?.queue_time_seconds,
-    );
-    server_family(
-        &mut w,
-        c,
-        "kubemind_triton_queue_compute_ratio",
-        "Queue time over compute time over the window",
-        |s| triton(s)?.queue_compute_ratio,
-    );
-    server_family(
-        &mut w,
-        c,
-        "kubemind_triton_pending_requests",
-        "Requests queued and not yet executing, all models",
-        |s| Some(triton(s)?.pending_requests),
-    );
-    server_family(
-        &mut w,
-        c,
-        "kubemind_triton_request_rate",
-        "Successful requests per second over the window",
-        |s| Some(triton(s)?.request_rate),
-    );
-    server_family(
-        &mut w,
-        c,
-        "kubemind_triton_rejected_rate",
-        "Rejected (queue timeout) requests per second over the window",
-        |s| Some(triton(s)?.rejected_rate),
-    );
-    server_family(
-        &mut w,
-        c,
-        "kubemind_triton_stalled",
-        "1 when requests are pending and none completed over the window",
-        |s| Some(if triton(s)?.stalled { 1.0 } else { 0.0 }),
-    );
-    server_family(
-        &mut w,
-        c,
-        "kubemind_vllm_requests_waiting",
-        "Requests waiting, all engines",
-        |s| Some(vllm(s)?.requests_waiting),
-    );
-    server_family(
-        &mut w,
-        c,
-        "kubemind_vllm_requests_running",
-        "Requests running, all engines",
-        |s| Some(vllm(s)?.requests_running),
-    );
-    server_family(
-        &mut w,
-        c,
-        "kubemind_vllm_kv_cache_usage_ratio",
-        "KV-cache fullness of the fullest engine",
-        |s| vllm(s)?.kv_cache_usage_ratio,
-    );
-    server_family(
-        &mut w,
-        c,
-        "kubemind_vllm_queue_time_seconds",
-        "Mean time requests waited before running, over the window",
-        |s| vllm(s)?.mean_queue_time_seconds,
-    );
-    server_family(
-        &mut w,
-        c,
-        "kubemind_vllm_request_rate",
-        "Finished requests per second over the window",
-        |s| Some(vllm(s)?.request_rate),
-    );
+    for (name, help, value) in server_families() {
+        server_family(&mut w, c, name, help, value);
+    }
 
     w.family(
         "kubemind_exporter_collection_duration_seconds",

@@ -6,3 +6,4 @@
 pub mod kubelet;
 pub mod metrics_endpoint;
 pub mod nvml;
+pub mod process;

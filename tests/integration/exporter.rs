@@ -56,6 +56,39 @@ fn vllm_page(scrapes: u64) -> String {
     )
 }
 
+/// Starts the exporter (node gpu-node-1, 250 ms collections) with `args` added; returns it and
+/// its /metrics URL once it listens.
+fn start_exporter(
+    dir: &std::path::Path,
+    library: &std::path::Path,
+    args: &[&str],
+) -> (Process, String) {
+    let mut all = vec![
+        "exporter",
+        "--listen",
+        "127.0.0.1:0",
+        "--node-name",
+        "gpu-node-1",
+        "--nvml-lib",
+        library.to_str().expect("utf-8"),
+        "--interval",
+        "250ms",
+        "--scrape-timeout",
+        "200ms",
+    ];
+    all.extend_from_slice(args);
+    let exporter = Process::start(dir, "exporter", &all);
+    let address = wait_for(Duration::from_secs(20), "the exporter to listen", || {
+        exporter
+            .log()
+            .lines()
+            .find(|l| l.contains("serving /metrics"))
+            .and_then(|l| l.split("address=").nth(1))
+            .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
+    });
+    (exporter, format!("http://{address}/metrics"))
+}
+
 fn values(page: &str, name: &str) -> HashMap<String, f64> {
     let exposition = promtext::parse(page).expect("the exporter's page parses");
     exposition
@@ -101,39 +134,21 @@ async fn exporter_end_to_end() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         format!("http://{}/metrics", listener.local_addr().expect("address"))
     };
-    let exporter = Process::start(
-        dir.path(),
-        "exporter",
-        &[
-            "exporter",
-            "--listen",
-            "127.0.0.1:0",
-            "--node-name",
-            "gpu-node-1",
-            "--nvml-lib",
-            library.to_str().expect("utf-8"),
-            "--pod-resources-socket",
-            socket.to_str().expect("utf-8"),
-            "--pod-resources-refresh",
-            "200ms",
-            "--interval",
-            "250ms",
-            "--scrape-timeout",
-            "200ms",
-            &format!("--static-target=triton:demo/triton-0={triton}"),
-            &format!("--static-target=triton:demo/stalled-0={stalled}"),
-            &format!("--static-target=vllm:demo/vllm-0={vllm}"),
-            &format!("--static-target=triton:demo/dead-0={dead}"),
-        ],
-    );
-    let address = wait_for(Duration::from_secs(20), "the exporter to listen", || {
-        let log = exporter.log();
-        log.lines()
-            .find(|l| l.contains("serving /metrics"))
-            .and_then(|l| l.split("address=").nth(1))
-            .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
-    });
-    let url = format!("http://{address}/metrics");
+    let static_targets = [
+        format!("--static-target=triton:demo/triton-0={triton}"),
+        format!("--static-target=triton:demo/stalled-0={stalled}"),
+        format!("--static-target=vllm:demo/vllm-0={vllm}"),
+        format!("--static-target=triton:demo/dead-0={dead}"),
+    ];
+    let mut args = vec![
+        "--pod-resources-socket",
+        socket.to_str().expect("utf-8"),
+        "--pod-resources-refresh",
+        "200ms",
+        "--no-pod-discovery",
+    ];
+    args.extend(static_targets.iter().map(String::as_str));
+    let (exporter, url) = start_exporter(dir.path(), &library, &args);
     let fetch = || {
         let url = url.clone();
         async move { reqwest::get(&url).await.ok()?.text().await.ok() }
@@ -282,36 +297,17 @@ async fn annotated_pods_on_the_node_are_discovered() {
         pod("plain", serde_json::json!({})),
     ]);
     let kubeconfig = standin.kubeconfig(dir.path());
-    let exporter = Process::start(
+    let none = dir.path().join("none.sock");
+    let (exporter, url) = start_exporter(
         dir.path(),
-        "exporter",
+        &library,
         &[
-            "exporter",
-            "--listen",
-            "127.0.0.1:0",
-            "--node-name",
-            "gpu-node-1",
-            "--nvml-lib",
-            library.to_str().expect("utf-8"),
             "--pod-resources-socket",
-            dir.path().join("none.sock").to_str().expect("utf-8"),
-            "--interval",
-            "250ms",
-            "--scrape-timeout",
-            "200ms",
+            none.to_str().expect("utf-8"),
             "--kubeconfig",
             kubeconfig.to_str().expect("utf-8"),
         ],
     );
-    let address = wait_for(Duration::from_secs(20), "the exporter to listen", || {
-        exporter
-            .log()
-            .lines()
-            .find(|l| l.contains("serving /metrics"))
-            .and_then(|l| l.split("address=").nth(1))
-            .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
-    });
-    let url = format!("http://{address}/metrics");
     let mut page = String::new();
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -155,16 +155,6 @@ fn hostile_uri(rng: &mut Rng, i: usize) -> (&'static str, String) {
     (method, format!("{prefix}{path}"))
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_hostile_requests() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -191,7 +181,7 @@ async fn ten_thousand_hostile_requests() {
         .trim_start_matches("https://")
         .to_string();
     let config = client_config(&kubeconfig);
-    let rss_start = rss_kib(adapter.child_id());
+    let rss_start = kubemind::sim::process::status_kib(adapter.child_id(), "VmRSS:");
 
     // slow clients: connections that send half a request head and stall, held open throughout
     let mut stalled = Vec::new();
@@ -324,7 +314,7 @@ async fn ten_thousand_hostile_requests() {
             tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut rest)).await;
         assert!(read.is_ok(), "a stalled client was never cut off");
     }
-    let rss_end = rss_kib(adapter.child_id());
+    let rss_end = kubemind::sim::process::status_kib(adapter.child_id(), "VmRSS:");
     assert!(
         rss_end < rss_start + 64 * 1024,
         "RSS grew from {rss_start} KiB to {rss_end} KiB over {sent} hostile requests"
