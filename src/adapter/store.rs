@@ -203,6 +203,7 @@ impl Snapshot {
 pub struct SnapshotBuilder {
     objects: HashMap<ScopeKey, Objects>,
     external: HashMap<Arc<str>, Vec<ExternalSeries>>,
+    declared: BTreeSet<(GroupResource, Arc<str>)>,
 }
 
 impl SnapshotBuilder {
@@ -232,6 +233,11 @@ impl SnapshotBuilder {
         )
     }
 
+    /// Lists `metric` for `resource` in discovery even while no object has a value for it.
+    pub fn declare(&mut self, resource: &GroupResource, metric: &str) {
+        self.declared.insert((resource.clone(), Arc::from(metric)));
+    }
+
     pub fn external(&mut self, metric: &str, series: ExternalSeries) {
         self.external
             .entry(Arc::from(metric))
@@ -240,7 +246,10 @@ impl SnapshotBuilder {
     }
 
     pub fn build(self, generation: u64, built_at: SystemTime) -> Snapshot {
-        let mut catalogue = Catalogue::default();
+        let mut catalogue = Catalogue {
+            custom: self.declared,
+            ..Catalogue::default()
+        };
         let mut sample_count = 0;
         for ((_, resource), objects) in &self.objects {
             for object in objects.values() {

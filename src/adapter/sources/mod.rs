@@ -2,5 +2,10 @@
 //! the store; none is ever called on the request path.
 //!
 //! - [`static_file`]: objects and values from a YAML/JSON file (standalone mode).
+//! - [`exporter_page`]: one `kubemind exporter` page read onto the HPA catalogue.
+//! - [`assemble`]: the cluster snapshot from the Kubernetes inventory and exporter pages, with
+//!   workload aggregates.
 
+pub mod assemble;
+pub mod exporter_page;
 pub mod static_file;

@@ -1,0 +1,291 @@
+//! Reads one `kubemind exporter` page onto the HPA-facing catalogue (DESIGN.md): base units
+//! become the catalogue's units (`kubemind_triton_queue_time_seconds` → `triton_queue_time_ms`,
+//! ratios → percent), per-pod series become pod values, per-GPU series become node values.
+//! Every value carries the page's collection time
+//! (`kubemind_exporter_last_collection_timestamp_seconds`), never the time it was read.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime};
+
+use crate::promtext::{self, ParseError};
+
+/// How a per-pod exporter series maps onto a catalogue metric.
+struct PodMapping {
+    series: &'static str,
+    metric: &'static str,
+    scale: f64,
+}
+
+const POD_MAPPINGS: &[PodMapping] = &[
+    PodMapping {
+        series: "kubemind_pod_gpu_utilization_ratio",
+        metric: "gpu_utilization_percent",
+        scale: 100.0,
+    },
+    PodMapping {
+        series: "kubemind_pod_gpu_memory_used_bytes",
+        metric: "gpu_memory_used_bytes",
+        scale: 1.0,
+    },
+    PodMapping {
+        series: "kubemind_triton_queue_time_seconds",
+        metric: "triton_queue_time_ms",
+        scale: 1000.0,
+    },
+    PodMapping {
+        series: "kubemind_triton_queue_compute_ratio",
+        metric: "triton_queue_compute_ratio",
+        scale: 1.0,
+    },
+    PodMapping {
+        series: "kubemind_triton_pending_requests",
+        metric: "triton_pending_requests",
+        scale: 1.0,
+    },
+    PodMapping {
+        series: "kubemind_triton_request_rate",
+        metric: "inference_request_rate",
+        scale: 1.0,
+    },
+    PodMapping {
+        series: "kubemind_vllm_request_rate",
+        metric: "inference_request_rate",
+        scale: 1.0,
+    },
+    PodMapping {
+        series: "kubemind_vllm_requests_waiting",
+        metric: "vllm_requests_waiting",
+        scale: 1.0,
+    },
+    PodMapping {
+        series: "kubemind_vllm_kv_cache_usage_ratio",
+        metric: "vllm_kv_cache_usage_percent",
+        scale: 100.0,
+    },
+];
+
+/// The catalogue metrics an exporter can give for a pod, for discovery before data arrives.
+pub const POD_METRICS: &[&str] = &[
+    "gpu_utilization_percent",
+    "gpu_memory_used_bytes",
+    "gpu_memory_used_percent",
+    "triton_queue_time_ms",
+    "triton_queue_compute_ratio",
+    "triton_pending_requests",
+    "inference_request_rate",
+    "vllm_requests_waiting",
+    "vllm_kv_cache_usage_percent",
+];
+
+/// What one exporter page says, in catalogue terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExporterPage {
+    pub node: Option<String>,
+    /// When the exporter collected these values.
+    pub collected_at: SystemTime,
+    /// Values by (namespace, pod), then by catalogue metric.
+    pub pods: BTreeMap<(String, String), BTreeMap<&'static str, f64>>,
+    /// The node's own values by catalogue metric.
+    pub node_values: BTreeMap<&'static str, f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error("not Prometheus text: {0}")]
+    Parse(#[from] ParseError),
+    #[error("no kubemind_exporter_last_collection_timestamp_seconds: not a kubemind exporter page")]
+    NoCollectionTime,
+}
+
+/// Reads a page; at most `max_samples` samples.
+pub fn read(text: &str, max_samples: usize) -> Result<ExporterPage, PageError> {
+    let exposition = promtext::parse_with_limit(text, max_samples)?;
+    let mut collected_at = None;
+    let mut node = None;
+    let mut pods: BTreeMap<(String, String), BTreeMap<&'static str, f64>> = BTreeMap::new();
+    let mut memory_total: HashMap<(String, String), f64> = HashMap::new();
+    // per GPU (uuid): utilization, memory used, memory total
+    let mut gpus: BTreeMap<String, (Option<f64>, f64, f64)> = BTreeMap::new();
+    for sample in &exposition.samples {
+        if !sample.value.is_finite() {
+            continue;
+        }
+        if sample.name == "kubemind_exporter_last_collection_timestamp_seconds" {
+            collected_at = Duration::try_from_secs_f64(sample.value)
+                .ok()
+                .map(|since_epoch| SystemTime::UNIX_EPOCH + since_epoch);
+            node = sample.label("node").map(str::to_string);
+            continue;
+        }
+        let pod_key = || {
+            Some((
+                sample.label("namespace")?.to_string(),
+                sample.label("pod")?.to_string(),
+            ))
+        };
+        if let Some(mapping) = POD_MAPPINGS.iter().find(|m| m.series == sample.name) {
+            if let Some(key) = pod_key() {
+                pods.entry(key)
+                    .or_default()
+                    .insert(mapping.metric, sample.value * mapping.scale);
+            }
+            continue;
+        }
+        match sample.name {
+            "kubemind_pod_gpu_memory_total_bytes" => {
+                if let Some(key) = pod_key() {
+                    memory_total.insert(key, sample.value);
+                }
+            }
+            "kubemind_gpu_utilization_ratio"
+            | "kubemind_gpu_memory_used_bytes"
+            | "kubemind_gpu_memory_total_bytes" => {
+                let Some(uuid) = sample.label("uuid") else {
+                    continue;
+                };
+                let gpu = gpus.entry(uuid.to_string()).or_default();
+                match sample.name {
+                    "kubemind_gpu_utilization_ratio" => gpu.0 = Some(sample.value),
+                    "kubemind_gpu_memory_used_bytes" => gpu.1 = sample.value,
+                    _ => gpu.2 = sample.value,
+                }
+            }
+            _ => {}
+        }
+    }
+    for (key, total) in memory_total {
+        if let Some(values) = pods.get_mut(&key)
+            && let Some(&used) = values.get("gpu_memory_used_bytes")
+            && total > 0.0
+        {
+            values.insert("gpu_memory_used_percent", used / total * 100.0);
+        }
+    }
+    let mut node_values = BTreeMap::new();
+    let utilizations: Vec<f64> = gpus.values().filter_map(|g| g.0).collect();
+    if !utilizations.is_empty() {
+        node_values.insert(
+            "gpu_utilization_percent",
+            utilizations.iter().sum::<f64>() / utilizations.len() as f64 * 100.0,
+        );
+    }
+    if !gpus.is_empty() {
+        let used: f64 = gpus.values().map(|g| g.1).sum();
+        let total: f64 = gpus.values().map(|g| g.2).sum();
+        node_values.insert("gpu_memory_used_bytes", used);
+        if total > 0.0 {
+            node_values.insert("gpu_memory_used_percent", used / total * 100.0);
+        }
+    }
+    Ok(ExporterPage {
+        node,
+        collected_at: collected_at.ok_or(PageError::NoCollectionTime)?,
+        pods,
+        node_values,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exporter::gpu::{GpuReading, GpuSnapshot};
+    use crate::exporter::pods::{DeviceId, Holder};
+    use crate::exporter::render::{Collection, render};
+    use crate::exporter::servers::scrape::{ServerKind, Signals, Target, TargetReport};
+    use crate::exporter::servers::triton::TritonSignals;
+
+    /// A page rendered by the exporter itself, so the two sides cannot drift apart.
+    fn page() -> String {
+        let gpu = |index, uuid: &str, utilization| GpuReading {
+            index,
+            uuid: uuid.into(),
+            name: "sim".into(),
+            utilization_ratio: Some(utilization),
+            memory_used_bytes: 20,
+            memory_total_bytes: 80,
+            power_watts: None,
+            temperature_celsius: None,
+            mig: vec![],
+        };
+        let gpus = GpuSnapshot {
+            nvml_up: true,
+            gpus: vec![gpu(0, "GPU-a", 0.97), gpu(1, "GPU-b", 0.03)],
+            sampled_at: SystemTime::UNIX_EPOCH,
+            collection: Duration::ZERO,
+        };
+        let holders = vec![(
+            DeviceId::Gpu {
+                uuid: "GPU-a".into(),
+                replica: None,
+            },
+            Holder {
+                namespace: "demo".into(),
+                pod: "triton-0".into(),
+                container: "server".into(),
+                resource_name: "nvidia.com/gpu".into(),
+            },
+        )];
+        let servers = vec![TargetReport {
+            target: Target {
+                namespace: "demo".into(),
+                pod: "triton-0".into(),
+                kind: ServerKind::Triton,
+                url: String::new(),
+            },
+            up: true,
+            signals: Some(Signals::Triton(TritonSignals {
+                queue_time_seconds: Some(8.0),
+                queue_compute_ratio: Some(160.0),
+                pending_requests: 412.0,
+                request_rate: 19.5,
+                rejected_rate: 0.0,
+                stalled: false,
+            })),
+            last_success: None,
+            failures: BTreeMap::new(),
+        }];
+        render(&Collection {
+            node: "gpu-node-1",
+            gpus: &gpus,
+            holders: &holders,
+            pod_resources_up: true,
+            servers: &servers,
+            duration: Duration::ZERO,
+            finished_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000),
+        })
+    }
+
+    #[test]
+    fn maps_the_exporters_series_onto_the_catalogue() {
+        let page = read(&page(), 10_000).expect("a kubemind page");
+        assert_eq!(page.node.as_deref(), Some("gpu-node-1"));
+        assert_eq!(
+            page.collected_at,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000)
+        );
+        let pod = &page.pods[&("demo".to_string(), "triton-0".to_string())];
+        assert_eq!(pod["triton_queue_time_ms"], 8000.0);
+        assert_eq!(pod["triton_queue_compute_ratio"], 160.0);
+        assert_eq!(pod["triton_pending_requests"], 412.0);
+        assert_eq!(pod["inference_request_rate"], 19.5);
+        assert_eq!(pod["gpu_utilization_percent"], 97.0);
+        assert_eq!(pod["gpu_memory_used_percent"], 25.0);
+        assert_eq!(page.node_values["gpu_utilization_percent"], 50.0);
+        assert_eq!(page.node_values["gpu_memory_used_bytes"], 40.0);
+        for metric in pod.keys() {
+            assert!(
+                POD_METRICS.contains(metric),
+                "{metric} is listed for discovery"
+            );
+        }
+    }
+
+    #[test]
+    fn other_pages_are_refused() {
+        assert!(matches!(
+            read("up 1\n", 100),
+            Err(PageError::NoCollectionTime)
+        ));
+        assert!(matches!(read("{{", 100), Err(PageError::Parse(_))));
+    }
+}
