@@ -46,6 +46,15 @@ pub struct Inventory {
     pub namespaces: Vec<(String, Labels)>,
 }
 
+/// A page's values by catalogue metric.
+type Values = BTreeMap<&'static str, f64>;
+/// Values with the time their exporter collected them.
+type Stamped<'a> = (SystemTime, &'a Values);
+/// A workload: namespace, resource, name.
+type WorkloadKey<'a> = (&'a str, &'a GroupResource, &'a str);
+/// Per metric, the (value, sample time) of each of a workload's pods.
+type OverPods = BTreeMap<&'static str, Vec<(f64, SystemTime)>>;
+
 /// The workload resources that get aggregates.
 pub fn workload_resources() -> [GroupResource; 2] {
     [
@@ -86,10 +95,8 @@ pub fn assemble(
     }
 
     // the freshest page's values for each pod and node
-    let mut pod_values: BTreeMap<(&str, &str), (SystemTime, &BTreeMap<&'static str, f64>)> =
-        BTreeMap::new();
-    let mut node_values: BTreeMap<&str, (SystemTime, &BTreeMap<&'static str, f64>)> =
-        BTreeMap::new();
+    let mut pod_values: BTreeMap<(&str, &str), Stamped<'_>> = BTreeMap::new();
+    let mut node_values: BTreeMap<&str, Stamped<'_>> = BTreeMap::new();
     for page in pages {
         for ((namespace, pod), values) in &page.pods {
             let entry = pod_values
@@ -110,10 +117,7 @@ pub fn assemble(
     }
 
     // per workload, per metric: (value, sample time) of each of its pods
-    let mut workload_values: BTreeMap<
-        (&str, &GroupResource, &str),
-        BTreeMap<&'static str, Vec<(f64, SystemTime)>>,
-    > = BTreeMap::new();
+    let mut workload_values: BTreeMap<WorkloadKey<'_>, OverPods> = BTreeMap::new();
     for pod in &inventory.pods {
         let Some(object) = builder.object(Some(&pod.namespace), &pods, &pod.name) else {
             continue;
