@@ -83,9 +83,25 @@ pub struct AdapterArgs {
     #[arg(long)]
     pub kubeconfig_out: Option<PathBuf>,
 
+    /// Kubeconfig of the cluster (cluster mode); default: in-cluster, then $KUBECONFIG.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Label selector of the exporter pods to scrape (cluster mode).
+    #[arg(long, default_value = "app.kubernetes.io/name=kubemind-exporter")]
+    pub exporter_selector: String,
+    /// The exporters' /metrics port.
+    #[arg(long, default_value_t = 9400)]
+    pub exporter_port: u16,
+    /// How often every exporter is scraped.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub exporter_interval: Duration,
+    /// Longest wait for one exporter.
+    #[arg(long, default_value = "800ms", value_parser = parse_duration)]
+    pub exporter_timeout: Duration,
+
     /// Kubeconfig of the API server to delegate to: TokenReview, SubjectAccessReview, and the
-    /// kube-system/extension-apiserver-authentication ConfigMap (watched). Without it, bearer
-    /// tokens are refused and only system:masters is authorized.
+    /// kube-system/extension-apiserver-authentication ConfigMap (watched). Default: the cluster's
+    /// own in cluster mode; in standalone mode, none (tokens refused, only system:masters).
     #[arg(long, env = "KUBEMIND_AUTHENTICATION_KUBECONFIG")]
     pub authentication_kubeconfig: Option<PathBuf>,
     /// CA bundle for client certificates (user = CN, groups = O); overrides the ConfigMap.

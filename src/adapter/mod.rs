@@ -9,11 +9,13 @@
 //!   [`tls`]: certificates and the acceptor; [`telemetry`]: the adapter's own `/metrics`;
 //!   [`kubeconfig`]: the file standalone mode writes for kubectl.
 //!
-//! Only standalone mode exists so far: cluster sources (exporters, Prometheus, kube reflectors)
-//! and delegated authentication are separate pieces of work.
+//! Two modes: standalone (values from a file, no cluster) and cluster (the direct path: the
+//! Kubernetes caches and the exporters scraped every second; delegated authentication against
+//! the same API server). The Prometheus source is a separate piece of work.
 
 pub mod api;
 pub mod auth;
+pub mod kube;
 pub mod kubeconfig;
 pub mod sources;
 pub mod store;
@@ -29,11 +31,14 @@ use anyhow::Context as _;
 use axum_server::Handle;
 
 use crate::cli::{AdapterArgs, ConfigError};
+use crate::selector::Selector;
 use api::{Access, ApiState, Readiness};
 use auth::Auth;
 use auth::configmap::TrustWatch;
 use auth::delegate::Delegate;
 use auth::trust::{Trust, TrustSources};
+use kube::Cluster;
+use sources::exporters::ExporterSource;
 use sources::static_file::{StaticFileSource, StaticMetrics};
 use store::Store;
 use telemetry::Telemetry;
@@ -65,34 +70,37 @@ pub struct Standalone {
     pub kubeconfig_out: Option<PathBuf>,
 }
 
+/// The resolved configuration of cluster mode: the direct path from the exporters.
+pub struct ClusterMode {
+    /// `--kubeconfig`, or `None` to infer (in-cluster, then `$KUBECONFIG`).
+    pub kubeconfig: Option<::kube::config::Kubeconfig>,
+    pub exporter_selector: Selector,
+    pub exporter_port: u16,
+    pub exporter_interval: Duration,
+    pub exporter_timeout: Duration,
+}
+
+/// Where values come from.
+pub enum Mode {
+    Standalone(Standalone),
+    Cluster(ClusterMode),
+}
+
 /// Everything `run` needs, validated.
 pub struct Settings {
     pub listen: SocketAddr,
     pub certificates: Certificates,
     pub max_age: Duration,
-    pub standalone: Standalone,
+    pub mode: Mode,
     /// Trust given by flags (CA files read); the ConfigMap fills in the rest.
     pub trust_flags: TrustSources,
     /// Where TokenReview, SubjectAccessReview and the authentication ConfigMap come from.
-    pub delegate: Option<kube::config::Kubeconfig>,
+    pub delegate: Option<::kube::config::Kubeconfig>,
 }
 
 impl Settings {
     /// Checks the flags and reads the files they name; touches no socket.
     pub fn from_args(args: AdapterArgs) -> Result<Settings, ConfigError> {
-        if !args.standalone {
-            return Err(ConfigError::new(
-                "--standalone",
-                "cluster mode (exporter and Prometheus sources, kube resolution, delegated \
-                 authentication) is not built yet; run with --standalone --static-metrics FILE",
-            ));
-        }
-        let Some(static_metrics) = args.static_metrics else {
-            return Err(ConfigError::new(
-                "--static-metrics",
-                "standalone mode needs a file of values to serve",
-            ));
-        };
         if args.max_age.is_zero() {
             return Err(ConfigError::new("--max-age", "must be more than zero"));
         }
@@ -139,8 +147,50 @@ impl Settings {
                 ));
             }
         };
-        let initial = StaticMetrics::load(&static_metrics)
-            .map_err(|e| ConfigError::new("--static-metrics", e.to_string()))?;
+        let read_kubeconfig = |flag: &'static str, path: Option<PathBuf>| {
+            path.map(|path| {
+                ::kube::config::Kubeconfig::read_from(&path)
+                    .map_err(|e| ConfigError::new(flag, format!("{}: {e}", path.display())))
+            })
+            .transpose()
+        };
+        let mode = if args.standalone {
+            let Some(static_metrics) = args.static_metrics else {
+                return Err(ConfigError::new(
+                    "--static-metrics",
+                    "standalone mode needs a file of values to serve",
+                ));
+            };
+            let initial = StaticMetrics::load(&static_metrics)
+                .map_err(|e| ConfigError::new("--static-metrics", e.to_string()))?;
+            Mode::Standalone(Standalone {
+                static_metrics,
+                initial,
+                refresh: args.static_refresh,
+                kubeconfig_out: args.kubeconfig_out,
+            })
+        } else {
+            if args.static_metrics.is_some() || args.kubeconfig_out.is_some() {
+                return Err(ConfigError::new(
+                    "--static-metrics",
+                    "--static-metrics and --kubeconfig-out go with --standalone",
+                ));
+            }
+            if args.exporter_timeout >= args.exporter_interval {
+                return Err(ConfigError::new(
+                    "--exporter-timeout",
+                    "must be shorter than --exporter-interval",
+                ));
+            }
+            Mode::Cluster(ClusterMode {
+                kubeconfig: read_kubeconfig("--kubeconfig", args.kubeconfig)?,
+                exporter_selector: Selector::parse(&args.exporter_selector)
+                    .map_err(|e| ConfigError::new("--exporter-selector", e.to_string()))?,
+                exporter_port: args.exporter_port,
+                exporter_interval: args.exporter_interval,
+                exporter_timeout: args.exporter_timeout,
+            })
+        };
         let read_pem =
             |flag: &'static str, path: Option<PathBuf>| -> Result<Option<String>, ConfigError> {
                 path.map(|path| {
@@ -170,27 +220,15 @@ impl Settings {
         };
         Trust::build(&trust_flags, &[])
             .map_err(|e| ConfigError::new("--requestheader-*", e.to_string()))?;
-        let delegate = args
-            .authentication_kubeconfig
-            .map(|path| {
-                kube::config::Kubeconfig::read_from(&path).map_err(|e| {
-                    ConfigError::new(
-                        "--authentication-kubeconfig",
-                        format!("{}: {e}", path.display()),
-                    )
-                })
-            })
-            .transpose()?;
+        let delegate = read_kubeconfig(
+            "--authentication-kubeconfig",
+            args.authentication_kubeconfig,
+        )?;
         Ok(Settings {
             listen: SocketAddr::new(bind, args.secure_port),
             certificates,
             max_age: args.max_age,
-            standalone: Standalone {
-                static_metrics,
-                initial,
-                refresh: args.static_refresh,
-                kubeconfig_out: args.kubeconfig_out,
-            },
+            mode,
             trust_flags,
             delegate,
         })
@@ -204,11 +242,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let store = Arc::new(Store::new(settings.max_age));
     let readiness = Readiness::default();
 
-    // One local CA signs the kubeconfig's client certificate (and the serving certificate when
-    // no files are given); only certificates it signed are trusted.
-    let authority =
-        LocalAuthority::new("kubemind standalone CA").context("creating the local CA")?;
-    let local_client_roots = vec![authority.certificate()];
+    // A local CA signs the serving certificate when no files are given and, in standalone mode,
+    // the kubeconfig's client certificate, which only it is trusted for.
+    let authority = LocalAuthority::new("kubemind local CA").context("creating the local CA")?;
+    let local_client_roots = match settings.mode {
+        Mode::Standalone(_) => vec![authority.certificate()],
+        Mode::Cluster(_) => Vec::new(),
+    };
+    // In a cluster, one client reads the API server; it is also the delegate unless told otherwise.
+    let cluster_client = match &settings.mode {
+        Mode::Cluster(cluster) => {
+            Some(kube_client(cluster.kubeconfig.clone(), "--kubeconfig").await?)
+        }
+        Mode::Standalone(_) => None,
+    };
     let trust = Trust::build(&settings.trust_flags, &local_client_roots)?;
     let (identity, server_ca_pem, reloader) = match settings.certificates {
         Certificates::Files {
@@ -227,12 +274,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let tls = Arc::new(ServerTls::new(identity, trust.roots.clone())?);
     let delegate_client = match settings.delegate {
         Some(kubeconfig) => {
-            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-                .await
-                .context("--authentication-kubeconfig")?;
-            Some(kube::Client::try_from(config).context("--authentication-kubeconfig")?)
+            Some(kube_client(Some(kubeconfig), "--authentication-kubeconfig").await?)
         }
-        None => None,
+        None => cluster_client.clone(),
     };
     let auth = Arc::new(Auth::new(trust, delegate_client.clone().map(Delegate::new)));
 
@@ -261,17 +305,40 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .run(),
         ));
     }
-    let standalone = settings.standalone;
-    tasks.push(tokio::spawn(
-        StaticFileSource {
-            path: standalone.static_metrics.clone(),
-            refresh: standalone.refresh,
-            store: store.clone(),
-            telemetry: telemetry.clone(),
-            readiness: readiness.clone(),
+    let kubeconfig_out = match settings.mode {
+        Mode::Standalone(standalone) => {
+            tasks.push(tokio::spawn(
+                StaticFileSource {
+                    path: standalone.static_metrics.clone(),
+                    refresh: standalone.refresh,
+                    store: store.clone(),
+                    telemetry: telemetry.clone(),
+                    readiness: readiness.clone(),
+                }
+                .run(standalone.initial),
+            ));
+            standalone.kubeconfig_out
         }
-        .run(standalone.initial),
-    ));
+        Mode::Cluster(cluster) => {
+            let client = cluster_client
+                .clone()
+                .context("cluster mode has a client")?;
+            tasks.push(tokio::spawn(
+                ExporterSource {
+                    cluster: Cluster::watch(&client),
+                    selector: cluster.exporter_selector,
+                    port: cluster.exporter_port,
+                    interval: cluster.exporter_interval,
+                    timeout: cluster.exporter_timeout,
+                    store: store.clone(),
+                    telemetry: telemetry.clone(),
+                    readiness: readiness.clone(),
+                }
+                .run(),
+            ));
+            None
+        }
+    };
 
     let app = api::router(ApiState {
         store,
@@ -300,7 +367,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let server_url = format!("https://{}", SocketAddr::new(host, bound.port()));
     tracing::info!(address = %bound, "serving the custom and external metrics APIs");
-    if let Some(path) = &standalone.kubeconfig_out {
+    if let Some(path) = &kubeconfig_out {
         let client =
             authority.client_certificate("kubemind-standalone-user", &["system:masters"])?;
         kubeconfig::write(
@@ -328,6 +395,22 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     server.await??;
     Ok(())
+}
+
+/// A kube client from a kubeconfig, or inferred (in-cluster, then `$KUBECONFIG`).
+async fn kube_client(
+    kubeconfig: Option<::kube::config::Kubeconfig>,
+    flag: &'static str,
+) -> anyhow::Result<::kube::Client> {
+    let config = match kubeconfig {
+        Some(kubeconfig) => ::kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .context(flag)?,
+        None => ::kube::Config::infer()
+            .await
+            .context("no cluster configuration (in-cluster or $KUBECONFIG); use --standalone without a cluster")?,
+    };
+    ::kube::Client::try_from(config).context(flag)
 }
 
 /// Bounds what one client can hold: a request head must arrive within

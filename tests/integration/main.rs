@@ -2,6 +2,7 @@
 //!
 //! - `api`: every route × version × error case through the router, whole JSON bodies compared.
 //! - `standalone`: the real binary over real TLS, read by the real kubectl.
+//! - `cluster`: the direct path end to end: exporter binary → adapter in cluster mode → HPA requests.
 //! - `exporter`: the exporter binary end to end, and promtool on its page.
 //! - `hostile`: 10,000 malformed or hostile requests against the real binary.
 //! - `nvml`: the GPU sampler through nvml-wrapper and a simulated libnvidia-ml.so.1.
@@ -10,6 +11,7 @@
 //!   kube-apiserver, which cannot be installed here).
 
 mod api;
+mod cluster;
 mod exporter;
 mod hostile;
 mod nvml;

@@ -1,7 +1,8 @@
 //! A minimal **stand-in** for kube-apiserver: no real API server can be installed here. It
 //! answers only what kubemind asks of one — TokenReview, SubjectAccessReview (both counted,
 //! so tests can prove caching), list/watch of `kube-system/extension-apiserver-authentication`,
-//! and list/watch of pods (recording the field selector asked for) — over plain HTTP on
+//! and list/watch of pods, ReplicaSets, Deployments, StatefulSets, nodes and namespaces
+//! (recording the pod field selector asked for) — over plain HTTP on
 //! 127.0.0.1, on a thread of its own.
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,7 +34,8 @@ struct Shared {
     events: broadcast::Sender<String>,
     token_reviews: AtomicUsize,
     access_reviews: Mutex<Vec<Value>>,
-    pods: Mutex<Vec<Value>>,
+    /// Objects listed at each collection path (`/api/v1/pods`, `/apis/apps/v1/deployments`, …).
+    collections: Mutex<HashMap<String, Vec<Value>>>,
     pod_field_selectors: Mutex<Vec<String>>,
 }
 
@@ -116,11 +118,16 @@ async fn configmaps(
         .expect("response")
 }
 
-async fn pods(
+/// List or watch any collection the test filled; watches report no changes.
+async fn collection(
     State(shared): State<Arc<Shared>>,
+    uri: axum::http::Uri,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Some(selector) = query.get("fieldSelector") {
+    let path = uri.path().to_string();
+    if path == "/api/v1/pods"
+        && let Some(selector) = query.get("fieldSelector")
+    {
         shared
             .pod_field_selectors
             .lock()
@@ -135,8 +142,14 @@ async fn pods(
             .body(Body::from_stream(stream))
             .expect("response");
     }
-    let items = shared.pods.lock().expect("lock").clone();
-    Json(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "7"}, "items": items}))
+    let items = shared
+        .collections
+        .lock()
+        .expect("lock")
+        .get(&path)
+        .cloned()
+        .unwrap_or_default();
+    Json(json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "7"}, "items": items}))
         .into_response()
 }
 
@@ -154,7 +167,7 @@ impl StandIn {
             events,
             token_reviews: AtomicUsize::new(0),
             access_reviews: Mutex::new(Vec::new()),
-            pods: Mutex::new(Vec::new()),
+            collections: Mutex::new(HashMap::new()),
             pod_field_selectors: Mutex::new(Vec::new()),
         });
         let app = axum::Router::new()
@@ -167,7 +180,8 @@ impl StandIn {
                 post(access_review),
             )
             .route("/api/v1/namespaces/kube-system/configmaps", get(configmaps))
-            .route("/api/v1/pods", get(pods))
+            .route("/api/v1/{resource}", get(collection))
+            .route("/apis/apps/v1/{resource}", get(collection))
             .with_state(shared.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
@@ -207,7 +221,16 @@ impl StandIn {
 
     /// Replaces the pods listed.
     pub fn set_pods(&self, pods: Vec<Value>) {
-        *self.shared.pods.lock().expect("lock") = pods;
+        self.set_collection("/api/v1/pods", pods);
+    }
+
+    /// Replaces the objects listed at a collection path, e.g. `/apis/apps/v1/deployments`.
+    pub fn set_collection(&self, path: &str, objects: Vec<Value>) {
+        self.shared
+            .collections
+            .lock()
+            .expect("lock")
+            .insert(path.to_string(), objects);
     }
 
     /// Every field selector pods were listed or watched with.

@@ -1,0 +1,203 @@
+//! What exists in the cluster: kube reflectors (one client, list then watch, no LIST per
+//! request) over pods, ReplicaSets, Deployments, StatefulSets, nodes and namespaces.
+//!
+//! [`Cluster::inventory`] turns the caches into the plain [`Inventory`] the snapshot is
+//! assembled from, resolving each pod's workload through its owner references (pod →
+//! ReplicaSet → Deployment, or pod → StatefulSet). Managed fields and annotations are dropped
+//! as objects arrive, to keep the caches small. While the API server is unreachable the
+//! watchers retry with backoff and the caches keep the last known state.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::adapter::sources::assemble::{Inventory, PodInfo, WorkloadInfo};
+use crate::resources::GroupResource;
+use crate::selector::Selector;
+
+/// The caches, one per resource.
+#[derive(Clone)]
+pub struct Cluster {
+    pub pods: Store<Pod>,
+    replicasets: Store<ReplicaSet>,
+    deployments: Store<Deployment>,
+    statefulsets: Store<StatefulSet>,
+    nodes: Store<Node>,
+    namespaces: Store<Namespace>,
+}
+
+/// Starts a reflector over every `K` and returns its cache.
+fn reflect<K>(client: &kube::Client) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let events = watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+        .modify(|object| {
+            object.managed_fields_mut().clear();
+            object.annotations_mut().clear();
+        })
+        .default_backoff();
+    let mut stream = reflector::reflector(writer, events)
+        .applied_objects()
+        .boxed();
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    tokio::spawn(async move {
+        let mut reported = false;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => reported = false,
+                Err(error) if !reported => {
+                    tracing::warn!(%error, kind, "watch failed; serving the last known state and retrying");
+                    reported = true;
+                }
+                Err(_) => {}
+            }
+        }
+    });
+    reader
+}
+
+fn owner<'a>(owners: &'a [OwnerReference], kind: &str) -> Option<&'a str> {
+    owners
+        .iter()
+        .find(|o| o.kind == kind && o.controller == Some(true))
+        .or_else(|| owners.iter().find(|o| o.kind == kind))
+        .map(|o| o.name.as_str())
+}
+
+impl Cluster {
+    /// Starts every reflector; the caches fill in the background.
+    pub fn watch(client: &kube::Client) -> Cluster {
+        Cluster {
+            pods: reflect(client),
+            replicasets: reflect(client),
+            deployments: reflect(client),
+            statefulsets: reflect(client),
+            nodes: reflect(client),
+            namespaces: reflect(client),
+        }
+    }
+
+    /// Resolves once every cache holds its first complete list.
+    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.pods.wait_until_ready().await?;
+        self.replicasets.wait_until_ready().await?;
+        self.deployments.wait_until_ready().await?;
+        self.statefulsets.wait_until_ready().await?;
+        self.nodes.wait_until_ready().await?;
+        self.namespaces.wait_until_ready().await
+    }
+
+    /// Running pods (in any namespace) whose labels match `selector`, with their IPs.
+    pub fn running_pods(&self, selector: &Selector) -> Vec<(String, String, String)> {
+        self.pods
+            .state()
+            .iter()
+            .filter(|pod| selector.matches(pod.labels()))
+            .filter(|pod| pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .filter_map(|pod| {
+                let ip = pod
+                    .status
+                    .as_ref()?
+                    .pod_ip
+                    .clone()
+                    .filter(|ip| !ip.is_empty())?;
+                Some((pod.namespace()?, pod.name_any(), ip))
+            })
+            .collect()
+    }
+
+    /// Everything the snapshot is assembled from.
+    pub fn inventory(&self) -> Inventory {
+        let deployment_of: HashMap<(String, String), String> = self
+            .replicasets
+            .state()
+            .iter()
+            .filter_map(|rs| {
+                let deployment = owner(rs.owner_references(), "Deployment")?;
+                Some(((rs.namespace()?, rs.name_any()), deployment.to_string()))
+            })
+            .collect();
+        let deployments = GroupResource::new("deployments", "apps");
+        let statefulsets = GroupResource::new("statefulsets", "apps");
+        let pods = self
+            .pods
+            .state()
+            .iter()
+            .filter(|pod| {
+                !matches!(
+                    pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                )
+            })
+            .filter_map(|pod| {
+                let namespace = pod.namespace()?;
+                let owners = pod.owner_references();
+                let workload = if let Some(rs) = owner(owners, "ReplicaSet") {
+                    deployment_of
+                        .get(&(namespace.clone(), rs.to_string()))
+                        .map(|d| (deployments.clone(), d.clone()))
+                } else {
+                    owner(owners, "StatefulSet").map(|s| (statefulsets.clone(), s.to_string()))
+                };
+                Some(PodInfo {
+                    namespace,
+                    name: pod.name_any(),
+                    uid: pod.uid(),
+                    labels: pod.labels().clone(),
+                    workload,
+                })
+            })
+            .collect();
+        let workload =
+            |resource: &GroupResource,
+             meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+                Some(WorkloadInfo {
+                    namespace: meta.namespace.clone()?,
+                    resource: resource.clone(),
+                    name: meta.name.clone()?,
+                    uid: meta.uid.clone(),
+                    labels: meta.labels.clone().unwrap_or_default(),
+                })
+            };
+        let mut workloads: Vec<WorkloadInfo> = self
+            .deployments
+            .state()
+            .iter()
+            .filter_map(|d| workload(&deployments, &d.metadata))
+            .collect();
+        workloads.extend(
+            self.statefulsets
+                .state()
+                .iter()
+                .filter_map(|s| workload(&statefulsets, &s.metadata)),
+        );
+        Inventory {
+            pods,
+            workloads,
+            nodes: self
+                .nodes
+                .state()
+                .iter()
+                .map(|n| (n.name_any(), n.labels().clone()))
+                .collect(),
+            namespaces: self
+                .namespaces
+                .state()
+                .iter()
+                .map(|n| (n.name_any(), n.labels().clone()))
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The exporter source (the direct path): every `interval`, scrape each exporter pod's
+//! `/metrics` concurrently under a timeout, keep each exporter's last good page, and publish a
+//! snapshot assembled from the Kubernetes inventory and those pages.
+//!
+//! Exporter pods are found in the pod cache by label selector; an exporter that disappears
+//! takes its page with it, and one that stops answering keeps its last page, whose values turn
+//! absent once older than `--max-age`. Readiness is released after the caches are listed and
+//! the first snapshot is published — never gated on an exporter answering.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::assemble::assemble;
+use super::exporter_page::{self, ExporterPage};
+use crate::adapter::api::Readiness;
+use crate::adapter::kube::Cluster;
+use crate::adapter::store::Store;
+use crate::adapter::telemetry::Telemetry;
+use crate::selector::Selector;
+
+/// Largest page read from one exporter.
+const MAX_PAGE_BYTES: usize = 32 * 1024 * 1024;
+/// Most samples read from one exporter's page.
+const MAX_SAMPLES: usize = 200_000;
+
+pub struct ExporterSource {
+    pub cluster: Cluster,
+    pub selector: Selector,
+    pub port: u16,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub store: Arc<Store>,
+    pub telemetry: Arc<Telemetry>,
+    pub readiness: Readiness,
+}
+
+impl ExporterSource {
+    /// Runs until the task is dropped.
+    pub async fn run(self) {
+        if self.cluster.wait_until_ready().await.is_err() {
+            tracing::error!("the Kubernetes caches stopped before their first list");
+            return;
+        }
+        let client = match reqwest::Client::builder()
+            .connect_timeout(self.timeout)
+            .timeout(self.timeout)
+            .build()
+        {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::error!(%error, "building the HTTP client for exporters");
+                return;
+            }
+        };
+        let mut pages: HashMap<(String, String), ExporterPage> = HashMap::new();
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let exporters = self.cluster.running_pods(&self.selector);
+            pages.retain(|key, _| {
+                exporters
+                    .iter()
+                    .any(|(ns, name, _)| (ns, name) == (&key.0, &key.1))
+            });
+            let scrapes = exporters.iter().map(|(namespace, name, ip)| {
+                let client = client.clone();
+                let host = if ip.contains(':') {
+                    format!("[{ip}]")
+                } else {
+                    ip.clone()
+                };
+                let url = format!("http://{host}:{}/metrics", self.port);
+                async move {
+                    (
+                        (namespace.clone(), name.clone()),
+                        fetch(&client, &url).await,
+                    )
+                }
+            });
+            for (key, result) in futures::future::join_all(scrapes).await {
+                match result {
+                    Ok(page) => {
+                        pages.insert(key, page);
+                        self.telemetry.count_source_refresh("exporter", true);
+                    }
+                    Err(error) => {
+                        tracing::debug!(exporter = %format!("{}/{}", key.0, key.1), %error, "exporter scrape failed");
+                        self.telemetry.count_source_refresh("exporter", false);
+                    }
+                }
+            }
+            let now = SystemTime::now();
+            let pages: Vec<ExporterPage> = pages.values().cloned().collect();
+            let builder = assemble(&self.cluster.inventory(), &pages, self.store.max_age(), now);
+            self.store.publish(builder);
+            self.readiness.set_ready();
+        }
+    }
+}
+
+async fn fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<ExporterPage> {
+    let mut response = client.get(url).send().await?.error_for_status()?;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        anyhow::ensure!(
+            body.len() + chunk.len() <= MAX_PAGE_BYTES,
+            "page larger than {MAX_PAGE_BYTES} bytes"
+        );
+        body.extend_from_slice(&chunk);
+    }
+    // a node's page is a few hundred kilobytes at most; a large one is parsed off the workers
+    let page = tokio::task::spawn_blocking(move || {
+        let text = std::str::from_utf8(&body)?;
+        anyhow::Ok(exporter_page::read(text, MAX_SAMPLES)?)
+    })
+    .await??;
+    Ok(page)
+}

@@ -1,0 +1,309 @@
+//! The direct path end to end, every part real but the API server: scripted Triton endpoints →
+//! the exporter binary (simulated NVML) → the adapter binary in cluster mode (caches from the
+//! stand-in API server, exporters scraped every few hundred ms) → the HPA's requests, with a
+//! bearer token reviewed by the stand-in. One Triton pod gets every request (an L4-pinned
+//! connection): its queue time, the Deployment's `_max`, and `request_imbalance_ratio` 3 show it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use serde_json::{Value, json};
+
+use crate::standin::{StandIn, TokenUser};
+use crate::util::{Process, wait_for};
+use kubemind::sim::metrics_endpoint;
+
+/// Triton: `rate` requests per scrape, each queued `queue_ms`.
+fn triton_page(scrape: u64, rate: u64, queue_ms: u64) -> String {
+    let n = scrape * rate;
+    format!(
+        "nv_inference_request_success{{model=\"resnet\",version=\"1\"}} {n}\n\
+         nv_inference_queue_duration_us{{model=\"resnet\",version=\"1\"}} {}\n\
+         nv_inference_compute_infer_duration_us{{model=\"resnet\",version=\"1\"}} {}\n\
+         nv_inference_pending_request_count{{model=\"resnet\",version=\"1\"}} {}\n",
+        n * queue_ms * 1000,
+        n * 50_000,
+        if rate > 0 { 400 } else { 0 },
+    )
+}
+
+fn pod(namespace: &str, name: &str, labels: Value, owner: Option<(&str, &str)>) -> Value {
+    let owners = owner.map_or(json!([]), |(kind, name)| {
+        json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": format!("{name}-uid"), "controller": true}])
+    });
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "uid": format!("{name}-uid"), "resourceVersion": "7",
+                     "labels": labels, "ownerReferences": owners},
+        "spec": {"nodeName": "gpu-node-1", "containers": [{"name": "c", "image": "i"}]},
+        "status": {"phase": "Running", "podIP": "127.0.0.1"},
+    })
+}
+
+fn serving_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.distinguished_name.push(DnType::CommonName, "test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).expect("ca");
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("leaf");
+    let (cert_path, key_path) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert_path, leaf.pem()).expect("cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("key");
+    (cert_path, key_path, ca_cert.pem())
+}
+
+fn listening_address(process: &Process, marker: &str) -> String {
+    wait_for(Duration::from_secs(30), marker, || {
+        process
+            .log()
+            .lines()
+            .find(|l| l.contains(marker))
+            .and_then(|l| l.split("address=").nth(1))
+            .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hpa_reads_what_the_exporters_measured() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // the node: three Triton pods, one of which gets every request
+    let busy = metrics_endpoint::serve(|n| triton_page(n, 20, 8000)).expect("serves");
+    let idle_1 = metrics_endpoint::serve(|n| triton_page(n, 0, 0)).expect("serves");
+    let idle_2 = metrics_endpoint::serve(|n| triton_page(n, 0, 0)).expect("serves");
+    let library = kubemind::sim::nvml::build(dir.path()).expect("cc");
+    std::fs::write(dir.path().join("nvml-sim.conf"), "").expect("no GPUs");
+    let exporter = Process::start(
+        dir.path(),
+        "exporter",
+        &[
+            "exporter",
+            "--listen",
+            "127.0.0.1:0",
+            "--node-name",
+            "gpu-node-1",
+            "--nvml-lib",
+            library.to_str().expect("utf-8"),
+            "--pod-resources-socket",
+            dir.path().join("none.sock").to_str().expect("utf-8"),
+            "--no-pod-discovery",
+            "--interval",
+            "200ms",
+            "--scrape-timeout",
+            "150ms",
+            &format!("--static-target=triton:demo/triton-0={busy}"),
+            &format!("--static-target=triton:demo/triton-1={idle_1}"),
+            &format!("--static-target=triton:demo/triton-2={idle_2}"),
+        ],
+    );
+    let exporter_port = listening_address(&exporter, "serving /metrics")
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .to_string();
+
+    // the API server's view of it
+    let standin = StandIn::start(
+        HashMap::from([(
+            "hpa-token".to_string(),
+            TokenUser {
+                name: "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
+                groups: vec![],
+            },
+        )]),
+        vec!["system:serviceaccount:kube-system:horizontal-pod-autoscaler"],
+        Default::default(),
+    );
+    let triton = json!({"app": "triton"});
+    standin.set_pods(vec![
+        pod(
+            "demo",
+            "triton-0",
+            triton.clone(),
+            Some(("ReplicaSet", "triton-7d4f9")),
+        ),
+        pod(
+            "demo",
+            "triton-1",
+            triton.clone(),
+            Some(("ReplicaSet", "triton-7d4f9")),
+        ),
+        pod(
+            "demo",
+            "triton-2",
+            triton.clone(),
+            Some(("ReplicaSet", "triton-7d4f9")),
+        ),
+        pod("demo", "web-0", json!({"app": "web"}), None),
+        pod(
+            "kubemind",
+            "kubemind-exporter-x1",
+            json!({"app.kubernetes.io/name": "kubemind-exporter"}),
+            None,
+        ),
+    ]);
+    standin.set_collection(
+        "/apis/apps/v1/replicasets",
+        vec![json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "triton-7d4f9", "namespace": "demo", "uid": "rs-uid", "resourceVersion": "7",
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "triton", "uid": "d-uid", "controller": true}]},
+            "spec": {"selector": {"matchLabels": {"app": "triton"}}}})],
+    );
+    standin.set_collection(
+        "/apis/apps/v1/deployments",
+        vec![json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "triton", "namespace": "demo", "uid": "d-uid", "resourceVersion": "7", "labels": {"app": "triton"}},
+            "spec": {"selector": {"matchLabels": {"app": "triton"}}, "template": {"metadata": {"labels": {"app": "triton"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}})],
+    );
+    standin.set_collection("/apis/apps/v1/statefulsets", vec![]);
+    standin.set_collection(
+        "/api/v1/nodes",
+        vec![json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-node-1", "uid": "n-uid", "resourceVersion": "7"}})],
+    );
+    standin.set_collection(
+        "/api/v1/namespaces",
+        vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo", "uid": "ns-uid", "resourceVersion": "7"}})],
+    );
+
+    // the adapter in cluster mode
+    let (cert, key, ca_pem) = serving_certificate(dir.path());
+    let kubeconfig = standin.kubeconfig(dir.path());
+    let adapter = Process::start(
+        dir.path(),
+        "adapter",
+        &[
+            "adapter",
+            "--secure-port",
+            "0",
+            "--tls-cert-file",
+            cert.to_str().expect("utf-8"),
+            "--tls-private-key-file",
+            key.to_str().expect("utf-8"),
+            "--kubeconfig",
+            kubeconfig.to_str().expect("utf-8"),
+            "--exporter-port",
+            &exporter_port,
+            "--exporter-interval",
+            "300ms",
+            "--exporter-timeout",
+            "200ms",
+        ],
+    );
+    let address = listening_address(&adapter, "serving the custom and external metrics APIs");
+    let client = reqwest::Client::builder()
+        .tls_backend_rustls()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca"))
+        .build()
+        .expect("client");
+    let get = |path: String| {
+        let client = client.clone();
+        let url = format!(
+            "https://localhost:{}{path}",
+            address.rsplit(':').next().unwrap_or_default()
+        );
+        async move {
+            let response = client.get(url).bearer_auth("hpa-token").send().await.ok()?;
+            let code = response.status().as_u16();
+            Some((code, response.json::<Value>().await.ok()?))
+        }
+    };
+    let values = |list: &Value| -> Vec<(String, String)> {
+        list["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| {
+                        (
+                            i["describedObject"]["name"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                            i["value"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let pods_path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/pods/%2A/triton_queue_time_ms?labelSelector=app%3Dtriton".to_string();
+    let mut pods = Vec::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some((200, body)) = get(pods_path.clone()).await {
+            pods = values(&body);
+            if pods.len() == 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        pods,
+        [
+            ("triton-0".to_string(), "8k".to_string()),
+            ("triton-1".into(), "0".into()),
+            ("triton-2".into(), "0".into())
+        ],
+        "adapter log:\n{}\nexporter log:\n{}",
+        adapter.log(),
+        exporter.log()
+    );
+    let deployment = |metric: &str| {
+        get(format!(
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/demo/deployments.apps/triton/{metric}"
+        ))
+    };
+    let (code, body) = deployment("triton_queue_time_ms_max")
+        .await
+        .expect("answer");
+    assert_eq!(
+        (code, values(&body)),
+        (200, vec![("triton".to_string(), "8k".to_string())])
+    );
+    let (_, body) = deployment("request_imbalance_ratio").await.expect("answer");
+    assert_eq!(
+        values(&body),
+        [("triton".to_string(), "3".to_string())],
+        "every request on one of three pods"
+    );
+    let (_, body) = deployment("triton_pending_requests_sum")
+        .await
+        .expect("answer");
+    assert_eq!(values(&body), [("triton".to_string(), "400".to_string())]);
+    // discovery lists the catalogue; the exporter pod and web-0 have no values and are not listed
+    let (_, discovery) = get("/apis/custom.metrics.k8s.io/v1beta2".into())
+        .await
+        .expect("discovery");
+    let names: Vec<&str> = discovery["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    for expected in [
+        "pods/triton_queue_time_ms",
+        "deployments.apps/triton_queue_time_ms_max",
+        "deployments.apps/request_imbalance_ratio",
+        "nodes/gpu_utilization_percent",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    let (code, _) = get(
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/pods/web-0/triton_queue_time_ms"
+            .into(),
+    )
+    .await
+    .expect("answer");
+    assert_eq!(code, 404, "a pod without values is not served as 0");
+}
