@@ -9,6 +9,8 @@
 //! | `kubemind_adapter_snapshot_generation` | | publishes so far |
 //! | `kubemind_adapter_source_refreshes_total` | source, result | source refreshes (`ok`, `error`) |
 //! | `kubemind_adapter_tls_reloads_total` | result | serving-certificate reloads (`ok`, `error`) |
+//! | `kubemind_adapter_source_newest_value_age_seconds` | source | age of the freshest value a source holds |
+//! | `kubemind_adapter_exporter_page_age_seconds` | exporter | age of each exporter's last good page |
 //!
 //! Labels take values from fixed sets (routes, results), never raw error text.
 
@@ -42,6 +44,17 @@ struct RefreshLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExporterLabels {
+    /// `namespace/pod` of an exporter: one per GPU node.
+    exporter: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -65,6 +78,8 @@ pub struct Telemetry {
     snapshot_generation: Gauge,
     source_refreshes: Family<RefreshLabels, Counter>,
     tls_reloads: Family<ResultLabels, Counter>,
+    newest_value_age: Family<SourceLabels, Gauge<f64, AtomicU64>>,
+    exporter_page_age: Family<ExporterLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Telemetry {
@@ -120,8 +135,22 @@ impl Telemetry {
             "Serving-certificate reloads after the files changed, by result",
             tls_reloads.clone(),
         );
+        let newest_value_age = Family::<SourceLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "kubemind_adapter_source_newest_value_age_seconds",
+            "Seconds since the freshest value a source holds was measured",
+            newest_value_age.clone(),
+        );
+        let exporter_page_age = Family::<ExporterLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "kubemind_adapter_exporter_page_age_seconds",
+            "Seconds since each exporter collected the last page read from it",
+            exporter_page_age.clone(),
+        );
         Telemetry {
             registry,
+            newest_value_age,
+            exporter_page_age,
             requests,
             values_served,
             snapshot_age,
@@ -159,6 +188,24 @@ impl Telemetry {
                 result: result_label(ok),
             })
             .inc();
+    }
+
+    /// Records how old each exporter's page and the source's freshest value are at `now`; an
+    /// exporter not listed any more loses its series.
+    pub fn observe_exporter_pages(&self, ages: &[(String, f64)]) {
+        self.exporter_page_age.clear();
+        for (exporter, age) in ages {
+            self.exporter_page_age
+                .get_or_create(&ExporterLabels {
+                    exporter: exporter.clone(),
+                })
+                .set(*age);
+        }
+        if let Some(newest) = ages.iter().map(|(_, age)| *age).reduce(f64::min) {
+            self.newest_value_age
+                .get_or_create(&SourceLabels { source: "exporter" })
+                .set(newest);
+        }
     }
 
     /// Encodes everything, with the snapshot gauges read from `snapshot` now.

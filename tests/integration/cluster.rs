@@ -195,6 +195,8 @@ async fn the_hpa_reads_what_the_exporters_measured() {
             "300ms",
             "--exporter-timeout",
             "200ms",
+            "--max-age",
+            "3s",
         ],
     );
     let address = listening_address(&adapter, "serving the custom and external metrics APIs");
@@ -306,4 +308,54 @@ async fn the_hpa_reads_what_the_exporters_measured() {
     .await
     .expect("answer");
     assert_eq!(code, 404, "a pod without values is not served as 0");
+    let telemetry = client
+        .get(format!(
+            "https://localhost:{}/metrics",
+            address.rsplit(':').next().unwrap_or_default()
+        ))
+        .bearer_auth("hpa-token")
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        telemetry.contains(
+            "kubemind_adapter_exporter_page_age_seconds{exporter=\"kubemind/kubemind-exporter-x1\"}"
+        ),
+        "{telemetry}"
+    );
+    assert!(
+        telemetry.contains("kubemind_adapter_source_newest_value_age_seconds{source=\"exporter\"}")
+    );
+
+    // the exporter stops: after --max-age its pods' values are absent — never 0 — and the
+    // Deployment's aggregates with them; discovery keeps answering 200 at once
+    drop(exporter);
+    let mut emptied = false;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some((200, body)) = get(pods_path.clone()).await
+            && values(&body).is_empty()
+        {
+            emptied = true;
+            break;
+        }
+    }
+    assert!(emptied, "values still served after the exporter stopped");
+    let (code, body) = deployment("triton_queue_time_ms_max")
+        .await
+        .expect("answer");
+    assert_eq!(
+        (code, body["reason"].as_str()),
+        (404, Some("NotFound")),
+        "{body}"
+    );
+    let started = std::time::Instant::now();
+    let (code, _) = get("/apis/custom.metrics.k8s.io/v1beta2".into())
+        .await
+        .expect("discovery");
+    assert_eq!(code, 200);
+    assert!(started.elapsed() < Duration::from_secs(2));
 }

@@ -92,6 +92,16 @@ impl ExporterSource {
                 }
             }
             let now = SystemTime::now();
+            let ages: Vec<(String, f64)> = pages
+                .iter()
+                .map(|((namespace, name), page)| {
+                    let age = now
+                        .duration_since(page.collected_at)
+                        .map_or(0.0, |a| a.as_secs_f64());
+                    (format!("{namespace}/{name}"), age)
+                })
+                .collect();
+            self.telemetry.observe_exporter_pages(&ages);
             let pages: Vec<ExporterPage> = pages.values().cloned().collect();
             let builder = assemble(&self.cluster.inventory(), &pages, self.store.max_age(), now);
             self.store.publish(builder);
