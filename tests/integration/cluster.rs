@@ -11,7 +11,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use serde_json::{Value, json};
 
 use crate::standin::{StandIn, TokenUser};
-use crate::util::{Process, wait_for};
+use crate::util::{Process, listening_address, start_exporter};
 use kubemind::sim::metrics_endpoint;
 
 /// Triton: `rate` requests per scrape, each queued `queue_ms`.
@@ -59,17 +59,6 @@ fn serving_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path:
     (cert_path, key_path, ca_cert.pem())
 }
 
-fn listening_address(process: &Process, marker: &str) -> String {
-    wait_for(Duration::from_secs(30), marker, || {
-        process
-            .log()
-            .lines()
-            .find(|l| l.contains(marker))
-            .and_then(|l| l.split("address=").nth(1))
-            .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hpa_reads_what_the_exporters_measured() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -81,30 +70,21 @@ async fn the_hpa_reads_what_the_exporters_measured() {
     let idle_2 = metrics_endpoint::serve(|n| triton_page(n, 0, 0)).expect("serves");
     let library = kubemind::sim::nvml::build(dir.path()).expect("cc");
     std::fs::write(dir.path().join("nvml-sim.conf"), "").expect("no GPUs");
-    let exporter = Process::start(
-        dir.path(),
-        "exporter",
-        &[
-            "exporter",
-            "--listen",
-            "127.0.0.1:0",
-            "--node-name",
-            "gpu-node-1",
-            "--nvml-lib",
-            library.to_str().expect("utf-8"),
-            "--pod-resources-socket",
-            dir.path().join("none.sock").to_str().expect("utf-8"),
-            "--no-pod-discovery",
-            "--interval",
-            "200ms",
-            "--scrape-timeout",
-            "150ms",
-            &format!("--static-target=triton:demo/triton-0={busy}"),
-            &format!("--static-target=triton:demo/triton-1={idle_1}"),
-            &format!("--static-target=triton:demo/triton-2={idle_2}"),
-        ],
-    );
-    let exporter_port = listening_address(&exporter, "serving /metrics")
+    let none = dir.path().join("none.sock");
+    let static_targets = [
+        format!("--static-target=triton:demo/triton-0={busy}"),
+        format!("--static-target=triton:demo/triton-1={idle_1}"),
+        format!("--static-target=triton:demo/triton-2={idle_2}"),
+    ];
+    let mut args = vec![
+        "--pod-resources-socket",
+        none.to_str().expect("utf-8"),
+        "--no-pod-discovery",
+    ];
+    args.extend(static_targets.iter().map(String::as_str));
+    let (exporter, exporter_url) = start_exporter(dir.path(), &library, &args);
+    let exporter_port = exporter_url
+        .trim_end_matches("/metrics")
         .rsplit(':')
         .next()
         .expect("port")

@@ -11,7 +11,7 @@ use kubemind::promtext;
 use kubemind::sim::kubelet::{Kubelet, pod};
 use kubemind::sim::metrics_endpoint;
 
-use crate::util::{Process, wait_for};
+use crate::util::start_exporter;
 
 /// A Triton whose counters grow by 10 requests (50 ms queue, 25 ms compute each) per scrape,
 /// and which restarts (counters back to zero) once `restart_after` scrapes were served.
@@ -54,39 +54,6 @@ fn vllm_page(scrapes: u64) -> String {
         scrapes as f64 * 4.0 * 0.2,
         scrapes * 4,
     )
-}
-
-/// Starts the exporter (node gpu-node-1, 250 ms collections) with `args` added; returns it and
-/// its /metrics URL once it listens.
-fn start_exporter(
-    dir: &std::path::Path,
-    library: &std::path::Path,
-    args: &[&str],
-) -> (Process, String) {
-    let mut all = vec![
-        "exporter",
-        "--listen",
-        "127.0.0.1:0",
-        "--node-name",
-        "gpu-node-1",
-        "--nvml-lib",
-        library.to_str().expect("utf-8"),
-        "--interval",
-        "250ms",
-        "--scrape-timeout",
-        "200ms",
-    ];
-    all.extend_from_slice(args);
-    let exporter = Process::start(dir, "exporter", &all);
-    let address = wait_for(Duration::from_secs(20), "the exporter to listen", || {
-        exporter
-            .log()
-            .lines()
-            .find(|l| l.contains("serving /metrics"))
-            .and_then(|l| l.split("address=").nth(1))
-            .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
-    });
-    (exporter, format!("http://{address}/metrics"))
 }
 
 fn values(page: &str, name: &str) -> HashMap<String, f64> {

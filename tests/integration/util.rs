@@ -114,3 +114,41 @@ pub fn wait_for_kubeconfig(process: &Process, path: &Path) -> PathBuf {
     );
     path.to_path_buf()
 }
+
+/// The `address=` a process logged on the line containing `marker` (its bound listener).
+pub fn listening_address(process: &Process, marker: &str) -> String {
+    wait_for(Duration::from_secs(30), marker, || {
+        process
+            .log()
+            .lines()
+            .find(|l| l.contains(marker))
+            .and_then(|l| l.split("address=").nth(1))
+            .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
+    })
+}
+
+/// Starts the exporter (node gpu-node-1, 250 ms collections) with `args` added; returns it and
+/// its /metrics URL once it listens.
+pub fn start_exporter(
+    dir: &std::path::Path,
+    library: &std::path::Path,
+    args: &[&str],
+) -> (Process, String) {
+    let mut all = vec![
+        "exporter",
+        "--listen",
+        "127.0.0.1:0",
+        "--node-name",
+        "gpu-node-1",
+        "--nvml-lib",
+        library.to_str().expect("utf-8"),
+        "--interval",
+        "250ms",
+        "--scrape-timeout",
+        "200ms",
+    ];
+    all.extend_from_slice(args);
+    let exporter = Process::start(dir, "exporter", &all);
+    let address = listening_address(&exporter, "serving /metrics");
+    (exporter, format!("http://{address}/metrics"))
+}
