@@ -15,3 +15,4 @@ pub mod quantity;
 pub mod resources;
 pub mod selector;
 pub mod sim;
+pub mod watch;

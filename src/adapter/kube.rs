@@ -4,21 +4,15 @@
 //! [`Cluster::inventory`] turns the caches into the plain [`Inventory`] the snapshot is
 //! assembled from, resolving each pod's workload through its owner references (pod →
 //! ReplicaSet → Deployment, or pod → StatefulSet). Managed fields and annotations are dropped
-//! as objects arrive, to keep the caches small. While the API server is unreachable the
-//! watchers retry with backoff and the caches keep the last known state.
+//! as objects arrive, to keep the caches small ([`crate::watch`]).
 
 use std::collections::HashMap;
-use std::fmt::Debug;
-use std::hash::Hash;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+use kube::{Resource, ResourceExt};
 
 use crate::adapter::sources::assemble::{Inventory, PodInfo, WorkloadInfo};
 use crate::resources::GroupResource;
@@ -35,37 +29,12 @@ pub struct Cluster {
     namespaces: Store<Namespace>,
 }
 
-/// Starts a reflector over every `K` and returns its cache.
 fn reflect<K>(client: &kube::Client) -> Store<K>
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone,
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
-    let (reader, writer) = reflector::store();
-    let events = watcher(Api::<K>::all(client.clone()), watcher::Config::default())
-        .modify(|object| {
-            object.managed_fields_mut().clear();
-            object.annotations_mut().clear();
-        })
-        .default_backoff();
-    let mut stream = reflector::reflector(writer, events)
-        .applied_objects()
-        .boxed();
-    let kind = K::kind(&K::DynamicType::default()).to_string();
-    tokio::spawn(async move {
-        let mut reported = false;
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(_) => reported = false,
-                Err(error) if !reported => {
-                    tracing::warn!(%error, kind, "watch failed; serving the last known state and retrying");
-                    reported = true;
-                }
-                Err(_) => {}
-            }
-        }
-    });
-    reader
+    crate::watch::reflect(client, kube::runtime::watcher::Config::default(), false)
 }
 
 fn owner<'a>(owners: &'a [OwnerReference], kind: &str) -> Option<&'a str> {

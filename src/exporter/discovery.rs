@@ -10,11 +10,9 @@
 //! Only running pods with an IP are targets. The reflector keeps the last known pods while the
 //! API server is unreachable (kube's watcher retries with backoff), so scraping goes on.
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 
 use super::servers::scrape::{ServerKind, Target};
 
@@ -73,28 +71,11 @@ pub fn target_of(pod: &Pod) -> Result<Option<Target>, String> {
     }))
 }
 
-/// Starts the reflector over this node's pods; the store answers at once (empty until listed).
+/// Starts the reflector over this node's pods (annotations kept: they name the targets); the
+/// store answers at once, empty until listed.
 pub fn watch_node_pods(client: kube::Client, node: &str) -> Store<Pod> {
-    let (reader, writer) = reflector::store();
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
-    let stream = reflector::reflector(writer, watcher(Api::<Pod>::all(client), config))
-        .default_backoff()
-        .applied_objects();
-    tokio::spawn(async move {
-        let mut stream = stream.boxed();
-        let mut reported = false;
-        while let Some(event) = stream.next().await {
-            match event {
-                Ok(_) => reported = false,
-                Err(error) if !reported => {
-                    tracing::warn!(%error, "watching this node's pods; retrying");
-                    reported = true;
-                }
-                Err(_) => {}
-            }
-        }
-    });
-    reader
+    crate::watch::reflect(&client, config, true)
 }
 
 /// The targets among the pods the store holds; bad annotations are logged and skipped.
