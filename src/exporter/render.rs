@@ -40,19 +40,11 @@ fn seconds_since_epoch(time: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// The holders of a whole GPU (by UUID or index).
-fn gpu_holders<'a>(gpu: &GpuReading, holders: &'a [(DeviceId, Holder)]) -> Vec<&'a Holder> {
+/// The distinct holders of the devices `held` matches, in order.
+fn holders_of(holders: &[(DeviceId, Holder)], held: impl Fn(&DeviceId) -> bool) -> Vec<&Holder> {
     let mut found: Vec<&Holder> = holders
         .iter()
-        .filter(|(id, _)| match id {
-            DeviceId::Gpu { uuid, .. } => *uuid == gpu.uuid,
-            DeviceId::Index {
-                index,
-                gpu_instance: None,
-                ..
-            } => *index == gpu.index,
-            _ => false,
-        })
+        .filter(|(id, _)| held(id))
         .map(|(_, holder)| holder)
         .collect();
     found.sort();
@@ -60,15 +52,41 @@ fn gpu_holders<'a>(gpu: &GpuReading, holders: &'a [(DeviceId, Holder)]) -> Vec<&
     found
 }
 
+/// The holders of a whole GPU (by UUID or index).
+fn gpu_holders<'a>(gpu: &GpuReading, holders: &'a [(DeviceId, Holder)]) -> Vec<&'a Holder> {
+    holders_of(holders, |id| match id {
+        DeviceId::Gpu { uuid, .. } => *uuid == gpu.uuid,
+        DeviceId::Index {
+            index,
+            gpu_instance: None,
+            ..
+        } => *index == gpu.index,
+        _ => false,
+    })
+}
+
 fn mig_holders<'a>(mig_uuid: &str, holders: &'a [(DeviceId, Holder)]) -> Vec<&'a Holder> {
-    let mut found: Vec<&Holder> = holders
-        .iter()
-        .filter(|(id, _)| matches!(id, DeviceId::Mig { uuid, .. } if uuid == mig_uuid))
-        .map(|(_, holder)| holder)
-        .collect();
-    found.sort();
-    found.dedup();
-    found
+    holders_of(
+        holders,
+        |id| matches!(id, DeviceId::Mig { uuid, .. } if uuid == mig_uuid),
+    )
+}
+
+/// A device's sample once per pod holding it (with its namespace, pod and container), or once
+/// bare when nobody holds it.
+fn per_holder(w: &mut Writer, name: &str, base: &[(&str, &str)], holders: &[&Holder], value: f64) {
+    if holders.is_empty() {
+        w.sample(name, base, value);
+    }
+    for holder in holders {
+        let mut labels = base.to_vec();
+        labels.extend([
+            ("namespace", holder.namespace.as_str()),
+            ("pod", holder.pod.as_str()),
+            ("container", holder.container.as_str()),
+        ]);
+        w.sample(name, &labels, value);
+    }
 }
 
 type GpuValue = fn(&GpuReading) -> Option<f64>;
@@ -170,19 +188,7 @@ fn gpu_family(w: &mut Writer, c: &Collection<'_>, name: &str, help: &str, value:
             ("gpu", index.as_str()),
             ("uuid", gpu.uuid.as_str()),
         ];
-        let holders = gpu_holders(gpu, c.holders);
-        if holders.is_empty() {
-            w.sample(name, &base, v);
-        }
-        for holder in holders {
-            let mut labels = base.to_vec();
-            labels.extend([
-                ("namespace", holder.namespace.as_str()),
-                ("pod", holder.pod.as_str()),
-                ("container", holder.container.as_str()),
-            ]);
-            w.sample(name, &labels, v);
-        }
+        per_holder(w, name, &base, &gpu_holders(gpu, c.holders), v);
     }
 }
 
@@ -298,19 +304,13 @@ pub fn render(c: &Collection<'_>) -> String {
                     ("uuid", gpu.uuid.as_str()),
                     ("mig_uuid", mig.uuid.as_str()),
                 ];
-                let holders = mig_holders(&mig.uuid, c.holders);
-                if holders.is_empty() {
-                    w.sample(name, &base, value);
-                }
-                for holder in holders {
-                    let mut labels = base.to_vec();
-                    labels.extend([
-                        ("namespace", holder.namespace.as_str()),
-                        ("pod", holder.pod.as_str()),
-                        ("container", holder.container.as_str()),
-                    ]);
-                    w.sample(name, &labels, value);
-                }
+                per_holder(
+                    &mut w,
+                    name,
+                    &base,
+                    &mig_holders(&mig.uuid, c.holders),
+                    value,
+                );
             }
         }
     }
