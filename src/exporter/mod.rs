@@ -126,12 +126,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         },
     };
     let page = Arc::new(ArcSwap::from_pointee(String::new()));
-    let collector = tokio::spawn(collect(
-        settings.clone_for_collection(),
-        discovered,
-        gpus,
-        page.clone(),
-    ));
+    let (listen, node) = (settings.listen, settings.node.clone());
+    let collector = tokio::spawn(collect(settings, discovered, gpus, page.clone()));
 
     let app = axum::Router::new()
         .route(
@@ -151,10 +147,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }),
         )
         .route("/healthz", get(|| async { "ok" }));
-    let listener = tokio::net::TcpListener::bind(settings.listen)
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("binding {}", settings.listen))?;
-    tracing::info!(address = %listener.local_addr()?, node = %settings.node, "serving /metrics");
+        .with_context(|| format!("binding {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, %node, "serving /metrics");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
@@ -176,34 +172,9 @@ async fn cluster_client(
     Ok(kube::Client::try_from(config)?)
 }
 
-/// What the collection task needs.
-struct CollectionSettings {
-    interval: Duration,
-    node: String,
-    pod_resources_socket: PathBuf,
-    pod_resources_refresh: Duration,
-    targets: Vec<Target>,
-    scrape_timeout: Duration,
-    max_samples_per_target: usize,
-}
-
-impl Settings {
-    fn clone_for_collection(&self) -> CollectionSettings {
-        CollectionSettings {
-            interval: self.interval,
-            node: self.node.clone(),
-            pod_resources_socket: self.pod_resources_socket.clone(),
-            pod_resources_refresh: self.pod_resources_refresh,
-            targets: self.targets.clone(),
-            scrape_timeout: self.scrape_timeout,
-            max_samples_per_target: self.max_samples_per_target,
-        }
-    }
-}
-
 /// Every interval: ask who holds which GPU, scrape the servers, render the page.
 async fn collect(
-    settings: CollectionSettings,
+    settings: Settings,
     discovered: Option<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Pod>>,
     gpus: Arc<ArcSwap<GpuSnapshot>>,
     page: Arc<ArcSwap<String>>,
