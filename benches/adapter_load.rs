@@ -17,13 +17,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 
 const PODS: usize = 1_000;
 const LATENCY_REQUESTS: usize = 2_000;
@@ -64,41 +61,6 @@ fn write_values(path: &Path) {
 struct Credentials {
     address: String,
     client: Arc<rustls::ClientConfig>,
-}
-
-fn credentials(kubeconfig: &Path) -> Credentials {
-    let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
-    let config = kube::config::Kubeconfig::from_yaml(&text).expect("kubeconfig parses");
-    let cluster = config.clusters[0].cluster.clone().expect("cluster");
-    let user = config.auth_infos[0].auth_info.clone().expect("user");
-    let decode = |b64: &str| STANDARD.decode(b64).expect("base64");
-    let ca = decode(cluster.certificate_authority_data.as_deref().expect("ca"));
-    let cert = decode(user.client_certificate_data.as_deref().expect("cert"));
-    let key = {
-        use secrecy::ExposeSecret;
-        decode(user.client_key_data.as_ref().expect("key").expose_secret())
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for der in CertificateDer::pem_slice_iter(&ca) {
-        roots.add(der.expect("ca pem")).expect("root");
-    }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert)
-        .map(|c| c.expect("cert pem"))
-        .collect();
-    let key = PrivateKeyDer::from_pem_slice(&key).expect("key pem");
-    let mut client = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .expect("client config");
-    client.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Credentials {
-        address: cluster
-            .server
-            .expect("server")
-            .trim_start_matches("https://")
-            .to_string(),
-        client: Arc::new(client),
-    }
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
@@ -243,7 +205,16 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let pid = adapter.0.id();
-    let credentials = credentials(&kubeconfig);
+    let written =
+        kubemind::adapter::kubeconfig::read(&kubeconfig).expect("the adapter's kubeconfig");
+    let credentials = Credentials {
+        address: written.server.trim_start_matches("https://").to_string(),
+        client: Arc::new(
+            written
+                .tls_client_config(&[b"http/1.1"])
+                .expect("client config"),
+        ),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -372,11 +372,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             authority.client_certificate("kubemind-standalone-user", &["system:masters"])?;
         kubeconfig::write(
             path,
-            &kubeconfig::KubeconfigContents {
+            &kubeconfig::Credentials {
                 server: server_url.clone(),
-                ca_pem: &server_ca_pem,
-                client_certificate_pem: &client.certificate,
-                client_key_pem: &client.key,
+                ca_pem: server_ca_pem,
+                client_certificate_pem: client.certificate,
+                client_key_pem: client.key,
             },
         )
         .with_context(|| format!("writing the kubeconfig {}", path.display()))?;

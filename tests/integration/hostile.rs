@@ -6,12 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -28,39 +26,12 @@ external:
 /// A client config with the kubeconfig's CA and client certificate (system:masters), so requests
 /// get past authorization and reach the parsers.
 fn client_config(kubeconfig: &std::path::Path) -> Arc<rustls::ClientConfig> {
-    let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
-    let config = kube::config::Kubeconfig::from_yaml(&text).expect("parses");
-    let decode = |b64: &str| {
-        base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .expect("base64")
-    };
-    let cluster = config.clusters[0].cluster.clone().expect("cluster");
-    let user = config.auth_infos[0].auth_info.clone().expect("user");
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&decode(
-        cluster.certificate_authority_data.as_deref().expect("ca"),
-    )) {
-        roots.add(cert.expect("pem")).expect("root");
-    }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&decode(
-        user.client_certificate_data.as_deref().expect("cert"),
-    ))
-    .map(|c| c.expect("pem"))
-    .collect();
-    let key = {
-        use secrecy::ExposeSecret;
-        PrivateKeyDer::from_pem_slice(&decode(
-            user.client_key_data.as_ref().expect("key").expose_secret(),
-        ))
-        .expect("key")
-    };
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .expect("client config");
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(config)
+    let credentials = kubemind::adapter::kubeconfig::read(kubeconfig).expect("kubeconfig");
+    Arc::new(
+        credentials
+            .tls_client_config(&[b"http/1.1"])
+            .expect("client config"),
+    )
 }
 
 async fn connect(

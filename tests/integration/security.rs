@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine as _;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };
@@ -125,17 +124,8 @@ impl Target {
 }
 
 fn server_ca(kubeconfig: &Path) -> reqwest::Certificate {
-    let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
-    let parsed = kube::config::Kubeconfig::from_yaml(&text).expect("parses");
-    let ca = parsed.clusters[0]
-        .cluster
-        .as_ref()
-        .and_then(|c| c.certificate_authority_data.clone())
-        .expect("ca");
-    let pem = base64::engine::general_purpose::STANDARD
-        .decode(ca)
-        .expect("base64");
-    reqwest::Certificate::from_pem(&pem).expect("pem")
+    let credentials = kubemind::adapter::kubeconfig::read(kubeconfig).expect("kubeconfig");
+    reqwest::Certificate::from_pem(credentials.ca_pem.as_bytes()).expect("pem")
 }
 
 const VALUES: &str = r#"

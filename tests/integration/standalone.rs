@@ -151,19 +151,9 @@ async fn h2_and_http1_are_both_offered() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
     let (_adapter, kubeconfig) = start_standalone(dir.path(), &[]);
-    let server = crate::util::kubeconfig_server(&kubeconfig);
-    let text = std::fs::read_to_string(&kubeconfig).expect("kubeconfig");
-    let config = kube::config::Kubeconfig::from_yaml(&text).expect("parses");
-    let ca_b64 = config.clusters[0]
-        .cluster
-        .as_ref()
-        .and_then(|c| c.certificate_authority_data.clone())
-        .expect("ca");
-    use base64::Engine as _;
-    let ca_pem = base64::engine::general_purpose::STANDARD
-        .decode(ca_b64)
-        .expect("base64");
-    let ca = reqwest::Certificate::from_pem(&ca_pem).expect("ca pem");
+    let credentials = kubemind::adapter::kubeconfig::read(&kubeconfig).expect("kubeconfig");
+    let server = credentials.server;
+    let ca = reqwest::Certificate::from_pem(credentials.ca_pem.as_bytes()).expect("ca pem");
     for (client, version) in [
         (
             reqwest::Client::builder().http2_prior_knowledge(),

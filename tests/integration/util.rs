@@ -91,13 +91,9 @@ pub fn kubectl_json(kubeconfig: &Path, uri: &str) -> serde_json::Value {
 
 /// Reads the `server:` of a kubeconfig written by the adapter.
 pub fn kubeconfig_server(kubeconfig: &Path) -> String {
-    let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
-    let parsed = kube::config::Kubeconfig::from_yaml(&text).expect("kubeconfig parses");
-    parsed.clusters[0]
-        .cluster
-        .as_ref()
-        .and_then(|c| c.server.clone())
-        .expect("server")
+    kubemind::adapter::kubeconfig::read(kubeconfig)
+        .expect("the adapter's kubeconfig")
+        .server
 }
 
 /// Waits for the adapter to write its kubeconfig, then returns it.
