@@ -13,6 +13,7 @@ pub mod logging;
 pub mod promtext;
 pub mod quantity;
 pub mod resources;
+pub mod scrape;
 pub mod selector;
 pub mod sim;
 pub mod watch;

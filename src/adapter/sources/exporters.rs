@@ -111,18 +111,9 @@ impl ExporterSource {
 }
 
 async fn fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<ExporterPage> {
-    let mut response = client.get(url).send().await?.error_for_status()?;
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        anyhow::ensure!(
-            body.len() + chunk.len() <= MAX_PAGE_BYTES,
-            "page larger than {MAX_PAGE_BYTES} bytes"
-        );
-        body.extend_from_slice(&chunk);
-    }
-    // a node's page is a few hundred kilobytes at most; a large one is parsed off the workers
-    let page = tokio::task::spawn_blocking(move || {
-        let text = std::str::from_utf8(&body)?;
+    let body = crate::scrape::fetch(client, url, MAX_PAGE_BYTES).await?;
+    let page = crate::scrape::parse(body, |body| {
+        let text = std::str::from_utf8(body)?;
         anyhow::Ok(exporter_page::read(text, MAX_SAMPLES)?)
     })
     .await??;

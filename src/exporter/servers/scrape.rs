@@ -15,8 +15,6 @@ use crate::promtext;
 
 /// Largest /metrics body read from a target.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
-/// Bodies larger than this are parsed on the blocking pool; smaller ones take microseconds.
-const INLINE_PARSE_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ServerKind {
@@ -218,28 +216,19 @@ async fn fetch(
     target: &Target,
     max_samples: usize,
 ) -> Result<Reading, FailureReason> {
-    let mut response = client.get(&target.url).send().await.map_err(|e| {
-        if e.is_timeout() {
-            FailureReason::Timeout
-        } else {
-            FailureReason::Connect
-        }
-    })?;
-    if !response.status().is_success() {
-        return Err(FailureReason::Status);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|_| FailureReason::Body)? {
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(FailureReason::Cardinality);
-        }
-        body.extend_from_slice(&chunk);
-    }
+    use crate::scrape::FetchError;
+    let body = crate::scrape::fetch(client, &target.url, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| match e {
+            FetchError::Timeout => FailureReason::Timeout,
+            FetchError::Connect => FailureReason::Connect,
+            FetchError::Status(_) => FailureReason::Status,
+            FetchError::Body => FailureReason::Body,
+            FetchError::TooLarge => FailureReason::Cardinality,
+            FetchError::Parse => FailureReason::Parse,
+        })?;
     let kind = target.kind;
-    if body.len() <= INLINE_PARSE_BYTES {
-        return read(kind, &body, max_samples);
-    }
-    tokio::task::spawn_blocking(move || read(kind, &body, max_samples))
+    crate::scrape::parse(body, move |body| read(kind, body, max_samples))
         .await
         .map_err(|_| FailureReason::Parse)?
 }

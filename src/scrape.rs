@@ -1,0 +1,63 @@
+//! Fetching a `/metrics` page, shared by the exporter (scraping inference servers) and the
+//! adapter (scraping exporters): one GET under the client's timeout, the body read up to a
+//! cap, and the parse run where it belongs — inline for a small page, on the blocking pool for
+//! a large one (CPU work never holds an async worker for long).
+
+/// Bodies up to this size are parsed inline; they take microseconds.
+const INLINE_PARSE_BYTES: usize = 256 * 1024;
+
+/// Why a page could not be fetched (bounded, for telemetry labels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    #[error("timed out")]
+    Timeout,
+    #[error("could not connect")]
+    Connect,
+    #[error("answered HTTP {0}")]
+    Status(u16),
+    #[error("the body broke off")]
+    Body,
+    #[error("the page is larger than the cap")]
+    TooLarge,
+    #[error("the parse task failed")]
+    Parse,
+}
+
+/// GETs `url` and returns its body, refusing one larger than `max_bytes`.
+pub async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    max_bytes: usize,
+) -> Result<Vec<u8>, FetchError> {
+    let mut response = client.get(url).send().await.map_err(|e| {
+        if e.is_timeout() {
+            FetchError::Timeout
+        } else {
+            FetchError::Connect
+        }
+    })?;
+    if !response.status().is_success() {
+        return Err(FetchError::Status(response.status().as_u16()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|_| FetchError::Body)? {
+        if body.len() + chunk.len() > max_bytes {
+            return Err(FetchError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Runs `parse` over `body`: inline when small, on the blocking pool when large.
+pub async fn parse<T: Send + 'static>(
+    body: Vec<u8>,
+    parse: impl FnOnce(&[u8]) -> T + Send + 'static,
+) -> Result<T, FetchError> {
+    if body.len() <= INLINE_PARSE_BYTES {
+        return Ok(parse(&body));
+    }
+    tokio::task::spawn_blocking(move || parse(&body))
+        .await
+        .map_err(|_| FetchError::Parse)
+}
