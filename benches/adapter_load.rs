@@ -147,6 +147,7 @@ fn in_process_answer_time(values: &Path) -> Duration {
         telemetry: Arc::new(kubemind::adapter::telemetry::Telemetry::new()),
         readiness: Readiness::default(),
         access: Access::Open,
+        external: None,
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()

@@ -25,6 +25,15 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// A source of values in cluster mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceKind {
+    /// The exporter pods, scraped directly every second.
+    Exporters,
+    /// Rules evaluated against Prometheus.
+    Prometheus,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -98,6 +107,39 @@ pub struct AdapterArgs {
     /// Longest wait for one exporter.
     #[arg(long, default_value = "800ms", value_parser = parse_duration)]
     pub exporter_timeout: Duration,
+
+    /// Where values come from (cluster mode), comma-separated. Default: exporters, plus
+    /// prometheus when --prometheus-url is given. With prometheus and without exporters, the
+    /// built-in rules read the exporters' series from Prometheus.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub sources: Option<Vec<SourceKind>>,
+    /// Prometheus (or Thanos, Mimir, VictoriaMetrics) base URL, e.g. http://prometheus:9090.
+    #[arg(long, env = "KUBEMIND_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+    /// prometheus-adapter configuration file (rules, externalRules) to evaluate as well.
+    #[arg(long)]
+    pub prometheus_config: Option<PathBuf>,
+    /// How often every rule is evaluated, and how long an external answer is reused.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub prometheus_interval: Duration,
+    /// How often the rules' series are rediscovered (new metrics, namespaces).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub prometheus_discovery_interval: Duration,
+    /// Deadline of one query (connect and answer).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub prometheus_timeout: Duration,
+    /// Values from Prometheus older than this are absent.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub prometheus_max_age: Duration,
+    /// File holding a bearer token sent to Prometheus.
+    #[arg(long)]
+    pub prometheus_bearer_token_file: Option<PathBuf>,
+    /// CA bundle to verify Prometheus' certificate with.
+    #[arg(long)]
+    pub prometheus_ca_file: Option<PathBuf>,
+    /// Do not verify Prometheus' certificate (testing only).
+    #[arg(long)]
+    pub prometheus_insecure_skip_tls_verify: bool,
 
     /// Kubeconfig of the API server to delegate to: TokenReview, SubjectAccessReview, and the
     /// kube-system/extension-apiserver-authentication ConfigMap (watched). Default: the cluster's

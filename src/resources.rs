@@ -115,6 +115,27 @@ impl GroupResource {
         }
     }
 
+    /// Reads a resource as prometheus-adapter's configuration names it: singular or plural, any
+    /// case (`pod`, `Deployment` with group `apps`, `services`).
+    pub fn from_config(resource: &str, group: &str) -> GroupResource {
+        let lower = resource.to_ascii_lowercase();
+        let group = group.to_ascii_lowercase();
+        let found = KNOWN.iter().find(|k| {
+            (k.resource == lower || k.kind.eq_ignore_ascii_case(&lower))
+                && (group.is_empty() || k.group == group)
+        });
+        match found {
+            Some(k) => GroupResource::new(k.resource, k.group),
+            None => GroupResource::new(&lower, &group),
+        }
+    }
+
+    /// The well-known resources' singular names and groups (`pod`, `deployment`/`apps`), for
+    /// label templates such as `kubernetes_<<.Resource>>`.
+    pub fn well_known_singulars() -> impl Iterator<Item = (String, &'static str)> {
+        KNOWN.iter().map(|k| (k.kind.to_ascii_lowercase(), k.group))
+    }
+
     fn known(&self) -> Option<&'static Known> {
         KNOWN
             .iter()

@@ -29,6 +29,16 @@ pub struct Requirement {
     op: Operator,
 }
 
+impl Requirement {
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn operator(&self) -> &Operator {
+        &self.op
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Operator {
     Equals(String),
@@ -432,6 +442,11 @@ impl Selector {
             .collect();
         requirements.sort();
         Selector { requirements }
+    }
+
+    /// The requirements, sorted by key.
+    pub fn requirements(&self) -> &[Requirement] {
+        &self.requirements
     }
 
     pub fn is_empty(&self) -> bool {

@@ -36,6 +36,7 @@ fn app() -> &'static (tokio::runtime::Runtime, axum::Router) {
             telemetry: Arc::new(Telemetry::new()),
             readiness: Readiness::default(),
             access: Access::Open,
+            external: None,
         });
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         (runtime, router)

@@ -9,9 +9,9 @@
 //!   [`tls`]: certificates and the acceptor; [`telemetry`]: the adapter's own `/metrics`;
 //!   [`kubeconfig`]: the file standalone mode writes for kubectl.
 //!
-//! Two modes: standalone (values from a file, no cluster) and cluster (the direct path: the
-//! Kubernetes caches and the exporters scraped every second; delegated authentication against
-//! the same API server). The Prometheus source is a separate piece of work.
+//! Two modes: standalone (values from a file, no cluster) and cluster (the Kubernetes caches,
+//! and values from the exporters scraped every second and/or rules evaluated against
+//! Prometheus; delegated authentication against the same API server).
 
 pub mod api;
 pub mod auth;
@@ -30,7 +30,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum_server::Handle;
 
-use crate::cli::{AdapterArgs, ConfigError};
+use crate::cli::{AdapterArgs, ConfigError, SourceKind};
 use crate::selector::Selector;
 use api::{Access, ApiState, Readiness};
 use auth::Auth;
@@ -39,10 +39,18 @@ use auth::delegate::Delegate;
 use auth::trust::{Trust, TrustSources};
 use kube::Cluster;
 use sources::exporters::ExporterSource;
+use sources::prometheus;
+use sources::prometheus::PrometheusSource;
+use sources::prometheus::external::ExternalQueries;
+use sources::publisher::Publisher;
 use sources::static_file::{StaticFileSource, StaticMetrics};
 use store::Store;
 use telemetry::Telemetry;
 use tls::{CertificateReloader, LocalAuthority, ServerTls, ServingIdentity};
+
+/// The longest a cluster snapshot goes unpublished: values age out and pods come and go on
+/// this beat even when no source has anything new.
+const PUBLISH_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
 
 /// How long in-flight requests may take to finish after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -70,20 +78,37 @@ pub struct Standalone {
     pub kubeconfig_out: Option<PathBuf>,
 }
 
-/// The resolved configuration of cluster mode: the direct path from the exporters.
+/// The resolved configuration of cluster mode.
 pub struct ClusterMode {
     /// `--kubeconfig`, or `None` to infer (in-cluster, then `$KUBECONFIG`).
     pub kubeconfig: Option<::kube::config::Kubeconfig>,
-    pub exporter_selector: Selector,
-    pub exporter_port: u16,
-    pub exporter_interval: Duration,
-    pub exporter_timeout: Duration,
+    /// The direct path, unless `--sources` leaves it out.
+    pub exporters: Option<ExporterSettings>,
+    pub prometheus: Option<PrometheusSettings>,
+}
+
+/// The direct path from the exporters.
+pub struct ExporterSettings {
+    pub selector: Selector,
+    pub port: u16,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// The Prometheus source.
+pub struct PrometheusSettings {
+    pub endpoint: prometheus::client::Endpoint,
+    /// Built-in rules (when the exporters are not scraped directly) and --prometheus-config.
+    pub rules: prometheus::config::Rules,
+    pub interval: Duration,
+    pub discovery_interval: Duration,
+    pub max_age: Duration,
 }
 
 /// Where values come from.
 pub enum Mode {
     Standalone(Standalone),
-    Cluster(ClusterMode),
+    Cluster(Box<ClusterMode>),
 }
 
 /// Everything `run` needs, validated.
@@ -111,7 +136,10 @@ impl Settings {
             ));
         }
         let bind = args.bind_address.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        let certificates = match (args.tls_cert_file, args.tls_private_key_file) {
+        let certificates = match (
+            args.tls_cert_file.clone(),
+            args.tls_private_key_file.clone(),
+        ) {
             (Some(cert), Some(key)) => {
                 let initial = ServingIdentity::load(&cert, &key)
                     .map_err(|e| ConfigError::new("--tls-cert-file", e.to_string()))?;
@@ -131,7 +159,7 @@ impl Settings {
                 if !bind.is_unspecified() && !bind.is_loopback() {
                     names.push(bind.to_string());
                 }
-                names.extend(args.tls_sans);
+                names.extend(args.tls_sans.iter().cloned());
                 Certificates::Generated { names }
             }
             (Some(_), None) => {
@@ -176,20 +204,49 @@ impl Settings {
                     "--static-metrics and --kubeconfig-out go with --standalone",
                 ));
             }
-            if args.exporter_timeout >= args.exporter_interval {
-                return Err(ConfigError::new(
-                    "--exporter-timeout",
-                    "must be shorter than --exporter-interval",
-                ));
+            let sources = args.sources.clone().unwrap_or_else(|| {
+                let mut sources = vec![SourceKind::Exporters];
+                if args.prometheus_url.is_some() {
+                    sources.push(SourceKind::Prometheus);
+                }
+                sources
+            });
+            let exporters = if sources.contains(&SourceKind::Exporters) {
+                if args.exporter_timeout >= args.exporter_interval {
+                    return Err(ConfigError::new(
+                        "--exporter-timeout",
+                        "must be shorter than --exporter-interval",
+                    ));
+                }
+                Some(ExporterSettings {
+                    selector: Selector::parse(&args.exporter_selector)
+                        .map_err(|e| ConfigError::new("--exporter-selector", e.to_string()))?,
+                    port: args.exporter_port,
+                    interval: args.exporter_interval,
+                    timeout: args.exporter_timeout,
+                })
+            } else {
+                None
+            };
+            let prometheus = if sources.contains(&SourceKind::Prometheus) {
+                Some(prometheus_settings(&args, exporters.is_none())?)
+            } else {
+                if args.prometheus_config.is_some() || args.prometheus_url.is_some() {
+                    return Err(ConfigError::new(
+                        "--sources",
+                        "--prometheus-url and --prometheus-config need prometheus among --sources",
+                    ));
+                }
+                None
+            };
+            if exporters.is_none() && prometheus.is_none() {
+                return Err(ConfigError::new("--sources", "names no source"));
             }
-            Mode::Cluster(ClusterMode {
-                kubeconfig: read_kubeconfig("--kubeconfig", args.kubeconfig)?,
-                exporter_selector: Selector::parse(&args.exporter_selector)
-                    .map_err(|e| ConfigError::new("--exporter-selector", e.to_string()))?,
-                exporter_port: args.exporter_port,
-                exporter_interval: args.exporter_interval,
-                exporter_timeout: args.exporter_timeout,
-            })
+            Mode::Cluster(Box::new(ClusterMode {
+                kubeconfig: read_kubeconfig("--kubeconfig", args.kubeconfig.clone())?,
+                exporters,
+                prometheus,
+            }))
         };
         let read_pem =
             |flag: &'static str, path: Option<PathBuf>| -> Result<Option<String>, ConfigError> {
@@ -235,11 +292,82 @@ impl Settings {
     }
 }
 
+/// Reads the Prometheus flags and the rule files they name.
+fn prometheus_settings(
+    args: &AdapterArgs,
+    with_builtin_rules: bool,
+) -> Result<PrometheusSettings, ConfigError> {
+    let Some(url) = args.prometheus_url.clone() else {
+        return Err(ConfigError::new(
+            "--prometheus-url",
+            "is required when prometheus is among --sources",
+        ));
+    };
+    if reqwest::Url::parse(&url).is_err() || !url.starts_with("http") {
+        return Err(ConfigError::new(
+            "--prometheus-url",
+            format!("{url:?} is not an http(s) URL"),
+        ));
+    }
+    for (flag, value) in [
+        ("--prometheus-interval", args.prometheus_interval),
+        (
+            "--prometheus-discovery-interval",
+            args.prometheus_discovery_interval,
+        ),
+        ("--prometheus-timeout", args.prometheus_timeout),
+        ("--prometheus-max-age", args.prometheus_max_age),
+    ] {
+        if value.is_zero() {
+            return Err(ConfigError::new(flag, "must be more than zero"));
+        }
+    }
+    let mut rules = if with_builtin_rules {
+        prometheus::config::builtin()
+    } else {
+        prometheus::config::Rules::default()
+    };
+    if let Some(path) = &args.prometheus_config {
+        rules.extend(
+            prometheus::config::load(path)
+                .map_err(|e| ConfigError::new("--prometheus-config", e.to_string()))?,
+        );
+    }
+    if rules.rules.is_empty() {
+        return Err(ConfigError::new(
+            "--prometheus-config",
+            "no rules to evaluate: the built-in rules apply only without the exporters source",
+        ));
+    }
+    Ok(PrometheusSettings {
+        endpoint: prometheus::client::Endpoint {
+            url,
+            timeout: args.prometheus_timeout,
+            bearer_token_file: args.prometheus_bearer_token_file.clone(),
+            ca_file: args.prometheus_ca_file.clone(),
+            insecure_skip_tls_verify: args.prometheus_insecure_skip_tls_verify,
+        },
+        rules,
+        interval: args.prometheus_interval,
+        discovery_interval: args.prometheus_discovery_interval,
+        max_age: args.prometheus_max_age,
+    })
+}
+
 /// Serves until SIGTERM or Ctrl-C.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let shutdown = shutdown_signal().context("registering for SIGTERM and SIGINT")?;
     let telemetry = Arc::new(Telemetry::new());
-    let store = Arc::new(Store::new(settings.max_age));
+    // the store hides what is older than the longest max-age; the publisher applies each
+    // source's own
+    let longest_max_age = match &settings.mode {
+        Mode::Cluster(cluster) => cluster
+            .prometheus
+            .as_ref()
+            .map_or(settings.max_age, |p| settings.max_age.max(p.max_age)),
+        Mode::Standalone(_) => settings.max_age,
+    };
+    let store = Arc::new(Store::new(longest_max_age));
     let readiness = Readiness::default();
 
     // A local CA signs the serving certificate when no files are given and, in standalone mode,
@@ -305,6 +433,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .run(),
         ));
     }
+    let mut external = None;
     let kubeconfig_out = match settings.mode {
         Mode::Standalone(standalone) => {
             tasks.push(tokio::spawn(
@@ -323,15 +452,61 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             let client = cluster_client
                 .clone()
                 .context("cluster mode has a client")?;
+            let kube = Cluster::watch(&client);
+            let mut sources = Vec::new();
+            if let Some(exporters) = cluster.exporters {
+                let (values, receiver) = tokio::sync::watch::channel(Default::default());
+                sources.push(receiver);
+                tasks.push(tokio::spawn(
+                    ExporterSource {
+                        cluster: kube.clone(),
+                        selector: exporters.selector,
+                        port: exporters.port,
+                        interval: exporters.interval,
+                        timeout: exporters.timeout,
+                        max_age: settings.max_age,
+                        telemetry: telemetry.clone(),
+                        values,
+                    }
+                    .run(),
+                ));
+            }
+            if let Some(prometheus) = cluster.prometheus {
+                let client = Arc::new(
+                    prometheus::client::PrometheusClient::new(
+                        &prometheus.endpoint,
+                        telemetry.clone(),
+                    )
+                    .context("--prometheus-url")?,
+                );
+                let queries = Arc::new(ExternalQueries::new(
+                    client.clone(),
+                    prometheus.interval,
+                    prometheus.max_age,
+                ));
+                external = Some(queries.clone());
+                let (values, receiver) = tokio::sync::watch::channel(Default::default());
+                sources.push(receiver);
+                tasks.push(tokio::spawn(
+                    PrometheusSource {
+                        client,
+                        rules: prometheus.rules,
+                        interval: prometheus.interval,
+                        discovery_interval: prometheus.discovery_interval,
+                        max_age: prometheus.max_age,
+                        external: queries,
+                        telemetry: telemetry.clone(),
+                        values,
+                    }
+                    .run(),
+                ));
+            }
             tasks.push(tokio::spawn(
-                ExporterSource {
-                    cluster: Cluster::watch(&client),
-                    selector: cluster.exporter_selector,
-                    port: cluster.exporter_port,
-                    interval: cluster.exporter_interval,
-                    timeout: cluster.exporter_timeout,
+                Publisher {
+                    cluster: kube,
+                    sources,
+                    refresh: PUBLISH_AT_LEAST_EVERY,
                     store: store.clone(),
-                    telemetry: telemetry.clone(),
                     readiness: readiness.clone(),
                 }
                 .run(),
@@ -345,6 +520,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         telemetry,
         readiness,
         access: Access::Checked(auth),
+        external,
     });
     let handle = Handle::new();
     let mut server = axum_server::bind(settings.listen)

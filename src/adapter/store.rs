@@ -204,6 +204,7 @@ pub struct SnapshotBuilder {
     objects: HashMap<ScopeKey, Objects>,
     external: HashMap<Arc<str>, Vec<ExternalSeries>>,
     declared: BTreeSet<(GroupResource, Arc<str>)>,
+    declared_external: BTreeSet<Arc<str>>,
 }
 
 impl SnapshotBuilder {
@@ -238,6 +239,11 @@ impl SnapshotBuilder {
         self.declared.insert((resource.clone(), Arc::from(metric)));
     }
 
+    /// Lists the external metric `metric` in discovery; its values are read on demand.
+    pub fn declare_external(&mut self, metric: &str) {
+        self.declared_external.insert(Arc::from(metric));
+    }
+
     pub fn external(&mut self, metric: &str, series: ExternalSeries) {
         self.external
             .entry(Arc::from(metric))
@@ -248,7 +254,7 @@ impl SnapshotBuilder {
     pub fn build(self, generation: u64, built_at: SystemTime) -> Snapshot {
         let mut catalogue = Catalogue {
             custom: self.declared,
-            ..Catalogue::default()
+            external: self.declared_external,
         };
         let mut sample_count = 0;
         for ((_, resource), objects) in &self.objects {

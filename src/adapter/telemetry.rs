@@ -11,9 +11,13 @@
 //! | `kubemind_adapter_tls_reloads_total` | result | serving-certificate reloads (`ok`, `error`) |
 //! | `kubemind_adapter_source_newest_value_age_seconds` | source | age of the freshest value a source holds |
 //! | `kubemind_adapter_exporter_page_age_seconds` | exporter | age of each exporter's last good page |
+//! | `kubemind_adapter_prometheus_queries_total` | purpose, result | PromQL queries sent (`discovery`, `rule`, `external`) |
+//! | `kubemind_adapter_prometheus_circuit_open` | | 1 while the circuit breaker holds queries back |
 //!
 //! Labels take values from fixed sets (routes, results), never raw error text.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
 
@@ -55,6 +59,12 @@ struct ExporterLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueryLabels {
+    purpose: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -80,6 +90,10 @@ pub struct Telemetry {
     tls_reloads: Family<ResultLabels, Counter>,
     newest_value_age: Family<SourceLabels, Gauge<f64, AtomicU64>>,
     exporter_page_age: Family<ExporterLabels, Gauge<f64, AtomicU64>>,
+    /// When each source's freshest value was measured; turned into ages when encoded.
+    newest_value_at: Mutex<BTreeMap<&'static str, SystemTime>>,
+    prometheus_queries: Family<QueryLabels, Counter>,
+    prometheus_circuit_open: Gauge,
 }
 
 impl Default for Telemetry {
@@ -147,8 +161,23 @@ impl Telemetry {
             "Seconds since each exporter collected the last page read from it",
             exporter_page_age.clone(),
         );
+        let prometheus_queries = Family::<QueryLabels, Counter>::default();
+        registry.register(
+            "kubemind_adapter_prometheus_queries",
+            "PromQL queries sent to Prometheus, by purpose and result",
+            prometheus_queries.clone(),
+        );
+        let prometheus_circuit_open = Gauge::default();
+        registry.register(
+            "kubemind_adapter_prometheus_circuit_open",
+            "1 while the circuit breaker holds queries to Prometheus back",
+            prometheus_circuit_open.clone(),
+        );
         Telemetry {
             registry,
+            newest_value_at: Mutex::default(),
+            prometheus_queries,
+            prometheus_circuit_open,
             newest_value_age,
             exporter_page_age,
             requests,
@@ -201,11 +230,26 @@ impl Telemetry {
                 })
                 .set(*age);
         }
-        if let Some(newest) = ages.iter().map(|(_, age)| *age).reduce(f64::min) {
-            self.newest_value_age
-                .get_or_create(&SourceLabels { source: "exporter" })
-                .set(newest);
+    }
+
+    /// Records when the freshest value `source` holds was measured.
+    pub fn observe_newest_value(&self, source: &'static str, measured_at: SystemTime) {
+        if let Ok(mut newest) = self.newest_value_at.lock() {
+            newest.insert(source, measured_at);
         }
+    }
+
+    pub fn count_prometheus_query(&self, purpose: &'static str, ok: bool) {
+        self.prometheus_queries
+            .get_or_create(&QueryLabels {
+                purpose,
+                result: result_label(ok),
+            })
+            .inc();
+    }
+
+    pub fn set_prometheus_circuit_open(&self, open: bool) {
+        self.prometheus_circuit_open.set(i64::from(open));
     }
 
     /// Encodes everything, with the snapshot gauges read from `snapshot` now.
@@ -219,6 +263,15 @@ impl Telemetry {
             .set(i64::try_from(snapshot.sample_count()).unwrap_or(i64::MAX));
         self.snapshot_generation
             .set(i64::try_from(snapshot.generation).unwrap_or(i64::MAX));
+        if let Ok(newest) = self.newest_value_at.lock() {
+            let now = SystemTime::now();
+            for (source, at) in newest.iter() {
+                let age = now.duration_since(*at).map_or(0.0, |a| a.as_secs_f64());
+                self.newest_value_age
+                    .get_or_create(&SourceLabels { source })
+                    .set(age);
+            }
+        }
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);

@@ -129,6 +129,7 @@ fn fixture() -> Fixture {
             telemetry: std::sync::Arc::new(Telemetry::new()),
             readiness,
             access: Access::Open,
+            external: None,
         }),
         ts: Timestamp::from(sampled).as_str().to_string(),
     }
@@ -967,6 +968,7 @@ async fn not_ready_until_the_first_snapshot() {
         telemetry: std::sync::Arc::new(Telemetry::new()),
         readiness: Readiness::default(),
         access: Access::Open,
+        external: None,
     });
     assert_eq!(
         get(&app, "/readyz").await.code,
@@ -991,6 +993,7 @@ async fn anonymous_callers_are_forbidden_without_a_delegate() {
         telemetry: std::sync::Arc::new(Telemetry::new()),
         readiness: Readiness::default(),
         access: Access::Checked(std::sync::Arc::new(Auth::new(trust, None))),
+        external: None,
     });
     expect_status(
         &app,

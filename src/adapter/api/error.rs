@@ -51,6 +51,9 @@ pub enum Error {
     /// The Accept header allows no JSON (406).
     #[error("only the following media types are accepted: application/json")]
     NotAcceptable,
+    /// A backend needed for this read cannot answer now (503); retried by the client.
+    #[error("{0}")]
+    Unavailable(String),
     /// A bug or an unexpected state; the cause is logged, not sent (500).
     #[error("Internal error occurred: {0}")]
     Internal(String),
@@ -85,6 +88,7 @@ impl Error {
             }
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -99,6 +103,7 @@ impl Error {
             }
             Error::MethodNotAllowed => "MethodNotAllowed",
             Error::NotAcceptable => "NotAcceptable",
+            Error::Unavailable(_) => "ServiceUnavailable",
             Error::Internal(_) => "InternalError",
         }
     }

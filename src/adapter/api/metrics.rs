@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use super::bodies::{self, Common, CustomVersion, ExternalMetricValue, Item};
 use super::error::Error;
 use super::request::{CustomRequest, ExternalRequest, Target};
-use crate::adapter::store::{Object, Sample, Snapshot, oldest_fresh};
+use crate::adapter::store::{ExternalSeries, Object, Sample, Snapshot, oldest_fresh};
 
 /// When a sample counts: taken at `now`, no older than `max_age`.
 #[derive(Debug, Clone, Copy)]
@@ -154,9 +154,17 @@ pub fn external(
     request: &ExternalRequest,
     freshness: Freshness,
 ) -> Result<Answer, Error> {
+    external_series(snapshot.external(&request.metric), request, freshness)
+}
+
+/// Answers an external-metrics read from `series` (a snapshot's, or a Prometheus answer).
+pub fn external_series(
+    series: &[ExternalSeries],
+    request: &ExternalRequest,
+    freshness: Freshness,
+) -> Result<Answer, Error> {
     let cutoff = freshness.cutoff();
-    let items: Vec<ExternalMetricValue<'_>> = snapshot
-        .external(&request.metric)
+    let items: Vec<ExternalMetricValue<'_>> = series
         .iter()
         .filter(|series| {
             series

@@ -48,6 +48,7 @@ pub use error::Error;
 
 use crate::adapter::auth::Auth;
 use crate::adapter::auth::attributes::Attributes;
+use crate::adapter::sources::prometheus::external::{ExternalQueries, ReadError};
 use crate::adapter::store::Store;
 use crate::adapter::telemetry::Telemetry;
 use crate::adapter::tls::PeerCertificates;
@@ -84,6 +85,8 @@ pub struct ApiState {
     pub telemetry: Arc<Telemetry>,
     pub readiness: Readiness,
     pub access: Access,
+    /// External metrics read from Prometheus on demand, when that source is on.
+    pub external: Option<Arc<ExternalQueries>>,
 }
 
 /// The route a response answered, recorded by the request-metrics layer (bounded set).
@@ -305,29 +308,58 @@ async fn read_metric(State(state): State<ApiState>, uri: Uri, headers: HeaderMap
     // The raw (still percent-encoded) rest of the path: segments are decoded one by one, so an
     // encoded '/' cannot split a name.
     let rest = uri.path().splitn(5, '/').nth(4).unwrap_or_default();
-    let result = (|| {
-        negotiate::negotiate(&headers, false)?;
-        let segments = request::segments(rest)?;
-        let query = request::parse_query(uri.query())?;
-        let snapshot = state.store.load();
-        let freshness = Freshness {
-            now: SystemTime::now(),
-            max_age: state.store.max_age(),
-        };
-        let answer = match api {
-            MetricApi::Custom(version) => {
-                let request = request::custom(segments, &query)?;
-                metrics::custom(&snapshot, &request, version, freshness)?
-            }
-            MetricApi::External => {
-                let request = request::external(segments, &query)?;
-                metrics::external(&snapshot, &request, freshness)?
-            }
-        };
+    let result = answer(&state, api, rest, uri.query(), &headers).await;
+    if let Ok(answer) = &result {
         state.telemetry.count_values_served(route, answer.items);
-        Ok(json_body(answer.body))
-    })();
-    labelled(route, result)
+    }
+    labelled(route, result.map(|answer| json_body(answer.body)))
+}
+
+async fn answer(
+    state: &ApiState,
+    api: MetricApi,
+    rest: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<metrics::Answer, Error> {
+    negotiate::negotiate(headers, false)?;
+    let segments = request::segments(rest)?;
+    let query = request::parse_query(query)?;
+    let snapshot = state.store.load();
+    let freshness = Freshness {
+        now: SystemTime::now(),
+        max_age: state.store.max_age(),
+    };
+    match api {
+        MetricApi::Custom(version) => {
+            let request = request::custom(segments, &query)?;
+            metrics::custom(&snapshot, &request, version, freshness)
+        }
+        MetricApi::External => {
+            let request = request::external(segments, &query)?;
+            if let Some(queries) = &state.external
+                && queries.serves(&request.metric)
+            {
+                let read = queries
+                    .read(&request.metric, &request.namespace, &request.selector)
+                    .await;
+                let series = match read {
+                    Ok(Some(series)) => series,
+                    Ok(None) => Default::default(),
+                    Err(ReadError::BadSelector(message)) => return Err(Error::BadRequest(message)),
+                    Err(error @ ReadError::Unavailable { .. }) => {
+                        return Err(Error::Unavailable(error.to_string()));
+                    }
+                };
+                let freshness = Freshness {
+                    max_age: queries.max_age(),
+                    ..freshness
+                };
+                return metrics::external_series(&series, &request, freshness);
+            }
+            metrics::external(&snapshot, &request, freshness)
+        }
+    }
 }
 
 async fn openapi_v2() -> Response {

@@ -1,18 +1,24 @@
 //! The snapshot served in a cluster: Kubernetes' inventory of objects (from the reflectors),
-//! the exporters' values for them, and workload aggregates.
+//! the values every source holds for them, and workload aggregates.
 //!
-//! The inventory is the truth about which objects exist: a Pods request lists pods the API
-//! server knows, in their namespace, with their labels; exporter values for pods it does not
-//! know are dropped. Each value keeps its exporter's collection time. For every Deployment and
+//! Each source (the exporters, Prometheus) hands over [`SourceValues`]: values by object and
+//! metric, each with the time it was measured, and how long its values stay fresh. Where two
+//! sources have a value for the same object and metric, the newer one is served; a value older
+//! than its source's max-age takes no part.
+//!
+//! The inventory is the truth about which pods, workloads, nodes and namespaces exist: a Pods
+//! request lists pods the API server knows, in their namespace, with their labels; values for
+//! such objects it does not know are dropped. Objects of other resources (a Service a
+//! Prometheus rule names) are served as the source names them. For every Deployment and
 //! StatefulSet, each pod metric is aggregated over the workload's pods with a fresh value:
 //! `<metric>_max` (the one hot pod an average hides), `_avg`, `_sum`, stamped with the oldest
 //! contributing sample; and `request_imbalance_ratio` = max pod request rate / mean (1 = even,
 //! N = everything on one of N pods), absent when no pod serves requests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use super::exporter_page::{ExporterPage, POD_METRICS};
+use super::exporter_page::{ExporterPage, NODE_METRICS, POD_METRICS};
 use crate::adapter::store::{Labels, Sample, SnapshotBuilder, oldest_fresh};
 use crate::resources::GroupResource;
 
@@ -46,14 +52,87 @@ pub struct Inventory {
     pub namespaces: Vec<(String, Labels)>,
 }
 
-/// A page's values by catalogue metric.
-type Values = BTreeMap<&'static str, f64>;
-/// Values with the time their exporter collected them.
-type Stamped<'a> = (SystemTime, &'a Values);
-/// A workload: namespace, resource, name.
-type WorkloadKey<'a> = (&'a str, &'a GroupResource, &'a str);
+/// One measured value and when it was measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Value {
+    pub value: f64,
+    pub at: SystemTime,
+}
+
+/// An object a source has values for. `namespace` is `None` for cluster-scoped resources.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub resource: GroupResource,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// What one source contributes to the snapshot.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceValues {
+    /// Values older than this (at assembly) take no part.
+    pub max_age: Duration,
+    /// Values by object, then by metric.
+    pub objects: BTreeMap<ObjectKey, BTreeMap<String, Value>>,
+    /// (resource, metric) pairs listed in discovery even while no object has a value.
+    pub declared: BTreeSet<(GroupResource, String)>,
+    /// External metric names listed in discovery (their values are read on demand).
+    pub external: BTreeSet<String>,
+}
+
+impl SourceValues {
+    /// The exporters' pages as one source: for each pod and node, the newest page's values.
+    pub fn from_exporter_pages(pages: &[ExporterPage], max_age: Duration) -> SourceValues {
+        let mut values = SourceValues {
+            max_age,
+            ..SourceValues::default()
+        };
+        let pods = GroupResource::pods();
+        let nodes = GroupResource::parse("nodes");
+        for metric in POD_METRICS {
+            values.declared.insert((pods.clone(), metric.to_string()));
+        }
+        for metric in NODE_METRICS {
+            values.declared.insert((nodes.clone(), metric.to_string()));
+        }
+        let mut newest = |key: ObjectKey, at: SystemTime, metrics: &BTreeMap<&str, f64>| {
+            let entry = values.objects.entry(key).or_default();
+            for (metric, value) in metrics {
+                let value = Value { value: *value, at };
+                entry
+                    .entry(metric.to_string())
+                    .and_modify(|held| {
+                        if held.at < at {
+                            *held = value;
+                        }
+                    })
+                    .or_insert(value);
+            }
+        };
+        for page in pages {
+            for ((namespace, name), metrics) in &page.pods {
+                let key = ObjectKey {
+                    resource: pods.clone(),
+                    namespace: Some(namespace.clone()),
+                    name: name.clone(),
+                };
+                newest(key, page.collected_at, metrics);
+            }
+            if let Some(node) = &page.node {
+                let key = ObjectKey {
+                    resource: nodes.clone(),
+                    namespace: None,
+                    name: node.clone(),
+                };
+                newest(key, page.collected_at, &page.node_values);
+            }
+        }
+        values
+    }
+}
+
 /// Per metric, the (value, sample time) of each of a workload's pods.
-type OverPods = BTreeMap<&'static str, Vec<(f64, SystemTime)>>;
+type OverPods<'a> = BTreeMap<&'a str, Vec<Value>>;
 
 /// The workload resources that get aggregates.
 pub fn workload_resources() -> [GroupResource; 2] {
@@ -63,90 +142,98 @@ pub fn workload_resources() -> [GroupResource; 2] {
     ]
 }
 
-/// Builds the snapshot contents at `now`; values older than `max_age` take no part in
-/// aggregates (the store already hides them from direct reads).
+/// Resources whose objects the inventory lists; values for others are served as named.
+fn from_inventory(resource: &GroupResource) -> bool {
+    *resource == GroupResource::pods()
+        || *resource == GroupResource::namespaces()
+        || *resource == GroupResource::parse("nodes")
+        || workload_resources().contains(resource)
+}
+
+/// Builds the snapshot contents at `now` from the inventory and every source's values.
 pub fn assemble(
     inventory: &Inventory,
-    pages: &[ExporterPage],
-    max_age: Duration,
+    sources: &[&SourceValues],
     now: SystemTime,
 ) -> SnapshotBuilder {
-    let cutoff = oldest_fresh(now, max_age);
     let mut builder = SnapshotBuilder::new();
     let pods = GroupResource::pods();
     let nodes = GroupResource::parse("nodes");
-    for metric in POD_METRICS {
-        builder.declare(&pods, metric);
-        for workload in workload_resources() {
-            for suffix in ["max", "avg", "sum"] {
-                builder.declare(&workload, &format!("{metric}_{suffix}"));
+    for source in sources {
+        for (resource, metric) in &source.declared {
+            builder.declare(resource, metric);
+            if *resource == pods {
+                for workload in workload_resources() {
+                    for suffix in ["max", "avg", "sum"] {
+                        builder.declare(&workload, &format!("{metric}_{suffix}"));
+                    }
+                }
             }
+        }
+        for metric in &source.external {
+            builder.declare_external(metric);
         }
     }
     for workload in workload_resources() {
         builder.declare(&workload, "request_imbalance_ratio");
     }
-    for metric in [
-        "gpu_utilization_percent",
-        "gpu_memory_used_bytes",
-        "gpu_memory_used_percent",
-    ] {
-        builder.declare(&nodes, metric);
-    }
 
-    // the freshest page's values for each pod and node
-    let mut pod_values: BTreeMap<(&str, &str), Stamped<'_>> = BTreeMap::new();
-    let mut node_values: BTreeMap<&str, Stamped<'_>> = BTreeMap::new();
-    for page in pages {
-        for ((namespace, pod), values) in &page.pods {
-            let entry = pod_values
-                .entry((namespace, pod))
-                .or_insert((page.collected_at, values));
-            if page.collected_at > entry.0 {
-                *entry = (page.collected_at, values);
-            }
-        }
-        if let Some(node) = &page.node {
-            let entry = node_values
-                .entry(node)
-                .or_insert((page.collected_at, &page.node_values));
-            if page.collected_at > entry.0 {
-                *entry = (page.collected_at, &page.node_values);
+    // for each object, each metric's newest fresh value over all sources
+    let mut merged: BTreeMap<&ObjectKey, BTreeMap<&str, Value>> = BTreeMap::new();
+    for source in sources {
+        let cutoff = oldest_fresh(now, source.max_age);
+        for (key, metrics) in &source.objects {
+            let entry = merged.entry(key).or_default();
+            for (metric, value) in metrics {
+                if value.at < cutoff || !value.value.is_finite() {
+                    continue;
+                }
+                entry
+                    .entry(metric.as_str())
+                    .and_modify(|held| {
+                        if held.at < value.at {
+                            *held = *value;
+                        }
+                    })
+                    .or_insert(*value);
             }
         }
     }
+    let values_of = |resource: &GroupResource, namespace: Option<&str>, name: &str| {
+        let key = ObjectKey {
+            resource: resource.clone(),
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+        };
+        merged.get(&key)
+    };
+    let put = |metrics: &mut crate::adapter::store::MetricSamples,
+               values: &BTreeMap<&str, Value>| {
+        for (metric, value) in values {
+            if let Some(sample) = Sample::new(value.value, value.at) {
+                metrics.insert((*metric).into(), sample);
+            }
+        }
+    };
 
-    // per workload, per metric: (value, sample time) of each of its pods
-    let mut workload_values: BTreeMap<WorkloadKey<'_>, OverPods> = BTreeMap::new();
+    // per workload, per metric: the value of each of its pods
+    let mut workload_values: BTreeMap<(&str, &GroupResource, &str), OverPods<'_>> = BTreeMap::new();
     for pod in &inventory.pods {
         let Some(object) = builder.object(Some(&pod.namespace), &pods, &pod.name) else {
             continue;
         };
         object.labels = pod.labels.clone();
         object.uid = pod.uid.clone();
-        let Some((collected_at, values)) =
-            pod_values.get(&(pod.namespace.as_str(), pod.name.as_str()))
-        else {
+        let Some(values) = values_of(&pods, Some(&pod.namespace), &pod.name) else {
             continue;
         };
-        for (metric, value) in values.iter() {
-            if let Some(sample) = Sample::new(*value, *collected_at) {
-                object.metrics.insert((*metric).into(), sample);
-            }
-        }
-        if let Some((resource, name)) = &pod.workload
-            && *collected_at >= cutoff
-        {
+        put(&mut object.metrics, values);
+        if let Some((resource, name)) = &pod.workload {
             let per_metric = workload_values
                 .entry((&pod.namespace, resource, name))
                 .or_default();
-            for (metric, value) in values.iter() {
-                if value.is_finite() {
-                    per_metric
-                        .entry(metric)
-                        .or_default()
-                        .push((*value, *collected_at));
-                }
+            for (metric, value) in values {
+                per_metric.entry(metric).or_default().push(*value);
             }
         }
     }
@@ -160,6 +247,13 @@ pub fn assemble(
         };
         object.labels = workload.labels.clone();
         object.uid = workload.uid.clone();
+        if let Some(values) = values_of(
+            &workload.resource,
+            Some(&workload.namespace),
+            &workload.name,
+        ) {
+            put(&mut object.metrics, values);
+        }
         let Some(per_metric) = workload_values.get(&(
             workload.namespace.as_str(),
             &workload.resource,
@@ -168,11 +262,11 @@ pub fn assemble(
             continue;
         };
         for (metric, values) in per_metric {
-            let oldest = values.iter().map(|(_, at)| *at).min().unwrap_or(now);
-            let sum: f64 = values.iter().map(|(v, _)| v).sum();
+            let oldest = values.iter().map(|v| v.at).min().unwrap_or(now);
+            let sum: f64 = values.iter().map(|v| v.value).sum();
             let max = values
                 .iter()
-                .map(|(v, _)| *v)
+                .map(|v| v.value)
                 .fold(f64::NEG_INFINITY, f64::max);
             let mean = sum / values.len() as f64;
             for (suffix, value) in [("max", max), ("avg", mean), ("sum", sum)] {
@@ -197,17 +291,26 @@ pub fn assemble(
             continue;
         };
         object.labels = labels.clone();
-        if let Some((collected_at, values)) = node_values.get(name.as_str()) {
-            for (metric, value) in values.iter() {
-                if let Some(sample) = Sample::new(*value, *collected_at) {
-                    object.metrics.insert((*metric).into(), sample);
-                }
-            }
+        if let Some(values) = values_of(&nodes, None, name) {
+            put(&mut object.metrics, values);
         }
     }
+    let namespaces = GroupResource::namespaces();
     for (name, labels) in &inventory.namespaces {
-        if let Some(object) = builder.object(None, &GroupResource::namespaces(), name) {
-            object.labels = labels.clone();
+        let Some(object) = builder.object(None, &namespaces, name) else {
+            continue;
+        };
+        object.labels = labels.clone();
+        if let Some(values) = values_of(&namespaces, None, name) {
+            put(&mut object.metrics, values);
+        }
+    }
+    for (key, values) in &merged {
+        if from_inventory(&key.resource) {
+            continue;
+        }
+        if let Some(object) = builder.object(key.namespace.as_deref(), &key.resource, &key.name) {
+            put(&mut object.metrics, values);
         }
     }
     builder
@@ -288,7 +391,8 @@ mod tests {
             // a pod the API server does not know is dropped
             page(now, &[("ghost", 1.0, 1.0)]),
         ];
-        let snapshot = assemble(&inventory, &pages, Duration::from_secs(30), now).build(1, now);
+        let values = SourceValues::from_exporter_pages(&pages, Duration::from_secs(30));
+        let snapshot = assemble(&inventory, &[&values], now).build(1, now);
         let pods = snapshot
             .objects(Some("demo"), &GroupResource::pods())
             .expect("pods");
@@ -351,7 +455,8 @@ mod tests {
             now - Duration::from_secs(120),
             &[("triton-0", 8000.0, 5.0)],
         )];
-        let snapshot = assemble(&inventory, &stale, Duration::from_secs(30), now).build(1, now);
+        let values = SourceValues::from_exporter_pages(&stale, Duration::from_secs(30));
+        let snapshot = assemble(&inventory, &[&values], now).build(1, now);
         let deployment = &snapshot
             .objects(Some("demo"), &GroupResource::parse("deployments"))
             .expect("workloads")["triton"];
@@ -361,7 +466,8 @@ mod tests {
             deployment.metrics.keys()
         );
         let idle = [page(now, &[("triton-0", 0.0, 0.0)])];
-        let snapshot = assemble(&inventory, &idle, Duration::from_secs(30), now).build(1, now);
+        let values = SourceValues::from_exporter_pages(&idle, Duration::from_secs(30));
+        let snapshot = assemble(&inventory, &[&values], now).build(1, now);
         let deployment = &snapshot
             .objects(Some("demo"), &GroupResource::parse("deployments"))
             .expect("workloads")["triton"];
@@ -371,5 +477,83 @@ mod tests {
                 .contains_key("inference_request_rate_max")
         );
         assert!(!deployment.metrics.contains_key("request_imbalance_ratio"));
+    }
+
+    #[test]
+    fn the_newest_fresh_value_of_any_source_is_served() {
+        let now = SystemTime::now();
+        let inventory = Inventory {
+            pods: vec![triton_pod("triton-0"), triton_pod("triton-1")],
+            ..Inventory::default()
+        };
+        let pod = |name: &str| ObjectKey {
+            resource: GroupResource::pods(),
+            namespace: Some("demo".into()),
+            name: name.into(),
+        };
+        let value = |value, seconds_ago| Value {
+            value,
+            at: now - Duration::from_secs(seconds_ago),
+        };
+        let one = |key: ObjectKey, metric: &str, v: Value| {
+            (key, [(metric.to_string(), v)].into_iter().collect())
+        };
+        let exporters = SourceValues {
+            max_age: Duration::from_secs(5),
+            objects: [
+                one(pod("triton-0"), "triton_queue_time_ms", value(10.0, 1)),
+                // past the exporters' max-age: absent, not replaced by an older value
+                one(pod("triton-1"), "triton_queue_time_ms", value(20.0, 9)),
+            ]
+            .into_iter()
+            .collect(),
+            ..SourceValues::default()
+        };
+        let service = ObjectKey {
+            resource: GroupResource::parse("services"),
+            namespace: Some("demo".into()),
+            name: "triton".into(),
+        };
+        let prometheus = SourceValues {
+            max_age: Duration::from_secs(60),
+            objects: [
+                one(pod("triton-0"), "triton_queue_time_ms", value(99.0, 8)),
+                one(pod("triton-1"), "http_requests_per_second", value(3.0, 8)),
+                one(service, "http_requests_per_second", value(7.0, 8)),
+                one(pod("ghost"), "http_requests_per_second", value(3.0, 8)),
+            ]
+            .into_iter()
+            .collect(),
+            external: ["queue_depth".to_string()].into_iter().collect(),
+            ..SourceValues::default()
+        };
+        let snapshot = assemble(&inventory, &[&exporters, &prometheus], now).build(1, now);
+        let pods = snapshot
+            .objects(Some("demo"), &GroupResource::pods())
+            .expect("pods");
+        assert_eq!(pods.len(), 2, "ghost is not a pod the API server knows");
+        assert_eq!(
+            &*pods["triton-0"].metrics["triton_queue_time_ms"].quantity,
+            "10"
+        );
+        assert!(
+            !pods["triton-1"]
+                .metrics
+                .contains_key("triton_queue_time_ms")
+        );
+        assert_eq!(
+            &*pods["triton-1"].metrics["http_requests_per_second"].quantity,
+            "3"
+        );
+        let services = snapshot
+            .objects(Some("demo"), &GroupResource::parse("services"))
+            .expect("services are served as named");
+        assert_eq!(
+            &*services["triton"].metrics["http_requests_per_second"].quantity,
+            "7"
+        );
+        assert!(snapshot.catalogue().external.contains("queue_depth"));
+        // pod metrics of any source get workload aggregates in discovery
+        assert!(snapshot.serves(&GroupResource::pods(), "http_requests_per_second"));
     }
 }

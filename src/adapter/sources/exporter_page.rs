@@ -77,6 +77,13 @@ pub const POD_METRICS: &[&str] = &[
     "vllm_kv_cache_usage_percent",
 ];
 
+/// The catalogue metrics an exporter gives for its node.
+pub const NODE_METRICS: &[&str] = &[
+    "gpu_utilization_percent",
+    "gpu_memory_used_bytes",
+    "gpu_memory_used_percent",
+];
+
 /// What one exporter page says, in catalogue terms.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExporterPage {

@@ -1,21 +1,20 @@
 //! The exporter source (the direct path): every `interval`, scrape each exporter pod's
-//! `/metrics` concurrently under a timeout, keep each exporter's last good page, and publish a
-//! snapshot assembled from the Kubernetes inventory and those pages.
+//! `/metrics` concurrently under a timeout, keep each exporter's last good page, and hand the
+//! pages' values to the publisher.
 //!
 //! Exporter pods are found in the pod cache by label selector; an exporter that disappears
 //! takes its page with it, and one that stops answering keeps its last page, whose values turn
-//! absent once older than `--max-age`. Readiness is released after the caches are listed and
-//! the first snapshot is published — never gated on an exporter answering.
+//! absent once older than `--max-age`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::assemble::assemble;
+use tokio::sync::watch;
+
+use super::assemble::SourceValues;
 use super::exporter_page::{self, ExporterPage};
-use crate::adapter::api::Readiness;
 use crate::adapter::kube::Cluster;
-use crate::adapter::store::Store;
 use crate::adapter::telemetry::Telemetry;
 use crate::selector::Selector;
 
@@ -30,9 +29,11 @@ pub struct ExporterSource {
     pub port: u16,
     pub interval: Duration,
     pub timeout: Duration,
-    pub store: Arc<Store>,
+    /// Values older than this are absent.
+    pub max_age: Duration,
     pub telemetry: Arc<Telemetry>,
-    pub readiness: Readiness,
+    /// Where each round's values go (to the publisher).
+    pub values: watch::Sender<Arc<SourceValues>>,
 }
 
 impl ExporterSource {
@@ -102,10 +103,12 @@ impl ExporterSource {
                 })
                 .collect();
             self.telemetry.observe_exporter_pages(&ages);
+            if let Some(newest) = pages.values().map(|page| page.collected_at).max() {
+                self.telemetry.observe_newest_value("exporter", newest);
+            }
             let pages: Vec<ExporterPage> = pages.values().cloned().collect();
-            let builder = assemble(&self.cluster.inventory(), &pages, self.store.max_age(), now);
-            self.store.publish(builder);
-            self.readiness.set_ready();
+            let values = SourceValues::from_exporter_pages(&pages, self.max_age);
+            self.values.send_replace(Arc::new(values));
         }
     }
 }

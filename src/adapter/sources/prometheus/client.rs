@@ -1,0 +1,161 @@
+//! One Prometheus (or anything speaking its HTTP API: Thanos, Mimir, VictoriaMetrics) behind a
+//! circuit breaker. Every query has a connect and a whole-request deadline; long queries go by
+//! POST; the answer is read into plain (labels, value, time) rows.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use prometheus_http_query::response::Data;
+
+use super::breaker::Breaker;
+use crate::adapter::telemetry::Telemetry;
+
+/// Queries longer than this are sent as a form body: URLs have limits along the way.
+const POST_ABOVE_BYTES: usize = 2048;
+
+/// How to reach Prometheus.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub url: String,
+    pub timeout: Duration,
+    pub bearer_token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_tls_verify: bool,
+}
+
+/// One row of an instant vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub labels: HashMap<String, String>,
+    pub value: f64,
+    /// The evaluation time Prometheus reports for the row.
+    pub at: SystemTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("Prometheus is failing; queries are held back for a while (circuit open)")]
+    CircuitOpen,
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub struct PrometheusClient {
+    client: prometheus_http_query::Client,
+    breaker: Breaker,
+    telemetry: Arc<Telemetry>,
+}
+
+impl PrometheusClient {
+    pub fn new(endpoint: &Endpoint, telemetry: Arc<Telemetry>) -> anyhow::Result<PrometheusClient> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(endpoint.timeout)
+            .timeout(endpoint.timeout)
+            .danger_accept_invalid_certs(endpoint.insecure_skip_tls_verify);
+        if let Some(path) = &endpoint.ca_file {
+            let pem = std::fs::read(path).with_context(|| path.display().to_string())?;
+            for certificate in reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{}: not a PEM bundle", path.display()))?
+            {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        if let Some(path) = &endpoint.bearer_token_file {
+            let token =
+                std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+            let mut value =
+                reqwest::header::HeaderValue::try_from(format!("Bearer {}", token.trim()))
+                    .with_context(|| format!("{}: not a usable token", path.display()))?;
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
+        }
+        let client = prometheus_http_query::Client::from(builder.build()?, &endpoint.url)
+            .with_context(|| format!("--prometheus-url {}", endpoint.url))?;
+        Ok(PrometheusClient {
+            client,
+            breaker: Breaker::default(),
+            telemetry,
+        })
+    }
+
+    /// Evaluates `query` now. `purpose` labels the query count. Rows whose value is NaN or ±Inf
+    /// are dropped: they are absent, never a number.
+    pub async fn instant(
+        &self,
+        purpose: &'static str,
+        query: &str,
+    ) -> Result<Vec<Row>, QueryError> {
+        if !self.breaker.allow(Instant::now()) {
+            self.telemetry.set_prometheus_circuit_open(true);
+            return Err(QueryError::CircuitOpen);
+        }
+        let builder = self.client.query(query);
+        let answer = if query.len() > POST_ABOVE_BYTES {
+            builder.post().await
+        } else {
+            builder.get().await
+        };
+        // A query Prometheus refuses (bad PromQL) says nothing about its health.
+        let healthy = !matches!(answer, Err(prometheus_http_query::Error::Client(_)));
+        self.breaker.record(healthy, Instant::now());
+        self.telemetry
+            .set_prometheus_circuit_open(self.breaker.is_open());
+        self.telemetry
+            .count_prometheus_query(purpose, answer.is_ok());
+        let answer = answer.map_err(|e| QueryError::Failed(e.to_string()))?;
+        let rows = match answer.data() {
+            Data::Vector(vector) => vector
+                .iter()
+                .filter(|row| row.sample().value().is_finite())
+                .map(|row| Row {
+                    labels: row.metric().clone(),
+                    value: row.sample().value(),
+                    at: to_system_time(row.sample().timestamp()),
+                })
+                .collect(),
+            Data::Scalar(sample) if sample.value().is_finite() => vec![Row {
+                labels: HashMap::new(),
+                value: sample.value(),
+                at: to_system_time(sample.timestamp()),
+            }],
+            Data::Scalar(_) => Vec::new(),
+            Data::Matrix(_) => {
+                return Err(QueryError::Failed(
+                    "the query returned a range vector; rules must give an instant vector".into(),
+                ));
+            }
+        };
+        Ok(rows)
+    }
+
+    pub fn circuit_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+}
+
+fn to_system_time(seconds: f64) -> SystemTime {
+    Duration::try_from_secs_f64(seconds)
+        .map(|since| SystemTime::UNIX_EPOCH + since)
+        .unwrap_or_else(|_| SystemTime::now())
+}
+
+/// A label value as a PromQL string literal (double-quoted, escaped).
+pub fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

@@ -1,0 +1,63 @@
+//! Joins the Kubernetes inventory and every source's values into the snapshot the API serves.
+//!
+//! Sources never touch the store: each hands its latest [`SourceValues`] over a watch channel,
+//! and this task assembles and publishes a snapshot whenever one changes — and at least every
+//! `refresh`, so that pods appearing or leaving and values ageing past their max-age show
+//! without waiting for a source. Readiness is released once the caches are listed and the
+//! first snapshot is out: never gated on an exporter or Prometheus answering.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::future::select_all;
+use tokio::sync::watch;
+
+use super::assemble::{SourceValues, assemble};
+use crate::adapter::api::Readiness;
+use crate::adapter::kube::Cluster;
+use crate::adapter::store::Store;
+
+pub struct Publisher {
+    pub cluster: Cluster,
+    pub sources: Vec<watch::Receiver<Arc<SourceValues>>>,
+    pub refresh: Duration,
+    pub store: Arc<Store>,
+    pub readiness: Readiness,
+}
+
+impl Publisher {
+    /// Runs until the task is dropped.
+    pub async fn run(mut self) {
+        if self.cluster.wait_until_ready().await.is_err() {
+            tracing::error!("the Kubernetes caches stopped before their first list");
+            return;
+        }
+        let mut ticker = tokio::time::interval(self.refresh);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let held: Vec<Arc<SourceValues>> = self
+                .sources
+                .iter_mut()
+                .map(|source| source.borrow_and_update().clone())
+                .collect();
+            let sources: Vec<&SourceValues> = held.iter().map(Arc::as_ref).collect();
+            let builder = assemble(&self.cluster.inventory(), &sources, SystemTime::now());
+            self.store.publish(builder);
+            self.readiness.set_ready();
+
+            if self.sources.is_empty() {
+                ticker.tick().await;
+                continue;
+            }
+            let changed = select_all(self.sources.iter_mut().map(|s| Box::pin(s.changed())));
+            let source_ended = tokio::select! {
+                _ = ticker.tick() => false,
+                (result, _, _) = changed => result.is_err(),
+            };
+            if source_ended {
+                // keep publishing what the others hold
+                self.sources.retain(|s| s.has_changed().is_ok());
+            }
+        }
+    }
+}
