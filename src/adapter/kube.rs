@@ -11,12 +11,17 @@ use std::collections::HashMap;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
 use crate::adapter::sources::assemble::{Inventory, PodInfo, WorkloadInfo};
 use crate::resources::GroupResource;
 use crate::selector::Selector;
+
+/// A cache's writer stopped before its first list.
+#[derive(Debug, thiserror::Error)]
+#[error("the Kubernetes caches stopped before their first list")]
+pub struct CachesStopped;
 
 /// The caches, one per resource.
 #[derive(Clone)]
@@ -27,6 +32,8 @@ pub struct Cluster {
     statefulsets: Store<StatefulSet>,
     nodes: Store<Node>,
     namespaces: Store<Namespace>,
+    /// `true` once every cache holds its first list; `None` inside if a writer stopped first.
+    ready: tokio::sync::watch::Receiver<Option<bool>>,
 }
 
 fn reflect<K>(client: &kube::Client) -> Store<K>
@@ -48,24 +55,40 @@ fn owner<'a>(owners: &'a [OwnerReference], kind: &str) -> Option<&'a str> {
 impl Cluster {
     /// Starts every reflector; the caches fill in the background.
     pub fn watch(client: &kube::Client) -> Cluster {
-        Cluster {
+        let (ready_tx, ready) = tokio::sync::watch::channel(None);
+        let cluster = Cluster {
             pods: reflect(client),
             replicasets: reflect(client),
             deployments: reflect(client),
             statefulsets: reflect(client),
             nodes: reflect(client),
             namespaces: reflect(client),
-        }
+            ready,
+        };
+        // kube's `Store::wait_until_ready` wakes only the last task waiting on a store (one
+        // waker behind a oneshot), so one task waits and tells everyone else.
+        let stores = cluster.clone();
+        tokio::spawn(async move {
+            let listed = async {
+                stores.pods.wait_until_ready().await?;
+                stores.replicasets.wait_until_ready().await?;
+                stores.deployments.wait_until_ready().await?;
+                stores.statefulsets.wait_until_ready().await?;
+                stores.nodes.wait_until_ready().await?;
+                stores.namespaces.wait_until_ready().await
+            };
+            let _ = ready_tx.send(Some(listed.await.is_ok()));
+        });
+        cluster
     }
 
-    /// Resolves once every cache holds its first complete list.
-    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
-        self.pods.wait_until_ready().await?;
-        self.replicasets.wait_until_ready().await?;
-        self.deployments.wait_until_ready().await?;
-        self.statefulsets.wait_until_ready().await?;
-        self.nodes.wait_until_ready().await?;
-        self.namespaces.wait_until_ready().await
+    /// Resolves once every cache holds its first complete list; any number of tasks may wait.
+    pub async fn wait_until_ready(&self) -> Result<(), CachesStopped> {
+        let mut ready = self.ready.clone();
+        match ready.wait_for(Option::is_some).await.map(|r| *r) {
+            Ok(Some(true)) => Ok(()),
+            _ => Err(CachesStopped),
+        }
     }
 
     /// Running pods (in any namespace) whose labels match `selector`, with their IPs.

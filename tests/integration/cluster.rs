@@ -7,57 +7,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use serde_json::{Value, json};
-
+use crate::fixtures::{AdapterClient, demo_inventory, serving_certificate, triton_page, values};
 use crate::standin::{StandIn, TokenUser};
 use crate::util::{Process, listening_address, start_exporter};
 use kubemind::sim::metrics_endpoint;
-
-/// Triton: `rate` requests per scrape, each queued `queue_ms`.
-fn triton_page(scrape: u64, rate: u64, queue_ms: u64) -> String {
-    let n = scrape * rate;
-    format!(
-        "nv_inference_request_success{{model=\"resnet\",version=\"1\"}} {n}\n\
-         nv_inference_queue_duration_us{{model=\"resnet\",version=\"1\"}} {}\n\
-         nv_inference_compute_infer_duration_us{{model=\"resnet\",version=\"1\"}} {}\n\
-         nv_inference_pending_request_count{{model=\"resnet\",version=\"1\"}} {}\n",
-        n * queue_ms * 1000,
-        n * 50_000,
-        if rate > 0 { 400 } else { 0 },
-    )
-}
-
-fn pod(namespace: &str, name: &str, labels: Value, owner: Option<(&str, &str)>) -> Value {
-    let owners = owner.map_or(json!([]), |(kind, name)| {
-        json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": format!("{name}-uid"), "controller": true}])
-    });
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "uid": format!("{name}-uid"), "resourceVersion": "7",
-                     "labels": labels, "ownerReferences": owners},
-        "spec": {"nodeName": "gpu-node-1", "containers": [{"name": "c", "image": "i"}]},
-        "status": {"phase": "Running", "podIP": "127.0.0.1"},
-    })
-}
-
-fn serving_certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
-    let ca_key = KeyPair::generate().expect("key");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca.distinguished_name.push(DnType::CommonName, "test CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).expect("ca");
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().expect("key");
-    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .expect("params")
-        .signed_by(&key, &issuer)
-        .expect("leaf");
-    let (cert_path, key_path) = (dir.join("tls.crt"), dir.join("tls.key"));
-    std::fs::write(&cert_path, leaf.pem()).expect("cert");
-    std::fs::write(&key_path, key.serialize_pem()).expect("key");
-    (cert_path, key_path, ca_cert.pem())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hpa_reads_what_the_exporters_measured() {
@@ -102,56 +55,7 @@ async fn the_hpa_reads_what_the_exporters_measured() {
         vec!["system:serviceaccount:kube-system:horizontal-pod-autoscaler"],
         Default::default(),
     );
-    let triton = json!({"app": "triton"});
-    standin.set_pods(vec![
-        pod(
-            "demo",
-            "triton-0",
-            triton.clone(),
-            Some(("ReplicaSet", "triton-7d4f9")),
-        ),
-        pod(
-            "demo",
-            "triton-1",
-            triton.clone(),
-            Some(("ReplicaSet", "triton-7d4f9")),
-        ),
-        pod(
-            "demo",
-            "triton-2",
-            triton.clone(),
-            Some(("ReplicaSet", "triton-7d4f9")),
-        ),
-        pod("demo", "web-0", json!({"app": "web"}), None),
-        pod(
-            "kubemind",
-            "kubemind-exporter-x1",
-            json!({"app.kubernetes.io/name": "kubemind-exporter"}),
-            None,
-        ),
-    ]);
-    standin.set_collection(
-        "/apis/apps/v1/replicasets",
-        vec![json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
-            "metadata": {"name": "triton-7d4f9", "namespace": "demo", "uid": "rs-uid", "resourceVersion": "7",
-                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "triton", "uid": "d-uid", "controller": true}]},
-            "spec": {"selector": {"matchLabels": {"app": "triton"}}}})],
-    );
-    standin.set_collection(
-        "/apis/apps/v1/deployments",
-        vec![json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "triton", "namespace": "demo", "uid": "d-uid", "resourceVersion": "7", "labels": {"app": "triton"}},
-            "spec": {"selector": {"matchLabels": {"app": "triton"}}, "template": {"metadata": {"labels": {"app": "triton"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}})],
-    );
-    standin.set_collection("/apis/apps/v1/statefulsets", vec![]);
-    standin.set_collection(
-        "/api/v1/nodes",
-        vec![json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-node-1", "uid": "n-uid", "resourceVersion": "7"}})],
-    );
-    standin.set_collection(
-        "/api/v1/namespaces",
-        vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo", "uid": "ns-uid", "resourceVersion": "7"}})],
-    );
+    demo_inventory(&standin);
 
     // the adapter in cluster mode
     let (cert, key, ca_pem) = serving_certificate(dir.path());
@@ -180,42 +84,9 @@ async fn the_hpa_reads_what_the_exporters_measured() {
         ],
     );
     let address = listening_address(&adapter, "serving the custom and external metrics APIs");
-    let client = reqwest::Client::builder()
-        .tls_backend_rustls()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca"))
-        .build()
-        .expect("client");
-    let get = |path: String| {
-        let client = client.clone();
-        let url = format!(
-            "https://localhost:{}{path}",
-            address.rsplit(':').next().unwrap_or_default()
-        );
-        async move {
-            let response = client.get(url).bearer_auth("hpa-token").send().await.ok()?;
-            let code = response.status().as_u16();
-            Some((code, response.json::<Value>().await.ok()?))
-        }
-    };
-    let values = |list: &Value| -> Vec<(String, String)> {
-        list["items"]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .map(|i| {
-                        (
-                            i["describedObject"]["name"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .to_string(),
-                            i["value"].as_str().unwrap_or_default().to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let adapter_client = AdapterClient::new(&address, &ca_pem, "hpa-token");
+    let get = |path: String| adapter_client.get(path);
+    let client = adapter_client.http.clone();
     let pods_path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/pods/%2A/triton_queue_time_ms?labelSelector=app%3Dtriton".to_string();
     let mut pods = Vec::new();
     for _ in 0..100 {

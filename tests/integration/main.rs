@@ -13,9 +13,11 @@
 mod api;
 mod cluster;
 mod exporter;
+mod fixtures;
 mod hostile;
 mod nvml;
 mod podresources;
+mod prometheus;
 mod security;
 mod standalone;
 mod standin;

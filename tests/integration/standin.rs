@@ -220,6 +220,17 @@ impl StandIn {
     }
 
     /// Replaces the pods listed.
+    /// The pods listed now.
+    pub fn pods(&self) -> Vec<Value> {
+        self.shared
+            .collections
+            .lock()
+            .expect("lock")
+            .get("/api/v1/pods")
+            .cloned()
+            .unwrap_or_default()
+    }
+
     pub fn set_pods(&self, pods: Vec<Value>) {
         self.set_collection("/api/v1/pods", pods);
     }

@@ -17,7 +17,10 @@ impl Process {
         let stderr = std::fs::File::create(&stderr_path).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_kubemind"))
             .args(args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
@@ -147,4 +150,23 @@ pub fn start_exporter(
     let exporter = Process::start(dir, "exporter", &all);
     let address = listening_address(&exporter, "serving /metrics");
     (exporter, format!("http://{address}/metrics"))
+}
+
+/// Polls `check` every 250 ms until it returns `Some`, or panics after `limit` with `what`.
+pub async fn wait_for_async<T, F: Future<Output = Option<T>>>(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

@@ -343,9 +343,9 @@ async fn answer(
                 let read = queries
                     .read(&request.metric, &request.namespace, &request.selector)
                     .await;
-                let series = match read {
-                    Ok(Some(series)) => series,
-                    Ok(None) => Default::default(),
+                let answer = match read {
+                    Ok(Some(answer)) => answer,
+                    Ok(None) => return metrics::external(&snapshot, &request, freshness),
                     Err(ReadError::BadSelector(message)) => return Err(Error::BadRequest(message)),
                     Err(error @ ReadError::Unavailable { .. }) => {
                         return Err(Error::Unavailable(error.to_string()));
@@ -355,7 +355,7 @@ async fn answer(
                     max_age: queries.max_age(),
                     ..freshness
                 };
-                return metrics::external_series(&series, &request, freshness);
+                return metrics::external_series(&answer.series, &request, freshness);
             }
             metrics::external(&snapshot, &request, freshness)
         }

@@ -79,7 +79,12 @@ impl Breaker {
                 until: now + FIRST_COOL_DOWN,
                 cool_down: FIRST_COOL_DOWN,
             },
-            (State::Probing { cool_down, .. } | State::Open { cool_down, .. }, false) => {
+            // a call sent before the circuit opened: already counted in
+            (State::Open { until, cool_down }, false) => State::Open {
+                until: *until,
+                cool_down: *cool_down,
+            },
+            (State::Probing { cool_down, .. }, false) => {
                 let cool_down = (*cool_down * 2).min(MAX_COOL_DOWN);
                 State::Open {
                     until: now + cool_down,
@@ -125,6 +130,17 @@ mod tests {
         breaker.record(true, later + FIRST_COOL_DOWN * 2);
         assert!(!breaker.is_open());
         assert!(breaker.allow(later + FIRST_COOL_DOWN * 2));
+    }
+
+    #[test]
+    fn calls_in_flight_when_it_opened_do_not_lengthen_the_cool_down() {
+        let breaker = Breaker::default();
+        let now = Instant::now();
+        // twenty queries were in flight when Prometheus died
+        for _ in 0..20 {
+            breaker.record(false, now);
+        }
+        assert!(breaker.allow(now + FIRST_COOL_DOWN));
     }
 
     #[test]

@@ -2,13 +2,13 @@
 //! values cannot be evaluated ahead for every selector. The first read of a (metric, namespace,
 //! selector) sends one query; identical reads in flight meanwhile wait on that same query
 //! (coalesced by the cache); the answer serves every read for the rule interval. A selector read
-//! once is then refreshed in the background while it keeps being read, so the HPA's reads
-//! every 15 s are answered from memory. When Prometheus fails, the last good answer keeps
+//! once is then refreshed in the background every interval while it keeps being read, so the
+//! HPA's reads every 15 s are answered from memory. When Prometheus fails, the last good answer keeps
 //! serving until it is older than the max-age — then the read fails; it never turns into 0.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use moka::future::Cache;
@@ -26,8 +26,14 @@ const IDLE_AFTER: Duration = Duration::from_secs(300);
 
 /// An external metric read: metric, namespace, selector (canonical text).
 type Key = (String, String, String);
-/// An answer: the series, with the time Prometheus evaluated them.
-pub type Answer = Arc<Vec<ExternalSeries>>;
+/// An answer: the series (stamped with the time Prometheus evaluated them), and when it came.
+#[derive(Debug)]
+pub struct Fetched {
+    pub series: Vec<ExternalSeries>,
+    pub fetched_at: Instant,
+}
+
+pub type Answer = Arc<Fetched>;
 
 /// The external metrics a rule serves: metric → (rule, series name).
 pub type Served = BTreeMap<String, (Arc<Rule>, String)>;
@@ -43,13 +49,14 @@ pub enum ReadError {
 pub struct ExternalQueries {
     client: Arc<PrometheusClient>,
     served: ArcSwap<Served>,
-    /// Answers younger than the rule interval: served as they are.
+    /// Answers served as they are: kept two intervals, refreshed after three quarters of one.
     fresh: Cache<Key, Answer>,
     /// The last good answer per key, kept for the max-age: served while Prometheus fails.
     last_good: Cache<Key, Answer>,
     /// Keys read recently, with their selectors: refreshed in the background.
     demanded: Cache<Key, Selector>,
     max_age: Duration,
+    interval: Duration,
 }
 
 impl ExternalQueries {
@@ -63,7 +70,7 @@ impl ExternalQueries {
             served: ArcSwap::from_pointee(Served::new()),
             fresh: Cache::builder()
                 .max_capacity(MAX_KEYS)
-                .time_to_live(interval)
+                .time_to_live(interval * 2)
                 .build(),
             last_good: Cache::builder()
                 .max_capacity(MAX_KEYS)
@@ -74,6 +81,7 @@ impl ExternalQueries {
                 .time_to_idle(IDLE_AFTER)
                 .build(),
             max_age,
+            interval,
         }
     }
 
@@ -129,32 +137,43 @@ impl ExternalQueries {
     /// Sends one query and keeps its answer as the last good one.
     async fn query(&self, key: &Key, query: String) -> Result<Answer, QueryError> {
         let rows = self.client.instant("external", &query).await?;
-        let answer: Answer = Arc::new(
-            rows.into_iter()
-                .filter_map(|row| {
-                    let labels: Labels = row
-                        .labels
-                        .into_iter()
-                        .filter(|(name, _)| name != "__name__")
-                        .collect();
-                    Some(ExternalSeries {
-                        namespace: None,
-                        labels: labels.clone(),
-                        sample: Sample::new(row.value, row.at)?.with_labels(labels),
-                    })
+        let series = rows
+            .into_iter()
+            .filter_map(|row| {
+                let labels: Labels = row
+                    .labels
+                    .into_iter()
+                    .filter(|(name, _)| name != "__name__")
+                    .collect();
+                Some(ExternalSeries {
+                    namespace: None,
+                    labels: labels.clone(),
+                    sample: Sample::new(row.value, row.at)?.with_labels(labels),
                 })
-                .collect(),
-        );
+            })
+            .collect();
+        let answer = Arc::new(Fetched {
+            series,
+            fetched_at: Instant::now(),
+        });
         self.last_good.insert(key.clone(), answer.clone()).await;
         Ok(answer)
     }
 
-    /// Refreshes every selector read recently, so reads keep finding a fresh answer. Called
-    /// every rule interval by the source.
+    /// Refreshes every selector read recently whose answer is three quarters of an interval
+    /// old, so reads keep finding a fresh answer. Called every rule interval by the source.
     pub async fn refresh_demanded(&self) {
         let served = self.served.load();
         let keys: Vec<(Arc<Key>, Selector)> = self.demanded.iter().collect();
         for (key, selector) in keys {
+            let recent = self
+                .fresh
+                .get(&*key)
+                .await
+                .is_some_and(|answer| answer.fetched_at.elapsed() < self.interval * 3 / 4);
+            if recent {
+                continue;
+            }
             let (metric, namespace, _) = &*key;
             let Some((rule, series)) = served.get(metric) else {
                 continue;
@@ -177,7 +196,7 @@ impl ExternalQueries {
     pub fn newest(&self) -> Option<SystemTime> {
         self.last_good
             .iter()
-            .flat_map(|(_, answer)| answer.iter().map(|s| s.sample.sample_time).max())
+            .flat_map(|(_, answer)| answer.series.iter().map(|s| s.sample.sample_time).max())
             .max()
     }
 }

@@ -1,0 +1,182 @@
+//! What the end-to-end tests share: the demo workload (three Triton pods of one Deployment on
+//! one GPU node) as Triton pages and as the API server's objects, a serving certificate, and an
+//! HTTPS client for the adapter.
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use serde_json::{Value, json};
+
+use crate::standin::StandIn;
+
+/// Triton: `rate` requests per scrape, each queued `queue_ms`.
+pub fn triton_page(scrape: u64, rate: u64, queue_ms: u64) -> String {
+    let n = scrape * rate;
+    format!(
+        "nv_inference_request_success{{model=\"resnet\",version=\"1\"}} {n}\n\
+         nv_inference_queue_duration_us{{model=\"resnet\",version=\"1\"}} {}\n\
+         nv_inference_compute_infer_duration_us{{model=\"resnet\",version=\"1\"}} {}\n\
+         nv_inference_pending_request_count{{model=\"resnet\",version=\"1\"}} {}\n",
+        n * queue_ms * 1000,
+        n * 50_000,
+        if rate > 0 { 400 } else { 0 },
+    )
+}
+
+pub fn pod(namespace: &str, name: &str, labels: Value, owner: Option<(&str, &str)>) -> Value {
+    let owners = owner.map_or(json!([]), |(kind, name)| {
+        json!([{"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": format!("{name}-uid"), "controller": true}])
+    });
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "uid": format!("{name}-uid"), "resourceVersion": "7",
+                     "labels": labels, "ownerReferences": owners},
+        "spec": {"nodeName": "gpu-node-1", "containers": [{"name": "c", "image": "i"}]},
+        "status": {"phase": "Running", "podIP": "127.0.0.1"},
+    })
+}
+
+pub fn serving_certificate(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.distinguished_name.push(DnType::CommonName, "test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).expect("ca");
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("leaf");
+    let (cert_path, key_path) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert_path, leaf.pem()).expect("cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("key");
+    (cert_path, key_path, ca_cert.pem())
+}
+
+/// The demo namespace as the API server lists it: Deployment `triton` (through ReplicaSet
+/// `triton-7d4f9`) with pods triton-0..2, a pod `web-0` of no workload, an exporter pod, node
+/// `gpu-node-1` and namespace `demo`.
+pub fn demo_inventory(standin: &StandIn) {
+    let triton = json!({"app": "triton"});
+    standin.set_pods(vec![
+        pod(
+            "demo",
+            "triton-0",
+            triton.clone(),
+            Some(("ReplicaSet", "triton-7d4f9")),
+        ),
+        pod(
+            "demo",
+            "triton-1",
+            triton.clone(),
+            Some(("ReplicaSet", "triton-7d4f9")),
+        ),
+        pod(
+            "demo",
+            "triton-2",
+            triton.clone(),
+            Some(("ReplicaSet", "triton-7d4f9")),
+        ),
+        pod("demo", "web-0", json!({"app": "web"}), None),
+        pod(
+            "kubemind",
+            "kubemind-exporter-x1",
+            json!({"app.kubernetes.io/name": "kubemind-exporter"}),
+            None,
+        ),
+    ]);
+    standin.set_collection(
+        "/apis/apps/v1/replicasets",
+        vec![json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "triton-7d4f9", "namespace": "demo", "uid": "rs-uid", "resourceVersion": "7",
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "triton", "uid": "d-uid", "controller": true}]},
+            "spec": {"selector": {"matchLabels": {"app": "triton"}}}})],
+    );
+    standin.set_collection(
+        "/apis/apps/v1/deployments",
+        vec![json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "triton", "namespace": "demo", "uid": "d-uid", "resourceVersion": "7", "labels": {"app": "triton"}},
+            "spec": {"selector": {"matchLabels": {"app": "triton"}}, "template": {"metadata": {"labels": {"app": "triton"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}})],
+    );
+    standin.set_collection("/apis/apps/v1/statefulsets", vec![]);
+    standin.set_collection(
+        "/api/v1/nodes",
+        vec![json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-node-1", "uid": "n-uid", "resourceVersion": "7"}})],
+    );
+    standin.set_collection(
+        "/api/v1/namespaces",
+        vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo", "uid": "ns-uid", "resourceVersion": "7"}})],
+    );
+}
+
+/// An HTTPS client for the adapter, sending a bearer token.
+pub struct AdapterClient {
+    pub http: reqwest::Client,
+    base: String,
+    token: &'static str,
+}
+
+impl AdapterClient {
+    /// `address` is the adapter's `host:port`; `ca_pem` its serving CA.
+    pub fn new(address: &str, ca_pem: &str, token: &'static str) -> AdapterClient {
+        let http = reqwest::Client::builder()
+            .tls_backend_rustls()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca"))
+            .build()
+            .expect("client");
+        let port = address.rsplit(':').next().unwrap_or_default();
+        AdapterClient {
+            http,
+            base: format!("https://localhost:{port}"),
+            token,
+        }
+    }
+
+    /// GETs `path`: the status code and the JSON body, or `None` when either failed.
+    pub fn get(&self, path: String) -> impl Future<Output = Option<(u16, Value)>> + use<> {
+        let request = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(self.token);
+        async move {
+            let response = request.send().await.ok()?;
+            let code = response.status().as_u16();
+            Some((code, response.json::<Value>().await.ok()?))
+        }
+    }
+
+    /// GETs `path` as text.
+    pub async fn text(&self, path: &str) -> String {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(self.token)
+            .send()
+            .await
+            .expect("answer")
+            .text()
+            .await
+            .expect("text")
+    }
+}
+
+/// (described object name, value) of each item of a MetricValueList.
+pub fn values(list: &Value) -> Vec<(String, String)> {
+    list["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|i| {
+                    (
+                        i["describedObject"]["name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                        i["value"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,529 @@
+//! The Prometheus source against the real Prometheus server (Debian package), which scrapes the
+//! real exporter binary (simulated NVML, scripted Triton endpoints) and a scripted application;
+//! the API server is the minimal stand-in (`standin`), list/watch only.
+//!
+//! The adapter runs with `--sources prometheus`: the built-in rules give the catalogue from the
+//! exporter's series, and a prometheus-adapter configuration written as its users write them
+//! (a per-pod rate of a counter, an external queue metric) is read unchanged. Then the faults:
+//! 1,000 identical external reads at once send one query (counted in Prometheus' own query log);
+//! Prometheus frozen — discovery still answers at once and the 1,000-pod request too; Prometheus
+//! killed — values absent after the max-age, never 0; Prometheus back — the adapter recovers by
+//! itself.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::fixtures::{
+    AdapterClient, demo_inventory, pod, serving_certificate, triton_page, values,
+};
+use crate::standin::{StandIn, TokenUser};
+use crate::util::{Process, listening_address, start_exporter};
+use kubemind::sim::metrics_endpoint;
+
+/// Pods of the `big` namespace, all matched by one selector.
+const BIG: usize = 1000;
+
+/// A Prometheus server on 127.0.0.1, killed when dropped.
+pub struct Prometheus {
+    child: Option<Child>,
+    pub port: u16,
+    config: PathBuf,
+    data: PathBuf,
+    pub query_log: PathBuf,
+    log: PathBuf,
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping each `(job, url)` every second, with a query log.
+    pub fn start(dir: &Path, targets: &[(&str, &str)]) -> Prometheus {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let query_log = dir.join("queries.log");
+        let mut config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  query_log_file: {}\nscrape_configs:\n",
+            query_log.display()
+        );
+        for (job, url) in targets {
+            let address = url
+                .trim_start_matches("http://")
+                .trim_end_matches("/metrics");
+            config.push_str(&format!(
+                "- job_name: {job}\n  honor_labels: true\n  static_configs: [{{targets: ['{address}']}}]\n"
+            ));
+        }
+        let config_path = dir.join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("config");
+        let mut prometheus = Prometheus {
+            child: None,
+            port,
+            config: config_path,
+            data: dir.join("tsdb"),
+            query_log,
+            log: dir.join("prometheus.log"),
+        };
+        prometheus.spawn();
+        prometheus
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(&self.log).expect("log");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", self.config.display()))
+            .arg(format!("--storage.tsdb.path={}", self.data.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus starts (apt-get install prometheus)");
+        self.child = Some(child);
+        crate::util::wait_for(Duration::from_secs(30), "Prometheus to be ready", || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port))
+                .ok()
+                .and_then(|_| {
+                    let ready = Command::new("curl")
+                        .args(["-sf", &format!("http://127.0.0.1:{}/-/ready", self.port)])
+                        .output()
+                        .ok()?;
+                    ready.status.success().then_some(())
+                })
+        });
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .expect("kill runs");
+            assert!(status.success());
+        }
+    }
+
+    /// Freezes the process: connections are accepted by the kernel but never answered.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Queries in the query log whose expression contains `needle`, with when each was logged.
+    pub fn queries_containing(&self, needle: &str) -> Vec<jiff::Timestamp> {
+        std::fs::read_to_string(&self.query_log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|entry| {
+                entry["params"]["query"]
+                    .as_str()
+                    .is_some_and(|q| q.contains(needle))
+            })
+            .filter_map(|entry| entry["ts"].as_str()?.parse().ok())
+            .collect()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        self.thaw();
+        self.kill();
+    }
+}
+
+/// A prometheus-adapter configuration as its users write them.
+const ADAPTER_CONFIG: &str = r#"rules:
+- seriesQuery: '{__name__=~"^http_requests_total$",namespace!="",pod!=""}'
+  resources:
+    overrides:
+      namespace: {resource: "namespace"}
+      pod: {resource: "pod"}
+  name:
+    matches: "^(.*)_total$"
+    as: "${1}_per_second"
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[5s])) by (<<.GroupBy>>)'
+externalRules:
+- seriesQuery: '{__name__="queue_depth",queue!=""}'
+  resources:
+    overrides:
+      namespace: {resource: namespace}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (queue)'
+"#;
+
+/// The application's own /metrics: a request counter per pod (10 a scrape for triton-0, 1 for
+/// every pod of `big`) and a queue gauge per queue.
+fn application_page(scrape: u64) -> String {
+    let mut page = String::from("# TYPE http_requests_total counter\n");
+    page.push_str(&format!(
+        "http_requests_total{{namespace=\"demo\",pod=\"triton-0\"}} {}\n",
+        scrape * 10
+    ));
+    for i in 0..BIG {
+        page.push_str(&format!(
+            "http_requests_total{{namespace=\"big\",pod=\"big-{i}\"}} {scrape}\n"
+        ));
+    }
+    page.push_str("# TYPE queue_depth gauge\n");
+    page.push_str("queue_depth{namespace=\"demo\",queue=\"jobs\"} 42\n");
+    page.push_str("queue_depth{namespace=\"demo\",queue=\"burst\"} 7\n");
+    page.push_str("queue_depth{namespace=\"other\",queue=\"jobs\"} 1000\n");
+    page
+}
+
+fn quantity(text: &str) -> f64 {
+    kubemind::quantity::Quantity::parse(text)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .as_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_rules_serve_the_hpa_and_survive_prometheus_failing() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // the node, as in the direct-path test, and an application with its own metrics
+    let busy = metrics_endpoint::serve(|n| triton_page(n, 20, 8000)).expect("serves");
+    let idle_1 = metrics_endpoint::serve(|n| triton_page(n, 0, 0)).expect("serves");
+    let idle_2 = metrics_endpoint::serve(|n| triton_page(n, 0, 0)).expect("serves");
+    let application = metrics_endpoint::serve(application_page).expect("serves");
+    let library = kubemind::sim::nvml::build(dir.path()).expect("cc");
+    std::fs::write(dir.path().join("nvml-sim.conf"), "").expect("no GPUs");
+    let none = dir.path().join("none.sock");
+    let static_targets = [
+        format!("--static-target=triton:demo/triton-0={busy}"),
+        format!("--static-target=triton:demo/triton-1={idle_1}"),
+        format!("--static-target=triton:demo/triton-2={idle_2}"),
+    ];
+    let mut args = vec![
+        "--pod-resources-socket",
+        none.to_str().expect("utf-8"),
+        "--no-pod-discovery",
+    ];
+    args.extend(static_targets.iter().map(String::as_str));
+    let (exporter, exporter_url) = start_exporter(dir.path(), &library, &args);
+    let mut prometheus = Prometheus::start(
+        dir.path(),
+        &[
+            ("kubemind-exporter", &exporter_url),
+            ("application", &application),
+        ],
+    );
+
+    let standin = StandIn::start(
+        HashMap::from([(
+            "hpa-token".to_string(),
+            TokenUser {
+                name: "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
+                groups: vec![],
+            },
+        )]),
+        vec!["system:serviceaccount:kube-system:horizontal-pod-autoscaler"],
+        Default::default(),
+    );
+    demo_inventory(&standin);
+    let mut pods = standin.pods();
+    for i in 0..BIG {
+        pods.push(pod("big", &format!("big-{i}"), json!({"app": "big"}), None));
+    }
+    standin.set_pods(pods);
+
+    let config = dir.path().join("adapter.yaml");
+    std::fs::write(&config, ADAPTER_CONFIG).expect("config");
+    let (cert, key, ca_pem) = serving_certificate(dir.path());
+    let kubeconfig = standin.kubeconfig(dir.path());
+    let prometheus_url = prometheus.url();
+    let adapter = Process::start(
+        dir.path(),
+        "adapter",
+        &[
+            "adapter",
+            "--secure-port",
+            "0",
+            "--tls-cert-file",
+            cert.to_str().expect("utf-8"),
+            "--tls-private-key-file",
+            key.to_str().expect("utf-8"),
+            "--kubeconfig",
+            kubeconfig.to_str().expect("utf-8"),
+            "--sources",
+            "prometheus",
+            "--prometheus-url",
+            &prometheus_url,
+            "--prometheus-config",
+            config.to_str().expect("utf-8"),
+            "--prometheus-interval",
+            "1s",
+            "--prometheus-discovery-interval",
+            "2s",
+            "--prometheus-timeout",
+            "2s",
+            "--prometheus-max-age",
+            "5s",
+        ],
+    );
+    let address = listening_address(&adapter, "serving the custom and external metrics APIs");
+    let client = AdapterClient::new(&address, &ca_pem, "hpa-token");
+    let context = || {
+        format!(
+            "adapter log:\n{}\nprometheus log:\n{}",
+            adapter.log(),
+            prometheus.log()
+        )
+    };
+
+    // the built-in rules: the catalogue from the exporter's series in Prometheus
+    let pods_path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/pods/%2A/triton_queue_time_ms?labelSelector=app%3Dtriton".to_string();
+    let mut served = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        if let Some((200, body)) = client.get(pods_path.clone()).await {
+            served = values(&body);
+            if served.len() == 3 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        served,
+        [
+            ("triton-0".to_string(), "8k".to_string()),
+            ("triton-1".into(), "0".into()),
+            ("triton-2".into(), "0".into())
+        ],
+        "{}",
+        context()
+    );
+    let object = |path: &str| {
+        client.get(format!(
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/demo/{path}"
+        ))
+    };
+    let (code, body) = object("deployments.apps/triton/triton_queue_time_ms_max")
+        .await
+        .expect("answer");
+    assert_eq!(
+        (code, values(&body)),
+        (200, vec![("triton".into(), "8k".into())])
+    );
+    let (_, body) = object("deployments.apps/triton/request_imbalance_ratio")
+        .await
+        .expect("answer");
+    assert_eq!(values(&body), [("triton".to_string(), "3".to_string())]);
+
+    // the prometheus-adapter rule, unchanged: a per-pod rate of a counter
+    let rate_path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/pods/%2A/http_requests_per_second?labelSelector=app%3Dtriton".to_string();
+    // (a 5 s window with 1 s scrapes: the rate settles once the window is full)
+    let rate = crate::util::wait_for_async(Duration::from_secs(30), "the rate rule", || async {
+        let (code, body) = client.get(rate_path.clone()).await?;
+        let served = values(&body);
+        let settled = served.len() == 1 && (8.0..=12.0).contains(&quantity(&served[0].1));
+        (code == 200 && settled).then_some(served)
+    })
+    .await;
+    assert_eq!(
+        rate[0].0, "triton-0",
+        "10 requests a second, on triton-0 only"
+    );
+
+    // and its external rule, with the namespace and the selector as matchers
+    let external = |selector: &str| {
+        client.get(format!(
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/demo/queue_depth?labelSelector={selector}"
+        ))
+    };
+    let (code, body) =
+        crate::util::wait_for_async(Duration::from_secs(30), "the external rule", || async {
+            external("queue%3Djobs")
+                .await
+                .filter(|(code, _)| *code == 200)
+        })
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(body["items"][0]["value"], "42");
+    assert_eq!(body["items"][0]["metricLabels"]["queue"], "jobs");
+
+    // 1,000 identical external reads at once, for a selector never read before: one query
+    assert!(prometheus.queries_containing("burst").is_empty());
+    let reads: Vec<_> = (0..1000).map(|_| external("queue%3Dburst")).collect();
+    let answers = futures::future::join_all(reads).await;
+    let ok = answers
+        .iter()
+        .filter(|a| {
+            a.as_ref()
+                .is_some_and(|(code, body)| *code == 200 && body["items"][0]["value"] == "7")
+        })
+        .count();
+    assert_eq!(
+        ok,
+        1000,
+        "{:?}",
+        answers
+            .iter()
+            .find(|a| a.as_ref().is_none_or(|(c, _)| *c != 200))
+    );
+    let burst_end = jiff::Timestamp::now();
+    // the query log is written as queries finish; the background refresh of this selector
+    // (every interval from now on) is not part of the burst
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = prometheus
+        .queries_containing("burst")
+        .into_iter()
+        .filter(|logged| *logged <= burst_end)
+        .count();
+    assert_eq!(sent, 1, "identical reads in flight are one query");
+
+    // the 1,000-pod Pods request: one query per namespace in the background, none per request
+    let big_path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/big/pods/%2A/http_requests_per_second?labelSelector=app%3Dbig".to_string();
+    crate::util::wait_for_async(Duration::from_secs(30), "1,000 pods", || async {
+        let (_, body) = client.get(big_path.clone()).await?;
+        (values(&body).len() == BIG).then_some(())
+    })
+    .await;
+    assert!(
+        prometheus.queries_containing("big-1").is_empty(),
+        "pods are grouped by, never listed in a query"
+    );
+
+    // Prometheus freezes (the worst failure: connections hang): reads are answered from
+    // memory at once, discovery first
+    prometheus.freeze();
+    let mut fastest = Duration::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (code, _) = client
+            .get("/apis/custom.metrics.k8s.io/v1beta2".into())
+            .await
+            .expect("discovery");
+        assert_eq!(code, 200);
+        fastest = fastest.min(started.elapsed());
+    }
+    assert!(
+        fastest < Duration::from_millis(100),
+        "discovery took {fastest:?}"
+    );
+    let (code, body) = client.get(big_path.clone()).await.expect("answer");
+    assert_eq!(
+        (code, values(&body).len()),
+        (200, BIG),
+        "served from memory"
+    );
+    prometheus.thaw();
+
+    // Prometheus dies: after the max-age its values are absent — never 0
+    prometheus.kill();
+    crate::util::wait_for_async(Duration::from_secs(30), "values to turn absent", || async {
+        let (code, body) = client.get(pods_path.clone()).await?;
+        (code == 200 && values(&body).is_empty()).then_some(())
+    })
+    .await;
+    let (code, body) = object("deployments.apps/triton/triton_queue_time_ms_max")
+        .await
+        .expect("answer");
+    assert_eq!(
+        (code, body["reason"].as_str()),
+        (404, Some("NotFound")),
+        "{body}"
+    );
+    // the external answer was refreshed separately: it may live a moment longer, as 42
+    crate::util::wait_for_async(
+        Duration::from_secs(10),
+        "the external read to fail",
+        || async {
+            let (code, body) = external("queue%3Djobs").await?;
+            if code == 200 {
+                assert_eq!(body["items"][0]["value"], "42", "{body}");
+            }
+            (code == 503 && body["reason"] == "ServiceUnavailable").then_some(())
+        },
+    )
+    .await;
+    let (code, _) = client
+        .get("/apis/custom.metrics.k8s.io/v1beta2".into())
+        .await
+        .expect("discovery");
+    assert_eq!(code, 200);
+    let telemetry = client.text("/metrics").await;
+    assert!(
+        telemetry.contains(
+            "kubemind_adapter_prometheus_queries_total{purpose=\"rule\",result=\"error\"}"
+        ),
+        "{telemetry}"
+    );
+    assert!(
+        telemetry
+            .contains("kubemind_adapter_source_newest_value_age_seconds{source=\"prometheus\"}")
+    );
+
+    // Prometheus comes back: the adapter recovers by itself
+    let phase = Instant::now();
+    prometheus.restart();
+    crate::util::wait_for_async(Duration::from_secs(90), "recovery", || async {
+        let (_, body) = client.get(pods_path.clone()).await?;
+        (values(&body).len() == 3).then_some(())
+    })
+    .await;
+    eprintln!("recovered after {:?}", phase.elapsed());
+    drop(exporter);
+}
+
+#[test]
+fn a_bad_rules_file_is_refused_at_start_naming_file_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("adapter.yaml");
+    std::fs::write(
+        &config,
+        "rules:\n- seriesQuery: 'x{pod!=\"\"}'\n  resources: {template: \"<<.Resource>>\"}\n  name: {matches: \"(unclosed\"}\n  metricsQuery: 'x'\n",
+    )
+    .expect("config");
+    let output = Command::new(env!("CARGO_BIN_EXE_kubemind"))
+        .args([
+            "adapter",
+            "--sources",
+            "prometheus",
+            "--prometheus-url",
+            "http://127.0.0.1:9",
+            "--prometheus-config",
+        ])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:4: rules[0]: name.matches: invalid regex",
+            config.display()
+        )),
+        "{stderr}"
+    );
+}
