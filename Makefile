@@ -36,6 +36,7 @@ lint:
 bench:
 	$(CARGO) bench --locked --bench adapter_load
 	$(CARGO) bench --locked --bench exporter_load
+	$(CARGO) bench --locked --bench prometheus_paths
 
 ## fuzz: each parser's fuzz target for FUZZ_SECONDS (needs cargo-fuzz; stable toolchain via RUSTC_BOOTSTRAP)
 fuzz:

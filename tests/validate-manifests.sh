@@ -15,14 +15,14 @@ apiservice/certs.sh "$rendered/generated" >/dev/null
 cp -r apiservice/. "$rendered/apiservice"
 rm -rf "$rendered/apiservice/generated"
 mv "$rendered/generated" "$rendered/apiservice/generated"
-for overlay in "" cert-manager generated; do
+for overlay in "" cert-manager generated prometheus; do
   name=${overlay:-default}
   kubectl kustomize "$rendered/apiservice/$overlay" > "$rendered/$name.yaml"
 done
 grep -q 'caBundle: Q0FfQlVORExFX05PVF9TRVQ=' "$rendered/generated.yaml" && { echo "make certs did not set caBundle"; exit 1; }
 for version in $versions; do
   "$venv/bin/kubernetes-validate" --strict --quiet --no-warn -k "$version" \
-    "$rendered"/default.yaml "$rendered"/cert-manager.yaml "$rendered"/generated.yaml \
+    "$rendered"/default.yaml "$rendered"/cert-manager.yaml "$rendered"/generated.yaml "$rendered"/prometheus.yaml \
     apiservice/examples/*.yaml
   echo "manifests valid for Kubernetes $version"
 done

@@ -146,6 +146,20 @@ impl AdapterClient {
         }
     }
 
+    /// GETs `path`, which must answer 200, as bytes (nothing parsed: for timing; the benches).
+    #[allow(dead_code)]
+    pub async fn bytes(&self, path: &str) -> Vec<u8> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(self.token)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(response.status().as_u16(), 200);
+        response.bytes().await.expect("body").to_vec()
+    }
+
     /// GETs `path` as text.
     pub async fn text(&self, path: &str) -> String {
         self.http

@@ -18,6 +18,7 @@ mod hostile;
 mod nvml;
 mod podresources;
 mod prometheus;
+mod prometheus_server;
 mod security;
 mod standalone;
 mod standin;

@@ -11,153 +11,21 @@
 //! itself.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::fixtures::{
     AdapterClient, demo_inventory, pod, serving_certificate, triton_page, values,
 };
+use crate::prometheus_server::Prometheus;
 use crate::standin::{StandIn, TokenUser};
 use crate::util::{Process, listening_address, start_exporter};
 use kubemind::sim::metrics_endpoint;
 
 /// Pods of the `big` namespace, all matched by one selector.
 const BIG: usize = 1000;
-
-/// A Prometheus server on 127.0.0.1, killed when dropped.
-pub struct Prometheus {
-    child: Option<Child>,
-    pub port: u16,
-    config: PathBuf,
-    data: PathBuf,
-    pub query_log: PathBuf,
-    log: PathBuf,
-}
-
-impl Prometheus {
-    /// Starts Prometheus scraping each `(job, url)` every second, with a query log.
-    pub fn start(dir: &Path, targets: &[(&str, &str)]) -> Prometheus {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let query_log = dir.join("queries.log");
-        let mut config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  query_log_file: {}\nscrape_configs:\n",
-            query_log.display()
-        );
-        for (job, url) in targets {
-            let address = url
-                .trim_start_matches("http://")
-                .trim_end_matches("/metrics");
-            config.push_str(&format!(
-                "- job_name: {job}\n  honor_labels: true\n  static_configs: [{{targets: ['{address}']}}]\n"
-            ));
-        }
-        let config_path = dir.join("prometheus.yml");
-        std::fs::write(&config_path, config).expect("config");
-        let mut prometheus = Prometheus {
-            child: None,
-            port,
-            config: config_path,
-            data: dir.join("tsdb"),
-            query_log,
-            log: dir.join("prometheus.log"),
-        };
-        prometheus.spawn();
-        prometheus
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::File::create(&self.log).expect("log");
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", self.config.display()))
-            .arg(format!("--storage.tsdb.path={}", self.data.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("prometheus starts (apt-get install prometheus)");
-        self.child = Some(child);
-        crate::util::wait_for(Duration::from_secs(30), "Prometheus to be ready", || {
-            std::net::TcpStream::connect(("127.0.0.1", self.port))
-                .ok()
-                .and_then(|_| {
-                    let ready = Command::new("curl")
-                        .args(["-sf", &format!("http://127.0.0.1:{}/-/ready", self.port)])
-                        .output()
-                        .ok()?;
-                    ready.status.success().then_some(())
-                })
-        });
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn signal(&self, signal: &str) {
-        if let Some(child) = &self.child {
-            let status = Command::new("kill")
-                .args([signal, &child.id().to_string()])
-                .status()
-                .expect("kill runs");
-            assert!(status.success());
-        }
-    }
-
-    /// Freezes the process: connections are accepted by the kernel but never answered.
-    pub fn freeze(&self) {
-        self.signal("-STOP");
-    }
-
-    pub fn thaw(&self) {
-        self.signal("-CONT");
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same port and data.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-
-    /// Queries in the query log whose expression contains `needle`, with when each was logged.
-    pub fn queries_containing(&self, needle: &str) -> Vec<jiff::Timestamp> {
-        std::fs::read_to_string(&self.query_log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|entry| {
-                entry["params"]["query"]
-                    .as_str()
-                    .is_some_and(|q| q.contains(needle))
-            })
-            .filter_map(|entry| entry["ts"].as_str()?.parse().ok())
-            .collect()
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        self.thaw();
-        self.kill();
-    }
-}
 
 /// A prometheus-adapter configuration as its users write them.
 const ADAPTER_CONFIG: &str = r#"rules:

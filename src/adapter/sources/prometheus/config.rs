@@ -508,6 +508,17 @@ rules:
     }
 
     #[test]
+    fn the_shipped_example_rules_are_valid() {
+        let rules = parse(
+            include_str!("../../../../apiservice/prometheus/rules.yaml"),
+            "rules.yaml",
+        )
+        .expect("valid");
+        assert_eq!(rules.custom().count(), 1);
+        assert_eq!(rules.external().count(), 1);
+    }
+
+    #[test]
     fn the_builtin_rules_are_valid_and_cover_the_pod_catalogue() {
         let rules = builtin();
         for metric in crate::adapter::sources::exporter_page::POD_METRICS {

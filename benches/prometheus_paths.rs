@@ -1,0 +1,409 @@
+//! `make bench`: the two paths from a node to the HPA, side by side in one run, against the same
+//! real Prometheus (Debian package), the real exporter (simulated NVML) and two adapters in
+//! cluster mode on the stand-in API server (list/watch only; tests/integration/standin.rs):
+//!
+//! - **freshness**: a Triton pod's queue time changes on the node; how long until each adapter
+//!   serves the new value — the direct path (exporter scraped every second) and the Prometheus
+//!   path (Prometheus scraping every 5 s, kubemind's rules every 5 s);
+//! - **serving**: p99 of a Pods request over 1,000 pods answered from kubemind's snapshot,
+//!   against the query-per-request path prometheus-adapter takes: list the pods matching the
+//!   selector from the API server (here the stand-in, far quicker than a real one), one PromQL
+//!   query naming every pod (sent by POST so its length does not fail), and the answer turned
+//!   into the same list.
+//!
+//! Needs `prometheus` and a C compiler on PATH. Figures vary with the machine; the ratio is the
+//! point, and both sides run in the same minute on the same machine.
+
+#[path = "../tests/integration/fixtures.rs"]
+#[allow(dead_code)]
+mod fixtures;
+#[path = "../tests/integration/prometheus_server.rs"]
+#[allow(dead_code)]
+mod prometheus_server;
+#[path = "../tests/integration/standin.rs"]
+#[allow(dead_code)]
+mod standin;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use fixtures::{AdapterClient, demo_inventory, pod, serving_certificate, triton_page, values};
+use kubemind::sim::metrics_endpoint;
+use prometheus_server::Prometheus;
+use standin::{StandIn, TokenUser};
+
+const PODS: usize = 1_000;
+const CHANGES: u64 = 6;
+const SNAPSHOT_REQUESTS: usize = 1_000;
+const PER_REQUEST_QUERIES: usize = 100;
+
+/// A kubemind process, killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(dir: &Path, name: &str, args: &[&str]) -> (Process, String) {
+    let log = dir.join(format!("{name}.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_kubemind"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("kubemind starts");
+    let process = Process(child);
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(address) = text
+            .lines()
+            .find(|l| l.contains("serving"))
+            .and_then(|l| l.split("address=").nth(1))
+            .and_then(|a| a.split_whitespace().next())
+        {
+            return (process, address.to_string());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{name}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const ADAPTER_CONFIG: &str = r#"rules:
+- seriesQuery: '{__name__=~"^http_requests_total$",namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {matches: "^(.*)_total$", as: "${1}_per_second"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
+"#;
+
+fn application_page(scrape: u64) -> String {
+    let mut page = String::from("# TYPE http_requests_total counter\n");
+    for i in 0..PODS {
+        page.push_str(&format!(
+            "http_requests_total{{namespace=\"big\",pod=\"big-{i}\"}} {}\n",
+            scrape * (i as u64 % 13 + 1)
+        ));
+    }
+    page
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+/// What prometheus-adapter does for one Pods request: list the pods the selector matches, one
+/// query naming every one of them, and the answer turned into the list.
+async fn query_per_request(
+    client: &prometheus_http_query::Client,
+    http: &reqwest::Client,
+    api_server: &str,
+) -> usize {
+    let list: Value = http
+        .get(format!("{api_server}/api/v1/pods"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|pod| {
+            pod["metadata"]["namespace"] == "big" && pod["metadata"]["labels"]["app"] == "big"
+        })
+        .filter_map(|pod| pod["metadata"]["name"].as_str())
+        .collect();
+    let pods = names.join("|");
+    let query =
+        format!("sum(rate(http_requests_total{{namespace=\"big\",pod=~\"{pods}\"}}[1m])) by (pod)");
+    let answer = client
+        .query(query)
+        .post()
+        .await
+        .expect("Prometheus answers");
+    let vector = answer.data().as_vector().expect("a vector");
+    let items: Vec<Value> = vector
+        .iter()
+        .map(|row| {
+            json!({
+                "describedObject": {"kind": "Pod", "namespace": "big", "name": row.metric().get("pod"), "apiVersion": "/v1"},
+                "metric": {"name": "http_requests_per_second", "selector": null},
+                "timestamp": row.sample().timestamp(),
+                "value": format!("{}", row.sample().value()),
+            })
+        })
+        .collect();
+    let body = serde_json::to_vec(&json!({"kind": "MetricValueList", "items": items}))
+        .expect("serializes");
+    assert!(!body.is_empty());
+    items.len()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("prometheus is not installed (apt-get install prometheus): skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // the node: triton-0's queue time is what changes
+    let queue_ms = Arc::new(AtomicU64::new(1000));
+    let triton_0 = {
+        let queue_ms = queue_ms.clone();
+        metrics_endpoint::serve(move |n| triton_page(n, 20, queue_ms.load(Ordering::SeqCst)))
+            .expect("serves")
+    };
+    let idle = metrics_endpoint::serve(|n| triton_page(n, 0, 0)).expect("serves");
+    let application = metrics_endpoint::serve(application_page).expect("serves");
+    let library = kubemind::sim::nvml::build(dir.path()).expect("cc");
+    std::fs::write(dir.path().join("nvml-sim.conf"), "").expect("no GPUs");
+    let none = dir.path().join("none.sock");
+    let (_exporter, exporter_address) = start(
+        dir.path(),
+        "exporter",
+        &[
+            "exporter",
+            "--listen",
+            "127.0.0.1:0",
+            "--node-name",
+            "gpu-node-1",
+            "--nvml-lib",
+            library.to_str().expect("utf-8"),
+            "--pod-resources-socket",
+            none.to_str().expect("utf-8"),
+            "--no-pod-discovery",
+            &format!("--static-target=triton:demo/triton-0={triton_0}"),
+            &format!("--static-target=triton:demo/triton-1={idle}"),
+            &format!("--static-target=triton:demo/triton-2={idle}"),
+        ],
+    );
+    let exporter_url = format!("http://{exporter_address}/metrics");
+    let exporter_port = exporter_address
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .to_string();
+    let prometheus = Prometheus::start_with_interval(
+        dir.path(),
+        &[
+            ("kubemind-exporter", &exporter_url),
+            ("application", &application),
+        ],
+        "5s",
+    );
+
+    let standin = StandIn::start(
+        HashMap::from([(
+            "hpa-token".to_string(),
+            TokenUser {
+                name: "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
+                groups: vec![],
+            },
+        )]),
+        vec!["system:serviceaccount:kube-system:horizontal-pod-autoscaler"],
+        Default::default(),
+    );
+    demo_inventory(&standin);
+    let mut pods = standin.pods();
+    for i in 0..PODS {
+        pods.push(pod("big", &format!("big-{i}"), json!({"app": "big"}), None));
+    }
+    standin.set_pods(pods);
+    let kubeconfig = standin.kubeconfig(dir.path());
+    let config = dir.path().join("adapter.yaml");
+    std::fs::write(&config, ADAPTER_CONFIG).expect("config");
+    let (cert, key, ca_pem) = serving_certificate(dir.path());
+    let common = [
+        "adapter",
+        "--secure-port",
+        "0",
+        "--tls-cert-file",
+        cert.to_str().expect("utf-8"),
+        "--tls-private-key-file",
+        key.to_str().expect("utf-8"),
+        "--kubeconfig",
+        kubeconfig.to_str().expect("utf-8"),
+    ];
+    let mut direct_args = common.to_vec();
+    direct_args.extend(["--sources", "exporters", "--exporter-port", &exporter_port]);
+    let (_direct, direct_address) = start(dir.path(), "adapter-direct", &direct_args);
+    let prometheus_url = prometheus.url();
+    let mut via_args = common.to_vec();
+    via_args.extend([
+        "--sources",
+        "prometheus",
+        "--prometheus-url",
+        &prometheus_url,
+        "--prometheus-config",
+        config.to_str().expect("utf-8"),
+        "--prometheus-interval",
+        "5s",
+    ]);
+    let (_via, via_address) = start(dir.path(), "adapter-prometheus", &via_args);
+    let direct = AdapterClient::new(&direct_address, &ca_pem, "hpa-token");
+    let via = AdapterClient::new(&via_address, &ca_pem, "hpa-token");
+
+    println!("kubemind: the direct path and the Prometheus path, one run, same Prometheus");
+    println!();
+
+    // freshness: both adapters watched for the same change
+    let triton_path =
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/pods/triton-0/triton_queue_time_ms"
+            .to_string();
+    let read = |client: &AdapterClient| {
+        let request = client.get(triton_path.clone());
+        async move {
+            let (code, body) = request.await?;
+            (code == 200).then(|| values(&body).first().map(|(_, v)| v.clone()))?
+        }
+    };
+    // wait until both serve the first value
+    let first = "1k".to_string();
+    let started = Instant::now();
+    while read(&direct).await.as_ref() != Some(&first) || read(&via).await.as_ref() != Some(&first)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "no value within 90 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut direct_times = Vec::new();
+    let mut via_times = Vec::new();
+    for change in 1..=CHANGES {
+        let value = 1000 + change * 500;
+        let expected = kubemind::quantity::format(value as f64).expect("finite");
+        queue_ms.store(value, Ordering::SeqCst);
+        let changed = Instant::now();
+        let (mut direct_seen, mut via_seen) = (None, None);
+        while direct_seen.is_none() || via_seen.is_none() {
+            if direct_seen.is_none() && read(&direct).await.as_ref() == Some(&expected) {
+                direct_seen = Some(changed.elapsed());
+            }
+            if via_seen.is_none() && read(&via).await.as_ref() == Some(&expected) {
+                via_seen = Some(changed.elapsed());
+            }
+            assert!(
+                changed.elapsed() < Duration::from_secs(60),
+                "change {change} not served"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        direct_times.extend(direct_seen);
+        via_times.extend(via_seen);
+        // let the Prometheus path's phase drift between changes
+        tokio::time::sleep(Duration::from_millis(1700)).await;
+    }
+    direct_times.sort();
+    via_times.sort();
+    println!("freshness: change on the node → value served ({CHANGES} changes)");
+    println!(
+        "  direct path (exporter 1 s, adapter scrape 1 s)    median {:>8}  max {:>8}   budget ≤ 2 s: {}",
+        secs(percentile(&direct_times, 0.5)),
+        secs(percentile(&direct_times, 1.0)),
+        if percentile(&direct_times, 1.0) <= Duration::from_secs(2) {
+            "within"
+        } else {
+            "OVER"
+        }
+    );
+    println!(
+        "  Prometheus path (scrape 5 s, rules every 5 s)     median {:>8}  max {:>8}   (prometheus-adapter: 15–40 s)",
+        secs(percentile(&via_times, 0.5)),
+        secs(percentile(&via_times, 1.0)),
+    );
+    println!();
+
+    // serving: the snapshot against a query per request, same pods, same Prometheus
+    let big_path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/big/pods/%2A/http_requests_per_second?labelSelector=app%3Dbig".to_string();
+    let started = Instant::now();
+    loop {
+        if let Some((200, body)) = via.get(big_path.clone()).await
+            && values(&body).len() == PODS
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "1,000 pods not served"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut snapshot = Vec::with_capacity(SNAPSHOT_REQUESTS);
+    for i in 0..SNAPSHOT_REQUESTS {
+        let started = Instant::now();
+        let body = via.bytes(&big_path).await;
+        snapshot.push(started.elapsed());
+        if i % 50 == 0 {
+            let list: Value = serde_json::from_slice(&body).expect("a list");
+            assert_eq!(values(&list).len(), PODS);
+        }
+    }
+    let client = prometheus_http_query::Client::from(
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client"),
+        &prometheus.url(),
+    )
+    .expect("url");
+    let http = reqwest::Client::new();
+    let api_server = format!("http://{}", standin.address);
+    let mut per_request = Vec::with_capacity(PER_REQUEST_QUERIES);
+    for _ in 0..PER_REQUEST_QUERIES {
+        let started = Instant::now();
+        let items = query_per_request(&client, &http, &api_server).await;
+        per_request.push(started.elapsed());
+        assert_eq!(items, PODS);
+    }
+    snapshot.sort();
+    per_request.sort();
+    let (snapshot_p99, per_request_p99) =
+        (percentile(&snapshot, 0.99), percentile(&per_request, 0.99));
+    let ratio = per_request_p99.as_secs_f64() / snapshot_p99.as_secs_f64();
+    println!("serving: Pods request over {PODS} pods (HTTPS, one client, one request at a time)");
+    println!(
+        "  kubemind snapshot           p50 {:>10}  p99 {:>10}   ({SNAPSHOT_REQUESTS} requests)",
+        ms(percentile(&snapshot, 0.5)),
+        ms(snapshot_p99)
+    );
+    println!(
+        "  query per request           p50 {:>10}  p99 {:>10}   ({PER_REQUEST_QUERIES} × pod LIST + PromQL of ~8 KB by POST)",
+        ms(percentile(&per_request, 0.5)),
+        ms(per_request_p99),
+    );
+    println!(
+        "  ratio of p99s: {ratio:.0}×   budget ≥ 100×: {}",
+        if ratio >= 100.0 { "within" } else { "BELOW" }
+    );
+}
