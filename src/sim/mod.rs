@@ -3,6 +3,7 @@
 //! that serve scripted `/metrics` pages (Triton or vLLM counters that advance per scrape).
 //! The simulated NVML is a C library, built from `tests/nvml-sim/`.
 
+pub mod hpa;
 pub mod kubelet;
 pub mod metrics_endpoint;
 pub mod nvml;
