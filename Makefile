@@ -2,7 +2,7 @@
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build demo test lint manifests certs bench fuzz clean
+.PHONY: all build demo test lint manifests alerts certs bench fuzz clean
 
 all: build
 
@@ -21,6 +21,11 @@ test: lint manifests
 ## manifests: render apiservice/ with kubectl kustomize and validate for Kubernetes 1.33-1.37
 manifests:
 	tests/validate-manifests.sh
+
+## alerts: promtool check and unit-test the alert rules (also run by `make test`)
+alerts:
+	promtool check rules apiservice/alerts/kubemind-rules.yaml
+	promtool test rules tests/alerts/kubemind-rules.test.yaml
 
 ## certs: a CA, the serving Secret and a caBundle overlay in apiservice/generated/
 certs:

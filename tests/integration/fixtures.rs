@@ -14,7 +14,8 @@ pub fn triton_page(scrape: u64, rate: u64, queue_ms: u64) -> String {
         "nv_inference_request_success{{model=\"resnet\",version=\"1\"}} {n}\n\
          nv_inference_queue_duration_us{{model=\"resnet\",version=\"1\"}} {}\n\
          nv_inference_compute_infer_duration_us{{model=\"resnet\",version=\"1\"}} {}\n\
-         nv_inference_pending_request_count{{model=\"resnet\",version=\"1\"}} {}\n",
+         nv_inference_pending_request_count{{model=\"resnet\",version=\"1\"}} {}\n\
+         nv_inference_request_failure{{model=\"resnet\",version=\"1\",reason=\"REJECTED\"}} 0\n",
         n * queue_ms * 1000,
         n * 50_000,
         if rate > 0 { 400 } else { 0 },

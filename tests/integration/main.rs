@@ -10,8 +10,10 @@
 //! - `security`: authentication and authorization, against `standin` (a minimal stand-in for
 //!   kube-apiserver, which cannot be installed here).
 
+mod alerts;
 mod api;
 mod cluster;
+mod dashboards;
 mod exporter;
 mod fixtures;
 mod hostile;

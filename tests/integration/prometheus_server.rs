@@ -153,6 +153,31 @@ impl Prometheus {
             .collect()
     }
 
+    /// Appends a scrape job (YAML under `scrape_configs:`) and reloads the configuration.
+    pub fn add_scrape_job(&self, job: &str) {
+        let mut config = std::fs::read_to_string(&self.config).expect("config");
+        config.push_str(job);
+        std::fs::write(&self.config, config).expect("config");
+        self.signal("-HUP");
+    }
+
+    /// Evaluates `expr` now: the result rows, empty when there is no data (or an error).
+    pub async fn query(&self, expr: &str) -> Vec<Value> {
+        let answer = reqwest::Client::new()
+            .post(format!("{}/api/v1/query", self.url()))
+            .form(&[("query", expr)])
+            .send()
+            .await;
+        let Ok(answer) = answer else {
+            return Vec::new();
+        };
+        let body: Value = answer.json().await.unwrap_or_default();
+        body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
