@@ -2,15 +2,19 @@
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build demo test lint manifests alerts certs bench fuzz clean
+.PHONY: all build demo standalone test lint manifests alerts certs bench fuzz clean
 
 all: build
 
 build:
 	$(CARGO) build --locked
 
-## demo: run the standalone adapter on example values and read it with kubectl
+## demo: the failure kubemind exists for, replayed with simulated GPUs, Triton and HPAs
 demo: build
+	target/debug/kubemind demo
+
+## standalone: the standalone adapter on example values, read with kubectl
+standalone: build
 	tests/standalone-demo.sh
 
 ## test: formatting, lints (which also compile the bench), manifests, unit, property and

@@ -25,6 +25,53 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `kubemind demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Simulated time to run.
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Scenarios to run, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu,l4,l7")]
+    pub scenario: Vec<ScenarioName>,
+    /// Simulated seconds per real second; 0 runs as fast as the machine can.
+    #[arg(long, default_value_t = 30.0)]
+    pub speed: f64,
+    /// `text` for people, `json` for a machine-readable summary.
+    #[arg(long, value_enum, default_value_t = DemoOutput::Text)]
+    pub output: DemoOutput,
+    /// Where to write the kubeconfig for kubectl (default: in the temporary directory).
+    #[arg(long)]
+    pub kubeconfig_out: Option<PathBuf>,
+}
+
+/// A demo scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScenarioName {
+    /// An HPA on CPU, L4 balancing.
+    Cpu,
+    /// kubemind's HPA, L4 (per-connection) balancing.
+    L4,
+    /// kubemind's HPA, L7 (per-request) balancing.
+    L7,
+}
+
+impl ScenarioName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScenarioName::Cpu => "cpu",
+            ScenarioName::L4 => "l4",
+            ScenarioName::L7 => "l7",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoOutput {
+    Text,
+    Json,
+}
+
 /// A source of values in cluster mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SourceKind {
@@ -47,7 +94,7 @@ pub enum Command {
     /// Sample GPUs and inference servers on this node and serve them as Prometheus /metrics.
     Exporter(Box<ExporterArgs>),
     /// Run the whole chain on this machine: simulated GPUs and servers, the adapter, an HPA.
-    Demo,
+    Demo(DemoArgs),
     /// Explain why an HPA does or does not scale, pod by pod.
     Explain,
 }
@@ -251,7 +298,8 @@ pub fn run(cli: Cli) -> ExitCode {
             // a light, mostly waiting workload: one async thread keeps its memory small
             run_async(crate::exporter::run(settings), Flavor::CurrentThread)
         }
-        Command::Demo | Command::Explain => {
+        Command::Demo(args) => run_async(crate::demo::run(args), Flavor::MultiThread),
+        Command::Explain => {
             eprintln!(
                 "kubemind: this command is not built yet; `kubemind adapter` and `kubemind exporter` are"
             );

@@ -8,6 +8,7 @@
 
 pub mod adapter;
 pub mod cli;
+pub mod demo;
 pub mod exporter;
 pub mod logging;
 pub mod promtext;

@@ -17,6 +17,7 @@ pub mod api;
 pub mod auth;
 pub mod kube;
 pub mod kubeconfig;
+pub mod local;
 pub mod sources;
 pub mod store;
 pub mod telemetry;

@@ -14,6 +14,7 @@ mod alerts;
 mod api;
 mod cluster;
 mod dashboards;
+mod demo;
 mod exporter;
 mod fixtures;
 mod hostile;

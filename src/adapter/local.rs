@@ -1,0 +1,71 @@
+//! The adapter served on 127.0.0.1 for a person at this machine (`kubemind demo`): HTTPS with a
+//! certificate from a fresh local CA, only that CA's client certificates trusted, and a
+//! kubeconfig written for kubectl with one of them (in `system:masters`).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum_server::Handle;
+
+use super::api::{self, Access, ApiState, Readiness};
+use super::auth::Auth;
+use super::auth::trust::{Trust, TrustSources};
+use super::kubeconfig;
+use super::store::Store;
+use super::telemetry::Telemetry;
+use super::tls::{self, LocalAuthority, ServerTls};
+
+/// A running local server.
+pub struct LocalServer {
+    pub url: String,
+    handle: Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl LocalServer {
+    pub async fn stop(self) {
+        self.handle.graceful_shutdown(Some(Duration::from_secs(1)));
+        let _ = self.task.await;
+    }
+}
+
+/// Serves `store` on an ephemeral port of 127.0.0.1 and writes the kubeconfig to `kubeconfig_path`.
+pub async fn serve(store: Arc<Store>, kubeconfig_path: &Path) -> anyhow::Result<LocalServer> {
+    let authority = LocalAuthority::new("kubemind local CA").context("creating the local CA")?;
+    let trust = Trust::build(&TrustSources::default(), &[authority.certificate()])?;
+    let identity = authority.serving_identity(&["localhost".into(), "127.0.0.1".into()])?;
+    let tls = Arc::new(ServerTls::new(identity, trust.roots.clone())?);
+    let auth = Arc::new(Auth::new(trust, None));
+    let app = api::router(ApiState {
+        store,
+        telemetry: Arc::new(Telemetry::new()),
+        readiness: Readiness::default(),
+        access: Access::Checked(auth),
+        external: None,
+    });
+    let handle = Handle::new();
+    let server = axum_server::bind(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0))
+        .acceptor(tls::Acceptor::new(tls.rustls_config()))
+        .handle(handle.clone());
+    let task = tokio::spawn(server.serve(app.into_make_service()));
+    let bound = handle
+        .listening()
+        .await
+        .context("the local server stopped before listening")?;
+    let url = format!("https://127.0.0.1:{}", bound.port());
+    let client = authority.client_certificate("kubemind-demo-user", &["system:masters"])?;
+    kubeconfig::write(
+        kubeconfig_path,
+        &kubeconfig::Credentials {
+            server: url.clone(),
+            ca_pem: authority.certificate_pem().to_string(),
+            client_certificate_pem: client.certificate,
+            client_key_pem: client.key,
+        },
+    )
+    .with_context(|| format!("writing the kubeconfig {}", kubeconfig_path.display()))?;
+    Ok(LocalServer { url, handle, task })
+}

@@ -1,0 +1,240 @@
+//! The demo's autoscalers: the HPA controller's algorithm ([`crate::sim::hpa`]) fed the way the
+//! controller feeds it. The kubemind HPA reads each Pods metric through the adapter's API —
+//! the same request path, the same `MetricValueList` parsed — and an error or an empty list
+//! is a failed metric, never 0. The CPU HPA gets CPU as metrics-server would report it.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
+use tower::ServiceExt as _;
+
+use super::world::World;
+use super::{MAX_REPLICAS, MIN_REPLICAS};
+use crate::quantity::Quantity;
+use crate::sim::hpa::{Behavior, History, Milli, PodPhase, Tolerance, normalize, pods_replicas};
+
+/// What an HPA scales on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalingPolicy {
+    /// `resource: cpu, target: Utilization 60`.
+    Cpu,
+    /// Pods metrics from kubemind: queue time 500 ms and GPU busy 70 % (AverageValue).
+    Kubemind,
+}
+
+/// The kubemind HPA's metrics and targets.
+pub const KUBEMIND_METRICS: [(&str, f64); 2] = [
+    ("triton_queue_time_ms", 500.0),
+    ("gpu_utilization_percent", 70.0),
+];
+/// The CPU HPA's target utilization.
+pub const CPU_TARGET_PERCENT: f64 = 60.0;
+
+/// One metric as a sync read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRead {
+    pub name: &'static str,
+    pub target: f64,
+    /// Values by pod, or why there were none.
+    pub values: Result<BTreeMap<String, f64>, String>,
+    pub proposal: Option<i32>,
+}
+
+impl MetricRead {
+    pub fn average(&self) -> Option<f64> {
+        let values = self.values.as_ref().ok()?;
+        (!values.is_empty()).then(|| values.values().sum::<f64>() / values.len() as f64)
+    }
+}
+
+/// What one sync decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncOutcome {
+    pub current: i32,
+    pub desired: i32,
+    pub scale_to: Option<i32>,
+    pub reason: String,
+    pub metrics: Vec<MetricRead>,
+    /// The Deployment's `request_imbalance_ratio` as the adapter serves it.
+    pub imbalance: Option<f64>,
+}
+
+pub struct Controller {
+    policy: ScalingPolicy,
+    namespace: String,
+    behavior: Behavior,
+    history: History,
+}
+
+fn milli(value: f64) -> Milli {
+    (value * 1000.0).round() as Milli
+}
+
+/// GETs `path` from the adapter's router: the JSON body, or the Status message.
+async fn get(reader: &Router, path: &str) -> Result<serde_json::Value, String> {
+    let request = Request::get(path)
+        .body(Body::empty())
+        .map_err(|e| e.to_string())?;
+    let response = reader
+        .clone()
+        .oneshot(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 16 * 1024 * 1024)
+        .await
+        .map_err(|e| e.to_string())?;
+    let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(json["message"].as_str().unwrap_or("error").to_string());
+    }
+    Ok(json)
+}
+
+/// A `MetricValueList`'s values by described object name.
+fn read_list(list: &serde_json::Value) -> Result<BTreeMap<String, f64>, String> {
+    let mut values = BTreeMap::new();
+    for item in list["items"].as_array().into_iter().flatten() {
+        let name = item["describedObject"]["name"].as_str().unwrap_or_default();
+        let value = item["value"].as_str().unwrap_or_default();
+        let quantity = Quantity::parse(value).map_err(|e| e.to_string())?;
+        values.insert(name.to_string(), quantity.as_f64());
+    }
+    if values.is_empty() {
+        return Err("no metrics returned from custom metrics API".into());
+    }
+    Ok(values)
+}
+
+impl Controller {
+    pub fn new(policy: ScalingPolicy, namespace: &str) -> Controller {
+        Controller {
+            policy,
+            namespace: namespace.to_string(),
+            behavior: Behavior::default(),
+            history: History::default(),
+        }
+    }
+
+    pub fn policy(&self) -> ScalingPolicy {
+        self.policy
+    }
+
+    /// One sync at simulated time `now`.
+    pub async fn sync(&mut self, reader: &Router, world: &World, now: f64) -> SyncOutcome {
+        let current = world.pods.len() as i32;
+        let pods: Vec<(String, PodPhase)> = world
+            .pods
+            .iter()
+            .map(|p| {
+                let phase = if p.is_ready(world.now) {
+                    PodPhase::Running
+                } else {
+                    PodPhase::Pending
+                };
+                (p.name.clone(), phase)
+            })
+            .collect();
+        let mut metrics = Vec::new();
+        match self.policy {
+            ScalingPolicy::Cpu => {
+                let values: BTreeMap<String, f64> = world
+                    .ready_pods()
+                    .map(|p| (p.name.clone(), p.cpu_percent()))
+                    .collect();
+                metrics.push(MetricRead {
+                    name: "cpu",
+                    target: CPU_TARGET_PERCENT,
+                    values: Ok(values),
+                    proposal: None,
+                });
+            }
+            ScalingPolicy::Kubemind => {
+                for (name, target) in KUBEMIND_METRICS {
+                    let path = format!(
+                        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{}/pods/%2A/{name}?labelSelector=app%3Dtriton",
+                        self.namespace
+                    );
+                    let values = match get(reader, &path).await {
+                        Ok(list) => read_list(&list),
+                        Err(message) => Err(message),
+                    };
+                    metrics.push(MetricRead {
+                        name,
+                        target,
+                        values,
+                        proposal: None,
+                    });
+                }
+            }
+        }
+        for metric in &mut metrics {
+            if let Ok(values) = &metric.values {
+                let values: BTreeMap<String, Milli> =
+                    values.iter().map(|(k, v)| (k.clone(), milli(*v))).collect();
+                metric.proposal = pods_replicas(
+                    current,
+                    &pods,
+                    &values,
+                    milli(metric.target),
+                    Tolerance::default(),
+                )
+                .ok()
+                .map(|outcome| outcome.replicas);
+            }
+        }
+        let imbalance = get(
+            reader,
+            &format!(
+                "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{}/deployments.apps/triton/request_imbalance_ratio",
+                self.namespace
+            ),
+        )
+        .await
+        .ok()
+        .and_then(|list| read_list(&list).ok())
+        .and_then(|values| values.values().next().copied());
+        let proposals: Vec<i32> = metrics.iter().filter_map(|m| m.proposal).collect();
+        let failed = metrics.iter().any(|m| m.proposal.is_none());
+        let Some(raw) = proposals.iter().copied().max() else {
+            return SyncOutcome {
+                current,
+                desired: current,
+                scale_to: None,
+                reason: "FailedGetPodsMetric: no metric could be read".into(),
+                metrics,
+                imbalance,
+            };
+        };
+        // with a metric failing, the HPA may scale up on the others, never down
+        if failed && raw < current {
+            return SyncOutcome {
+                current,
+                desired: current,
+                scale_to: None,
+                reason: "a metric failed and the rest would scale down: holding".into(),
+                metrics,
+                imbalance,
+            };
+        }
+        let decision = normalize(
+            current,
+            raw,
+            MIN_REPLICAS,
+            MAX_REPLICAS,
+            Some(&self.behavior),
+            &mut self.history,
+            now,
+        );
+        SyncOutcome {
+            current,
+            desired: decision.final_replicas,
+            scale_to: (decision.final_replicas != current).then_some(decision.final_replicas),
+            reason: decision.reason.to_string(),
+            metrics,
+            imbalance,
+        }
+    }
+}

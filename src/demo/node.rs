@@ -1,0 +1,191 @@
+//! One simulated GPU node through the exporter's own code: GPUs sampled through nvml-wrapper
+//! from the simulated `libnvidia-ml.so.1` (its script rewritten from the world each second),
+//! each Triton pod's /metrics text read by the exporter's parser and rate maths, GPU → pod
+//! attribution as the kubelet would give it, and the page rendered by the exporter's renderer
+//! and read back by the adapter — the same text a real adapter scrapes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+
+use super::world::World;
+use crate::adapter::sources::assemble::{Inventory, PodInfo, WorkloadInfo};
+use crate::adapter::sources::exporter_page::{self, ExporterPage};
+use crate::adapter::store::Labels;
+use crate::exporter::gpu::{GpuReading, GpuSnapshot};
+use crate::exporter::pods::{DeviceId, Holder};
+use crate::exporter::render::{Collection, render};
+use crate::exporter::servers::scrape::{ServerKind, Signals, Target, TargetReport};
+use crate::exporter::servers::triton::{self, TritonReading};
+use crate::resources::GroupResource;
+
+const GIB: u64 = 1 << 30;
+/// Most samples read from one page.
+const MAX_SAMPLES: usize = 100_000;
+
+/// The simulated NVML library, loaded once through nvml-wrapper.
+pub struct Nvml {
+    nvml: nvml_wrapper::Nvml,
+    script: PathBuf,
+}
+
+impl Nvml {
+    pub fn open(library: &Path, script: &Path) -> anyhow::Result<Nvml> {
+        std::fs::write(script, "").context("the NVML script")?;
+        // the simulated library reads `nvml-sim.conf` beside itself: `script` is that file
+        let nvml = nvml_wrapper::Nvml::builder()
+            .lib_path(library.as_os_str())
+            .init()
+            .context("loading the simulated libnvidia-ml.so.1 through nvml-wrapper")?;
+        Ok(Nvml {
+            nvml,
+            script: script.to_path_buf(),
+        })
+    }
+
+    /// Writes every pod's GPU into the script, then samples them all through NVML.
+    pub fn sample<'a>(
+        &self,
+        worlds: impl Iterator<Item = &'a World>,
+    ) -> anyhow::Result<Vec<GpuReading>> {
+        let mut script = String::new();
+        for world in worlds {
+            for pod in &world.pods {
+                // a loaded model holds 18 GiB; a busy GPU draws more power and runs warmer
+                let busy = pod.busy;
+                script.push_str(&format!(
+                    "gpu {} {} {} {} {} {}\n",
+                    pod.gpu_uuid,
+                    (busy * 100.0).round() as u32,
+                    if pod.is_ready(world.now) {
+                        18 * GIB
+                    } else {
+                        GIB
+                    },
+                    80 * GIB,
+                    (70_000.0 + busy * 280_000.0) as u64,
+                    (35.0 + busy * 40.0) as u32,
+                ));
+            }
+        }
+        std::fs::write(&self.script, script).context("the NVML script")?;
+        crate::exporter::gpu::sample(&self.nvml).context("sampling the simulated GPUs")
+    }
+}
+
+/// One node: its exporter's memory between collections.
+pub struct Node {
+    pub name: String,
+    namespace: String,
+    previous: HashMap<String, (TritonReading, f64)>,
+}
+
+impl Node {
+    pub fn new(name: &str, namespace: &str) -> Node {
+        Node {
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            previous: HashMap::new(),
+        }
+    }
+
+    /// One collection at `now` (wall time: the page's timestamp), read back by the adapter.
+    pub fn collect(
+        &mut self,
+        world: &World,
+        gpus: &[GpuReading],
+        now: SystemTime,
+    ) -> anyhow::Result<ExporterPage> {
+        let started = Instant::now();
+        let mut servers = Vec::new();
+        let mut holders = Vec::new();
+        for pod in &world.pods {
+            holders.push((
+                DeviceId::Gpu {
+                    uuid: pod.gpu_uuid.clone(),
+                    replica: None,
+                },
+                Holder {
+                    namespace: self.namespace.clone(),
+                    pod: pod.name.clone(),
+                    container: "triton".into(),
+                    resource_name: "nvidia.com/gpu".into(),
+                },
+            ));
+            if !pod.is_ready(world.now) {
+                continue;
+            }
+            let text = pod.triton_metrics();
+            let exposition = crate::promtext::parse(&text).context("the simulated Triton text")?;
+            let reading = TritonReading::from_exposition(&exposition);
+            let signals = self.previous.get(&pod.name).and_then(|(previous, at)| {
+                triton::signals(previous, &reading, Duration::from_secs_f64(world.now - at))
+            });
+            self.previous.insert(pod.name.clone(), (reading, world.now));
+            servers.push(TargetReport {
+                target: Target {
+                    namespace: self.namespace.clone(),
+                    pod: pod.name.clone(),
+                    kind: ServerKind::Triton,
+                    url: format!("http://{}.{}:8002/metrics", pod.name, self.namespace),
+                },
+                up: true,
+                signals: signals.map(Signals::Triton),
+                last_success: Some(now),
+                failures: Default::default(),
+            });
+        }
+        self.previous
+            .retain(|name, _| world.pods.iter().any(|p| p.name == *name));
+        let own: Vec<GpuReading> = gpus
+            .iter()
+            .filter(|g| world.pods.iter().any(|p| p.gpu_uuid == g.uuid))
+            .cloned()
+            .collect();
+        let snapshot = GpuSnapshot {
+            nvml_up: true,
+            gpus: own,
+            sampled_at: now,
+            collection: started.elapsed(),
+        };
+        let page = render(&Collection {
+            node: &self.name,
+            gpus: &snapshot,
+            holders: &holders,
+            pod_resources_up: true,
+            servers: &servers,
+            duration: started.elapsed(),
+            finished_at: now,
+        });
+        exporter_page::read(&page, MAX_SAMPLES).context("reading the exporter page back")
+    }
+
+    /// What the API server would list for this scenario: its pods (Pending ones too), the
+    /// Deployment, the node and the namespace.
+    pub fn add_inventory(&self, world: &World, inventory: &mut Inventory) {
+        let labels: Labels = [("app".to_string(), "triton".to_string())].into();
+        let deployment = GroupResource::new("deployments", "apps");
+        for pod in &world.pods {
+            inventory.pods.push(PodInfo {
+                namespace: self.namespace.clone(),
+                name: pod.name.clone(),
+                uid: None,
+                labels: labels.clone(),
+                workload: Some((deployment.clone(), "triton".into())),
+            });
+        }
+        inventory.workloads.push(WorkloadInfo {
+            namespace: self.namespace.clone(),
+            resource: deployment,
+            name: "triton".into(),
+            uid: None,
+            labels,
+        });
+        inventory.nodes.push((self.name.clone(), Labels::new()));
+        inventory
+            .namespaces
+            .push((self.namespace.clone(), Labels::new()));
+    }
+}
