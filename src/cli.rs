@@ -45,6 +45,26 @@ pub struct DemoArgs {
     pub kubeconfig_out: Option<PathBuf>,
 }
 
+/// `kubemind explain`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExplainArgs {
+    /// The HorizontalPodAutoscaler's name.
+    pub hpa: String,
+    /// Its namespace.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Kubeconfig (a cluster, or `kubemind demo`'s / a standalone adapter's); default:
+    /// in-cluster, then $KUBECONFIG.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Read the HPA from this manifest instead of the API server.
+    #[arg(short = 'f', long)]
+    pub file: Option<PathBuf>,
+    /// The target's pod selector, when its scale subresource cannot be read.
+    #[arg(long)]
+    pub selector: Option<String>,
+}
+
 /// A demo scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScenarioName {
@@ -96,7 +116,7 @@ pub enum Command {
     /// Run the whole chain on this machine: simulated GPUs and servers, the adapter, an HPA.
     Demo(DemoArgs),
     /// Explain why an HPA does or does not scale, pod by pod.
-    Explain,
+    Explain(ExplainArgs),
 }
 
 fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
@@ -299,12 +319,7 @@ pub fn run(cli: Cli) -> ExitCode {
             run_async(crate::exporter::run(settings), Flavor::CurrentThread)
         }
         Command::Demo(args) => run_async(crate::demo::run(args), Flavor::MultiThread),
-        Command::Explain => {
-            eprintln!(
-                "kubemind: this command is not built yet; `kubemind adapter` and `kubemind exporter` are"
-            );
-            ExitCode::from(EXIT_CONFIG)
-        }
+        Command::Explain(args) => run_async(crate::explain::run(args), Flavor::CurrentThread),
     }
 }
 

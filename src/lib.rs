@@ -9,6 +9,7 @@
 pub mod adapter;
 pub mod cli;
 pub mod demo;
+pub mod explain;
 pub mod exporter;
 pub mod logging;
 pub mod promtext;

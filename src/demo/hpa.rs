@@ -108,6 +108,30 @@ fn read_list(list: &serde_json::Value) -> Result<BTreeMap<String, f64>, String> 
     Ok(values)
 }
 
+/// The HPA manifest this controller stands for, with `replicas` as its current count: what
+/// `kubemind explain -f` reads while the demo runs.
+pub fn manifest(policy: ScalingPolicy, namespace: &str, replicas: i32) -> String {
+    let metrics = match policy {
+        ScalingPolicy::Cpu => format!(
+            "  - type: Resource\n    resource: {{name: cpu, target: {{type: Utilization, averageUtilization: {CPU_TARGET_PERCENT:.0}}}}}\n"
+        ),
+        ScalingPolicy::Kubemind => KUBEMIND_METRICS
+            .iter()
+            .map(|(name, target)| {
+                format!(
+                    "  - type: Pods\n    pods: {{metric: {{name: {name}}}, target: {{type: AverageValue, averageValue: \"{target:.0}\"}}}}\n"
+                )
+            })
+            .collect(),
+    };
+    format!(
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {{name: triton, namespace: {namespace}}}\n\
+         spec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: triton}}\n\
+         \x20 minReplicas: {MIN_REPLICAS}\n  maxReplicas: {MAX_REPLICAS}\n  metrics:\n{metrics}\
+         status: {{currentReplicas: {replicas}}}\n"
+    )
+}
+
 impl Controller {
     pub fn new(policy: ScalingPolicy, namespace: &str) -> Controller {
         Controller {

@@ -27,6 +27,7 @@ pub mod node;
 pub mod report;
 pub mod world;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -113,8 +114,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         external: None,
     });
 
+    // the HPAs as manifests beside the kubeconfig, for `kubemind explain -f`
+    let manifests_dir = kubeconfig
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
+    let manifest_path = |scenario: &Scenario| {
+        manifests_dir.join(format!("kubemind-demo-hpa-{}.yaml", scenario.name.as_str()))
+    };
+    for scenario in &scenarios {
+        let text = hpa::manifest(
+            scenario.controller.policy(),
+            &scenario.namespace,
+            scenario.world.pods.len() as i32,
+        );
+        std::fs::write(manifest_path(scenario), text).context("writing the HPA manifests")?;
+    }
     let mut recorder = Recorder::new(args.output, &scenarios, duration);
-    recorder.header(&server.url, &kubeconfig);
+    let explain_example = scenarios
+        .iter()
+        .find(|s| s.name == ScenarioName::L4)
+        .or(scenarios.first())
+        .map(|s| (s.namespace.clone(), manifest_path(s)));
+    recorder.header(&server.url, &kubeconfig, explain_example.as_ref());
     let started = Instant::now();
     for second in 1..=duration {
         for scenario in &mut scenarios {
@@ -140,6 +162,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                     .await;
                 if let Some(replicas) = decision.scale_to {
                     scenario.world.scale_to(replicas as usize);
+                    let text =
+                        hpa::manifest(scenario.controller.policy(), &scenario.namespace, replicas);
+                    std::fs::write(manifest_path(scenario), text)
+                        .context("writing the HPA manifests")?;
                 }
                 recorder.sync(scenario, &decision, second);
             }

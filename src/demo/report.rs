@@ -4,13 +4,20 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use super::Scenario;
 use super::hpa::{CPU_TARGET_PERCENT, KUBEMIND_METRICS, ScalingPolicy, SyncOutcome};
 use crate::cli::DemoOutput;
+
+/// `println!` that ignores a closed stdout (`kubemind demo | head`) instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 /// Window, at the end of the traffic, over which the final queue time is taken.
 const FINAL_WINDOW_SECONDS: f64 = 120.0;
@@ -106,23 +113,25 @@ impl Recorder {
         }
     }
 
-    pub fn header(&self, url: &str, kubeconfig: &Path) {
+    pub fn header(&self, url: &str, kubeconfig: &Path, explain: Option<&(String, PathBuf)>) {
         if self.output == DemoOutput::Json {
             return;
         }
-        println!("kubemind demo: 3 Triton pods, one gRPC client flushing 50,000 images");
-        println!("over one connection, 50 ms per request, 10 s client deadline.");
-        println!();
-        println!("While it runs, the adapter serves the live values at {url}:");
-        println!("  export KUBECONFIG={}", kubeconfig.display());
-        println!("  API=/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo-l4");
-        println!("  kubectl get --raw /apis/custom.metrics.k8s.io/v1beta2");
-        println!(
-            "  kubectl get --raw \"$API/pods/*/triton_queue_time_ms?labelSelector=app=triton\""
-        );
-        println!("  kubectl get --raw $API/deployments.apps/triton/request_imbalance_ratio");
-        println!();
-        println!("timeline (simulated time)");
+        out!("kubemind demo: 3 Triton pods, one gRPC client flushing 50,000 images");
+        out!("over one connection, 50 ms per request, 10 s client deadline.");
+        out!();
+        out!("While it runs, the adapter serves the live values at {url}:");
+        out!("  export KUBECONFIG={}", kubeconfig.display());
+        out!("  API=/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo-l4");
+        out!("  kubectl get --raw /apis/custom.metrics.k8s.io/v1beta2");
+        out!("  kubectl get --raw \"$API/pods/*/triton_queue_time_ms?labelSelector=app=triton\"");
+        out!("  kubectl get --raw $API/deployments.apps/triton/request_imbalance_ratio");
+        if let Some((namespace, manifest)) = explain {
+            out!("  kubemind explain triton -n {namespace} --selector app=triton \\");
+            out!("    -f {}", manifest.display());
+        }
+        out!();
+        out!("timeline (simulated time)");
     }
 
     /// Records one sync and prints its line when replicas change.
@@ -146,7 +155,7 @@ impl Recorder {
             })
             .collect();
         self.clear_progress();
-        println!(
+        out!(
             "  {}  {:<4} {:>2} → {:<2}  {}",
             clock(second),
             name,
@@ -296,20 +305,24 @@ fn seconds(ms: f64) -> String {
 pub fn print(summary: &Summary, output: DemoOutput, url: &str) {
     if output == DemoOutput::Json {
         match serde_json::to_string_pretty(summary) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => out!("{text}"),
             Err(error) => eprintln!("kubemind demo: {error}"),
         }
         return;
     }
-    println!();
+    out!();
     for s in &summary.scenarios {
-        println!("{:─<80}", format!("── {} ({}) ", s.name, s.namespace));
-        println!("  {}; Service {}", s.scaler, s.balancing);
-        println!(
+        out!("{:─<80}", format!("── {} ({}) ", s.name, s.namespace));
+        out!("  {}; Service {}", s.scaler, s.balancing);
+        out!(
             "  replicas {} → {} (max {})     served {}  dropped {}  (10 s deadline)",
-            s.replicas_start, s.replicas_end, s.replicas_max, s.served, s.dropped
+            s.replicas_start,
+            s.replicas_end,
+            s.replicas_max,
+            s.served,
+            s.dropped
         );
-        println!(
+        out!(
             "  queue time p50 {}  p99 {}   last 2 min of traffic p99 {}",
             seconds(s.queue_time_p50_ms),
             seconds(s.queue_time_p99_ms),
@@ -321,7 +334,7 @@ pub fn print(summary: &Summary, output: DemoOutput, url: &str) {
             .filter(|(second, _)| second.is_multiple_of(60))
             .map(|(_, r)| r.to_string())
             .collect();
-        println!("  replicas each minute: {}", minutes.join(" "));
+        out!("  replicas each minute: {}", minutes.join(" "));
         let mut busy: Vec<(usize, f64)> = s
             .gpu_busy_percent
             .iter()
@@ -332,7 +345,7 @@ pub fn print(summary: &Summary, output: DemoOutput, url: &str) {
             .collect();
         busy.sort_by_key(|(index, _)| *index);
         let busy: Vec<String> = busy.iter().map(|(_, b)| format!("{b:.0}")).collect();
-        println!(
+        out!(
             "  GPU busy % (triton-0…{}): {}",
             busy.len().saturating_sub(1),
             busy.join(" ")
@@ -340,15 +353,15 @@ pub fn print(summary: &Summary, output: DemoOutput, url: &str) {
         let imbalance = s
             .request_imbalance_ratio
             .map_or("-".into(), |r| format!("{r:.1}"));
-        println!(
+        out!(
             "  average CPU {:.0} %   request imbalance {imbalance} (1 = even)",
             s.average_cpu_percent
         );
-        println!("  → {}", verdict(s, summary.target_queue_time_ms));
+        out!("  → {}", verdict(s, summary.target_queue_time_ms));
     }
-    println!();
-    println!("The adapter at {url} stopped with the demo.");
-    println!("To explore it with kubectl while it runs, run it slower: --speed 5");
+    out!();
+    out!("The adapter at {url} stopped with the demo.");
+    out!("To explore it with kubectl while it runs, run it slower: --speed 5");
 }
 
 /// The one sentence a person should take away from a scenario.

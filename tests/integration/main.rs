@@ -15,6 +15,7 @@ mod api;
 mod cluster;
 mod dashboards;
 mod demo;
+mod explain;
 mod exporter;
 mod fixtures;
 mod hostile;

@@ -1,0 +1,231 @@
+//! `kubemind explain HPA [-n NS]`: why an HPA does or does not scale, pod by pod.
+//!
+//! It reads the HPA (from the API server, or `-f` a manifest), its target's selector (the scale
+//! subresource, or `--selector`) and pods, then fetches each metric through the metrics APIs
+//! exactly as the HPA controller does (the same paths, through the kubeconfig's server: the
+//! cluster's aggregator, or an adapter directly), and prints every value, the controller's
+//! formula with the numbers filled in, and findings in plain words ([`analysis`]).
+
+pub mod analysis;
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+
+use crate::cli::ExplainArgs;
+use crate::sim::hpa::PodPhase;
+use analysis::{HpaView, Item, MetricKind, MetricRead, MetricSpec};
+
+/// Runs `explain`; prints the report.
+pub async fn run(args: ExplainArgs) -> anyhow::Result<()> {
+    let namespace = args.namespace.clone().unwrap_or_else(|| "default".into());
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("--kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no cluster configuration; pass --kubeconfig")?,
+    };
+    let client = kube::Client::try_from(config)?;
+
+    let hpa: HorizontalPodAutoscaler = match &args.file {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("-f {}", path.display()))?;
+            serde_norway::from_str(&text)
+                .with_context(|| format!("-f {}: not a HorizontalPodAutoscaler", path.display()))?
+        }
+        None => Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &namespace)
+            .get(&args.hpa)
+            .await
+            .with_context(|| format!("reading HorizontalPodAutoscaler {namespace}/{}", args.hpa))?,
+    };
+    let view = HpaView::from_hpa(&hpa, &namespace)?;
+
+    let selector = match &args.selector {
+        Some(selector) => Some(selector.clone()),
+        None => scale_selector(&client, &view).await,
+    };
+    let pods = match &selector {
+        Some(selector) => list_pods(&client, &namespace, selector).await,
+        None => None,
+    };
+    let mut reads = Vec::new();
+    for spec in &view.metrics {
+        let read = match metric_path(spec, &namespace, selector.as_deref()) {
+            Some(path) => match get(&client, &path).await {
+                Ok(list) => MetricRead {
+                    spec: spec.clone(),
+                    items: Ok(items(&list)),
+                },
+                Err(message) => MetricRead {
+                    spec: spec.clone(),
+                    items: Err(message),
+                },
+            },
+            None => MetricRead {
+                spec: spec.clone(),
+                items: Err(match spec.kind {
+                    MetricKind::Resource => {
+                        "a Resource metric comes from metrics.k8s.io (metrics-server), not kubemind"
+                            .into()
+                    }
+                    _ => "no --selector and no scale subresource: pods cannot be selected".into(),
+                }),
+            },
+        };
+        reads.push(read);
+    }
+    // kubemind's own word on balance, for a Deployment or StatefulSet target
+    let imbalance = match view.target_resource.as_deref() {
+        Some(resource @ ("deployments.apps" | "statefulsets.apps")) => get(
+            &client,
+            &format!(
+                "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}/{resource}/{}/request_imbalance_ratio",
+                view.target_name
+            ),
+        )
+        .await
+        .ok()
+        .and_then(|list| items(&list).first().map(|i| i.value)),
+        _ => None,
+    };
+    let report = analysis::analyze(
+        &view,
+        pods.as_deref(),
+        selector.as_deref(),
+        &reads,
+        imbalance,
+        SystemTime::now(),
+    );
+    // a closed stdout (`| head`) is not an error worth a panic
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), analysis::render(&report).as_bytes());
+    Ok(())
+}
+
+/// The target's selector from its scale subresource.
+async fn scale_selector(client: &kube::Client, view: &HpaView) -> Option<String> {
+    let path = view.scale_path()?;
+    let scale: k8s_openapi::api::autoscaling::v1::Scale =
+        client.request(http_get(&path).ok()?).await.ok()?;
+    scale.status?.selector
+}
+
+async fn list_pods(
+    client: &kube::Client,
+    namespace: &str,
+    selector: &str,
+) -> Option<Vec<(String, PodPhase)>> {
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().labels(selector))
+        .await
+        .ok()?;
+    Some(
+        pods.items
+            .iter()
+            .map(|pod| {
+                let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                let phase = if pod.metadata.deletion_timestamp.is_some() || phase == Some("Failed")
+                {
+                    PodPhase::Ignored
+                } else if phase == Some("Pending") {
+                    PodPhase::Pending
+                } else {
+                    PodPhase::Running
+                };
+                (pod.metadata.name.clone().unwrap_or_default(), phase)
+            })
+            .collect(),
+    )
+}
+
+fn http_get(path: &str) -> Result<http::Request<Vec<u8>>, http::Error> {
+    http::Request::get(path).body(Vec::new())
+}
+
+/// GETs `path` through the client; a non-2xx answer is its Status message.
+async fn get(client: &kube::Client, path: &str) -> Result<serde_json::Value, String> {
+    let request = http_get(path).map_err(|e| e.to_string())?;
+    match client.request::<serde_json::Value>(request).await {
+        Ok(value) => Ok(value),
+        Err(kube::Error::Api(status)) => Err(status.message),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// The request the HPA controller sends for a metric (CONTRACT.md §3.2).
+fn metric_path(spec: &MetricSpec, namespace: &str, selector: Option<&str>) -> Option<String> {
+    let encode = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let custom = format!("/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}");
+    let metric_selector = spec
+        .metric_selector
+        .as_deref()
+        .map(|s| format!("&metricLabelSelector={}", encode(s)))
+        .unwrap_or_default();
+    match spec.kind {
+        MetricKind::Pods => Some(format!(
+            "{custom}/pods/*/{}?labelSelector={}{metric_selector}",
+            spec.name,
+            encode(selector?)
+        )),
+        MetricKind::Object => {
+            let object = spec.described.as_ref()?;
+            if object.0 == "namespaces" {
+                Some(format!("{custom}/metrics/{}", spec.name))
+            } else {
+                Some(format!("{custom}/{}/{}/{}", object.0, object.1, spec.name))
+            }
+        }
+        MetricKind::External => Some(format!(
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{}{}",
+            spec.name,
+            spec.metric_selector
+                .as_deref()
+                .map(|s| format!("?labelSelector={}", encode(s)))
+                .unwrap_or_default()
+        )),
+        MetricKind::Resource => None,
+    }
+}
+
+/// The items of a MetricValueList or ExternalMetricValueList.
+fn items(list: &serde_json::Value) -> Vec<Item> {
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| {
+            let name = item["describedObject"]["name"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    let labels: BTreeMap<String, String> =
+                        serde_json::from_value(item["metricLabels"].clone()).unwrap_or_default();
+                    labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                });
+            let value = crate::quantity::Quantity::parse(item["value"].as_str()?).ok()?;
+            let timestamp = item["timestamp"]
+                .as_str()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .map(SystemTime::from);
+            Some(Item {
+                name,
+                value: value.as_f64(),
+                timestamp,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,167 @@
+//! `kubemind explain`, the real binary, against a standalone adapter serving made-up values:
+//! one finding per scenario — a pod far hotter than the rest, a metric absent, a stale value,
+//! an HPA at maxReplicas while saturated — and a healthy HPA with none.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::util::{Process, wait_for_kubeconfig};
+
+const VALUES: &str = r#"
+pods:
+  - {namespace: demo, name: triton-0, labels: {app: triton}, metrics: {triton_queue_time_ms: 8000, gpu_utilization_percent: 100}}
+  - {namespace: demo, name: triton-1, labels: {app: triton}, metrics: {triton_queue_time_ms: 0, gpu_utilization_percent: 3}}
+  - {namespace: demo, name: triton-2, labels: {app: triton}, metrics: {triton_queue_time_ms: 0, gpu_utilization_percent: 4}}
+  - {namespace: demo, name: web-0, labels: {app: web}, metrics: {gpu_utilization_percent: {value: 40, age: 25s}}}
+  - {namespace: demo, name: web-1, labels: {app: web}, metrics: {gpu_utilization_percent: 42}}
+  - {namespace: demo, name: calm-0, labels: {app: calm}, metrics: {gpu_utilization_percent: 69}}
+  - {namespace: demo, name: calm-1, labels: {app: calm}, metrics: {gpu_utilization_percent: 71}}
+objects:
+  - {namespace: demo, resource: deployments.apps, name: triton, metrics: {request_imbalance_ratio: 3}}
+"#;
+
+fn hpa(name: &str, max: i32, metrics: &str) -> String {
+    format!(
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {{name: {name}, namespace: demo}}\n\
+         spec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: {name}}}\n  minReplicas: 2\n  maxReplicas: {max}\n  metrics:\n{metrics}\
+         status: {{currentReplicas: {max}}}\n"
+    )
+}
+
+fn pods_metric(name: &str, target: &str) -> String {
+    format!(
+        "  - type: Pods\n    pods: {{metric: {{name: {name}}}, target: {{type: AverageValue, averageValue: \"{target}\"}}}}\n"
+    )
+}
+
+fn explain(dir: &Path, kubeconfig: &Path, name: &str, manifest: &str, selector: &str) -> String {
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, manifest).expect("manifest");
+    let output = Command::new(env!("CARGO_BIN_EXE_kubemind"))
+        .args([
+            "explain",
+            name,
+            "-n",
+            "demo",
+            "--selector",
+            selector,
+            "--kubeconfig",
+        ])
+        .arg(kubeconfig)
+        .arg("-f")
+        .arg(&file)
+        .output()
+        .expect("explain runs");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for line in text.lines() {
+        assert!(line.chars().count() <= 80, "over 80 columns: {line}");
+    }
+    text
+}
+
+/// The text with every run of whitespace (line wraps included) as one space.
+fn flat(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn explain_says_why_for_each_finding() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values = dir.path().join("values.yaml");
+    std::fs::write(&values, VALUES).expect("values");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let adapter = Process::start(
+        dir.path(),
+        "adapter",
+        &[
+            "adapter",
+            "--standalone",
+            "--static-metrics",
+            values.to_str().expect("utf-8"),
+            "--secure-port",
+            "0",
+            "--kubeconfig-out",
+            kubeconfig.to_str().expect("utf-8"),
+        ],
+    );
+    let kubeconfig = wait_for_kubeconfig(&adapter, &kubeconfig);
+
+    // one pod gets every request; the HPA is at its maximum
+    let text = explain(
+        dir.path(),
+        &kubeconfig,
+        "triton",
+        &hpa("triton", 3, &pods_metric("triton_queue_time_ms", "500")),
+        "app=triton",
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("triton-0") && l.contains(" 8000 ")),
+        "{text}"
+    );
+    assert!(
+        flat(&text).contains("average = 8000 / 3 = 2666.666; ratio = 2666.666 / 500 = 5.33"),
+        "{text}"
+    );
+    assert!(
+        flat(&text).contains("desired = ceil(5.33 × 3 ready) = 16"),
+        "{text}"
+    );
+    assert!(
+        flat(&text).contains("triton-0 is far hotter than the rest"),
+        "{text}"
+    );
+    assert!(flat(&text).contains("balance per request"), "{text}");
+    assert!(
+        flat(&text).contains("at maxReplicas (3) while the metrics ask for 16"),
+        "{text}"
+    );
+    assert!(flat(&text).contains("request imbalance 3.0"), "{text}");
+
+    // a metric the adapter does not serve for these pods
+    let text = explain(
+        dir.path(),
+        &kubeconfig,
+        "triton",
+        &hpa("triton", 10, &pods_metric("vllm_requests_waiting", "10")),
+        "app=triton",
+    );
+    assert!(
+        flat(&text).contains("vllm_requests_waiting is absent"),
+        "{text}"
+    );
+    assert!(flat(&text).contains("never down"), "{text}");
+
+    // a value 25 s old
+    let text = explain(
+        dir.path(),
+        &kubeconfig,
+        "web",
+        &hpa("web", 10, &pods_metric("gpu_utilization_percent", "70")),
+        "app=web",
+    );
+    assert!(
+        flat(&text).contains("gpu_utilization_percent of web-0 is 2"),
+        "{text}"
+    );
+    assert!(flat(&text).contains("falling behind"), "{text}");
+
+    // healthy: within the tolerance, nothing to say
+    let text = explain(
+        dir.path(),
+        &kubeconfig,
+        "calm",
+        &hpa("calm", 10, &pods_metric("gpu_utilization_percent", "70")),
+        "app=calm",
+    );
+    assert!(
+        flat(&text).contains("within the tolerance (0.9–1.1): stays at 10"),
+        "{text}"
+    );
+    assert!(flat(&text).contains("findings: none"), "{text}");
+}
