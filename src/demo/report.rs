@@ -37,7 +37,7 @@ pub struct ScenarioSummary {
     pub queue_time_p99_ms: f64,
     /// p99 over the requests served in the last two minutes of traffic.
     pub final_queue_time_p99_ms: f64,
-    /// Mean GPU busy per pod over the time it served.
+    /// Mean GPU busy per pod while requests flowed.
     pub gpu_busy_percent: BTreeMap<String, f64>,
     pub average_cpu_percent: f64,
     /// The Deployment's `request_imbalance_ratio` as the adapter served it at the last sync.
@@ -142,7 +142,10 @@ impl Recorder {
             .entry(name.clone())
             .or_default()
             .push((second, replicas));
-        self.imbalance.insert(name.clone(), outcome.imbalance);
+        // the last value served while requests flowed (idle pods have no imbalance)
+        if outcome.imbalance.is_some() {
+            self.imbalance.insert(name.clone(), outcome.imbalance);
+        }
         if self.output == DemoOutput::Json || outcome.scale_to.is_none() {
             return;
         }
@@ -171,9 +174,13 @@ impl Recorder {
         }
     }
 
-    /// Accumulates per-second figures and redraws the progress line.
+    /// Accumulates per-second figures (while requests flow) and redraws the progress line.
     pub fn progress(&mut self, scenarios: &[Scenario], second: u64) {
         for scenario in scenarios {
+            let world = &scenario.world;
+            if world.backlog == 0 && world.pods.iter().all(|p| p.pending() == 0) {
+                continue;
+            }
             let name = scenario.name.as_str().to_string();
             let busy = self.busy.entry(name.clone()).or_default();
             let mut cpu_sum = 0.0;
