@@ -1,10 +1,16 @@
 //! `kubemind explain`, the real binary, against a standalone adapter serving made-up values:
 //! one finding per scenario — a pod far hotter than the rest, a metric absent, a stale value,
-//! an HPA at maxReplicas while saturated — and a healthy HPA with none.
+//! an HPA at maxReplicas while saturated — and a healthy HPA with none. Then the cluster path:
+//! the HPA, its scale subresource and its pods read from the stand-in API server, which passes
+//! metrics requests to the adapter as kube-aggregator would.
 
 use std::path::Path;
 use std::process::Command;
 
+use serde_json::json;
+
+use crate::fixtures::pod;
+use crate::standin::StandIn;
 use crate::util::{Process, wait_for_kubeconfig};
 
 const VALUES: &str = r#"
@@ -69,14 +75,12 @@ fn flat(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-#[test]
-fn explain_says_why_for_each_finding() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let values = dir.path().join("values.yaml");
+fn start_adapter(dir: &Path) -> (Process, std::path::PathBuf) {
+    let values = dir.join("values.yaml");
     std::fs::write(&values, VALUES).expect("values");
-    let kubeconfig = dir.path().join("kubeconfig");
+    let kubeconfig = dir.join("kubeconfig");
     let adapter = Process::start(
-        dir.path(),
+        dir,
         "adapter",
         &[
             "adapter",
@@ -90,6 +94,75 @@ fn explain_says_why_for_each_finding() {
         ],
     );
     let kubeconfig = wait_for_kubeconfig(&adapter, &kubeconfig);
+    (adapter, kubeconfig)
+}
+
+#[test]
+fn explain_reads_the_hpa_its_scale_and_its_pods_from_the_api_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_adapter, adapter_kubeconfig) = start_adapter(dir.path());
+    let standin = StandIn::start(Default::default(), vec![], Default::default());
+    standin.set_metrics_backend(&adapter_kubeconfig);
+    let manifest = hpa("triton", 10, &pods_metric("triton_queue_time_ms", "500"));
+    let mut object: serde_json::Value = serde_norway::from_str(&manifest).expect("YAML");
+    object["status"]["currentReplicas"] = json!(5);
+    standin.set_object(
+        "/apis/autoscaling/v2/namespaces/demo/horizontalpodautoscalers/triton",
+        object,
+    );
+    standin.set_object(
+        "/apis/apps/v1/namespaces/demo/deployments/triton/scale",
+        json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+               "metadata": {"name": "triton", "namespace": "demo"},
+               "spec": {"replicas": 5}, "status": {"replicas": 5, "selector": "app=triton"}}),
+    );
+    // three pods with values, one still starting, one running with no value yet
+    let mut pods: Vec<serde_json::Value> = (0..5)
+        .map(|i| {
+            pod(
+                "demo",
+                &format!("triton-{i}"),
+                json!({"app": "triton"}),
+                None,
+            )
+        })
+        .collect();
+    pods[3]["status"]["phase"] = json!("Pending");
+    pods.push(pod("demo", "web-0", json!({"app": "web"}), None));
+    standin.set_pods(pods);
+
+    let output = Command::new(env!("CARGO_BIN_EXE_kubemind"))
+        .args(["explain", "triton", "-n", "demo", "--kubeconfig"])
+        .arg(standin.kubeconfig(dir.path()))
+        .output()
+        .expect("explain runs");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = flat(&text);
+    assert!(
+        text.contains("5 replicas (min 2, max 10) pods selected by app=triton"),
+        "{text}"
+    );
+    // triton-4 runs without a value: counted as 0 on the way up; triton-3 is Pending
+    assert!(text.contains("has no value for triton-4"), "{text}");
+    assert!(
+        text.contains("with missing/unready pods filled in: ratio"),
+        "{text}"
+    );
+    assert!(
+        text.contains("triton-0 is far hotter than the rest"),
+        "{text}"
+    );
+}
+
+#[test]
+fn explain_says_why_for_each_finding() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_adapter, kubeconfig) = start_adapter(dir.path());
 
     // one pod gets every request; the HPA is at its maximum
     let text = explain(

@@ -2,8 +2,10 @@
 //! answers only what kubemind asks of one — TokenReview, SubjectAccessReview (both counted,
 //! so tests can prove caching), list/watch of `kube-system/extension-apiserver-authentication`,
 //! and list/watch of pods, ReplicaSets, Deployments, StatefulSets, nodes and namespaces
-//! (recording the pod field selector asked for) — over plain HTTP on
-//! 127.0.0.1, on a thread of its own.
+//! (recording the pod field selector asked for); single objects a test puts at a path (an HPA,
+//! a scale subresource), pods of a namespace by label selector, and — as kube-aggregator would —
+//! the metrics APIs passed through to an adapter — over plain HTTP on 127.0.0.1, on a thread of
+//! its own.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -37,6 +39,10 @@ struct Shared {
     /// Objects listed at each collection path (`/api/v1/pods`, `/apis/apps/v1/deployments`, …).
     collections: Mutex<HashMap<String, Vec<Value>>>,
     pod_field_selectors: Mutex<Vec<String>>,
+    /// Single objects by path (`/apis/autoscaling/v2/namespaces/demo/horizontalpodautoscalers/x`).
+    objects: Mutex<HashMap<String, Value>>,
+    /// Where metrics API requests are passed: base URL and a client holding its credentials.
+    metrics_backend: Mutex<Option<(String, reqwest::Client)>>,
 }
 
 pub struct StandIn {
@@ -153,6 +159,85 @@ async fn collection(
         .into_response()
 }
 
+/// Everything else: the metrics APIs passed through, a namespace's pods by label selector, or an
+/// object the test put at this path.
+async fn fallback(
+    State(shared): State<Arc<Shared>>,
+    uri: axum::http::Uri,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let path = uri.path().to_string();
+    if path.starts_with("/apis/custom.metrics.k8s.io/")
+        || path.starts_with("/apis/external.metrics.k8s.io/")
+    {
+        let backend = shared.metrics_backend.lock().expect("lock").clone();
+        let Some((base, client)) = backend else {
+            return not_found();
+        };
+        let target = format!(
+            "{base}{}",
+            uri.path_and_query().map_or(path.as_str(), |p| p.as_str())
+        );
+        return match client.get(target).send().await {
+            Ok(answer) => {
+                let code = answer.status().as_u16();
+                let body = answer.bytes().await.unwrap_or_default();
+                Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(Body::from(body))
+                    .expect("response")
+            }
+            Err(_) => axum::http::StatusCode::BAD_GATEWAY.into_response(),
+        };
+    }
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if let ["api", "v1", "namespaces", namespace, "pods"] = segments.as_slice() {
+        let wanted: Vec<(String, String)> = query
+            .get("labelSelector")
+            .map(|s| {
+                s.split(',')
+                    .filter_map(|pair| pair.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let pods: Vec<Value> = shared
+            .collections
+            .lock()
+            .expect("lock")
+            .get("/api/v1/pods")
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|pod| pod["metadata"]["namespace"] == *namespace)
+            .filter(|pod| {
+                wanted
+                    .iter()
+                    .all(|(k, v)| pod["metadata"]["labels"][k.as_str()] == v.as_str())
+            })
+            .collect();
+        return Json(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "7"}, "items": pods}))
+            .into_response();
+    }
+    match shared.objects.lock().expect("lock").get(&path) {
+        Some(object) => Json(object.clone()).into_response(),
+        None => not_found(),
+    }
+}
+
+fn not_found() -> Response {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        Json(
+            json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                    "message": "the server could not find the requested resource",
+                    "reason": "NotFound", "code": 404}),
+        ),
+    )
+        .into_response()
+}
+
 impl StandIn {
     pub fn start(
         tokens: HashMap<String, TokenUser>,
@@ -169,6 +254,8 @@ impl StandIn {
             access_reviews: Mutex::new(Vec::new()),
             collections: Mutex::new(HashMap::new()),
             pod_field_selectors: Mutex::new(Vec::new()),
+            objects: Mutex::new(HashMap::new()),
+            metrics_backend: Mutex::new(None),
         });
         let app = axum::Router::new()
             .route(
@@ -182,6 +269,7 @@ impl StandIn {
             .route("/api/v1/namespaces/kube-system/configmaps", get(configmaps))
             .route("/api/v1/{resource}", get(collection))
             .route("/apis/apps/v1/{resource}", get(collection))
+            .fallback(fallback)
             .with_state(shared.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
@@ -220,6 +308,40 @@ impl StandIn {
     }
 
     /// Replaces the pods listed.
+    /// Serves `object` at `path` (a single GET).
+    pub fn set_object(&self, path: &str, object: Value) {
+        self.shared
+            .objects
+            .lock()
+            .expect("lock")
+            .insert(path.to_string(), object);
+    }
+
+    /// Passes metrics API requests to the adapter a kubeconfig written by `--kubeconfig-out`
+    /// names, with its client certificate, as kube-aggregator passes them to the APIService.
+    pub fn set_metrics_backend(&self, adapter_kubeconfig: &Path) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let credentials = kubemind::adapter::kubeconfig::read(adapter_kubeconfig)
+            .expect("the adapter's kubeconfig");
+        let identity = reqwest::Identity::from_pem(
+            format!(
+                "{}{}",
+                credentials.client_certificate_pem, credentials.client_key_pem
+            )
+            .as_bytes(),
+        )
+        .expect("identity");
+        let client = reqwest::Client::builder()
+            .tls_backend_rustls()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(credentials.ca_pem.as_bytes()).expect("ca"),
+            )
+            .identity(identity)
+            .build()
+            .expect("client");
+        *self.shared.metrics_backend.lock().expect("lock") = Some((credentials.server, client));
+    }
+
     /// The pods listed now.
     pub fn pods(&self) -> Vec<Value> {
         self.shared
