@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use k8s_openapi::api::autoscaling::v2::{HorizontalPodAutoscaler, MetricTarget};
 
 use crate::quantity::Quantity;
+use crate::resources::GroupResource;
 use crate::sim::hpa::{
     Milli, PodPhase, Tolerance, average_value_replicas, pods_replicas, value_replicas,
 };
@@ -77,14 +78,26 @@ pub struct MetricRead {
     pub items: Result<Vec<Item>, String>,
 }
 
+/// The `resource.group` path segment of a kind: well-known kinds by name, others by the usual
+/// English plural (as the API server's RESTMapper guesses it).
 fn resource_of(kind: &str, api_version: &str) -> Option<String> {
     let group = api_version.split_once('/').map_or("", |(g, _)| g);
-    let plural = format!("{}s", kind.to_ascii_lowercase());
-    Some(if group.is_empty() {
-        plural
+    let known = GroupResource::from_config(kind, group);
+    if known.resource.as_ref() != kind.to_ascii_lowercase() {
+        return Some(known.to_string());
+    }
+    let lower = kind.to_ascii_lowercase();
+    let plural = if lower.ends_with('s') || lower.ends_with('x') || lower.ends_with("ch") {
+        format!("{lower}es")
+    } else if let Some(stem) = lower
+        .strip_suffix('y')
+        .filter(|s| !s.ends_with(['a', 'e', 'i', 'o', 'u']))
+    {
+        format!("{stem}ies")
     } else {
-        format!("{plural}.{group}")
-    })
+        format!("{lower}s")
+    };
+    Some(GroupResource::new(&plural, group).to_string())
 }
 
 fn target_of(target: &MetricTarget) -> (TargetType, f64) {
@@ -604,4 +617,89 @@ pub fn render(report: &Report) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hpa(yaml: &str) -> HpaView {
+        let hpa: HorizontalPodAutoscaler = serde_norway::from_str(yaml).expect("HPA");
+        HpaView::from_hpa(&hpa, "default").expect("view")
+    }
+
+    const STATEFUL: &str = r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: llm, namespace: ml}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: StatefulSet, name: llm}
+  maxReplicas: 8
+  metrics:
+  - type: Object
+    object:
+      describedObject: {apiVersion: networking.k8s.io/v1, kind: Ingress, name: web}
+      metric: {name: requests_per_second}
+      target: {type: Value, value: 2k}
+  - type: External
+    external:
+      metric:
+        name: queue_depth
+        selector:
+          matchLabels: {queue: jobs}
+          matchExpressions: [{key: tier, operator: In, values: [gold, silver]}]
+      target: {type: AverageValue, averageValue: "30"}
+"#;
+
+    #[test]
+    fn reads_targets_selectors_and_the_scale_path() {
+        let view = hpa(STATEFUL);
+        assert_eq!(view.namespace, "ml");
+        assert_eq!(view.min, 1);
+        assert_eq!(view.target_resource.as_deref(), Some("statefulsets.apps"));
+        assert_eq!(
+            view.scale_path().as_deref(),
+            Some("/apis/apps/v1/namespaces/ml/statefulsets/llm/scale")
+        );
+        let object = &view.metrics[0];
+        assert_eq!(
+            (object.target_type, object.target),
+            (TargetType::Value, 2000.0)
+        );
+        assert_eq!(
+            object.described,
+            Some(("ingresses.networking.k8s.io".to_string(), "web".to_string()))
+        );
+        assert_eq!(
+            resource_of("Policy", "example.com/v1").as_deref(),
+            Some("policies.example.com")
+        );
+        assert_eq!(
+            resource_of("Gateway", "example.com/v1").as_deref(),
+            Some("gateways.example.com")
+        );
+        assert_eq!(resource_of("Service", "v1").as_deref(), Some("services"));
+        let external = &view.metrics[1];
+        assert_eq!(
+            external.metric_selector.as_deref(),
+            Some("queue=jobs,tier in (gold,silver)")
+        );
+    }
+
+    #[test]
+    fn an_external_average_value_uses_the_controller_formula() {
+        let view = hpa(STATEFUL);
+        let read = MetricRead {
+            spec: view.metrics[1].clone(),
+            items: Ok(vec![Item {
+                name: "queue=jobs".into(),
+                value: 90.0,
+                timestamp: None,
+            }]),
+        };
+        // 90 against 30 a replica at 1 replica: ceil(90 / 30) = 3
+        let report = analyze(&view, None, None, &[read], None, SystemTime::now());
+        assert_eq!(report.metrics[0].proposal, Some(3));
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+    }
 }
