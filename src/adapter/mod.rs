@@ -7,7 +7,8 @@
 //!
 //! - [`api`]: routes and handlers; [`store`]: the snapshot; [`sources`]: what fills it;
 //!   [`tls`]: certificates and the acceptor; [`telemetry`]: the adapter's own `/metrics`;
-//!   [`kubeconfig`]: the file standalone mode writes for kubectl.
+//!   [`kubeconfig`]: the file standalone mode writes for kubectl; [`local`]: the adapter served
+//!   on 127.0.0.1 for `kubemind demo`.
 //!
 //! Two modes: standalone (values from a file, no cluster) and cluster (the Kubernetes caches,
 //! and values from the exporters scraped every second and/or rules evaluated against

@@ -1,7 +1,8 @@
-//! Simulated parts of a GPU node, for tests, `make bench` and `kubemind demo`: a kubelet that
-//! answers pod-resources `List` over a real gRPC server on a unix socket, and HTTP endpoints
-//! that serve scripted `/metrics` pages (Triton or vLLM counters that advance per scrape).
-//! The simulated NVML is a C library, built from `tests/nvml-sim/`.
+//! Simulated parts of a GPU node and of the control plane, for tests, `make bench`, `kubemind
+//! demo` and `kubemind explain`: a kubelet that answers pod-resources `List` over a real gRPC
+//! server on a unix socket, HTTP endpoints that serve scripted `/metrics` pages (Triton or vLLM
+//! counters that advance per scrape), and the HPA controller's algorithm ([`hpa`]). The
+//! simulated NVML is a C library, built from `tests/nvml-sim/`.
 
 pub mod hpa;
 pub mod kubelet;
