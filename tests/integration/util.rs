@@ -11,7 +11,8 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `kubemind ARGS…` with stderr captured to `dir/NAME.log`.
+    /// Starts `kubemind ARGS…` with stderr captured to `dir/NAME.log`, logging at `info`
+    /// (`TEST_RUST_LOG=kubemind=debug cargo test …` for more when a test fails).
     pub fn start(dir: &Path, name: &str, args: &[&str]) -> Process {
         let stderr_path = dir.join(format!("{name}.log"));
         let stderr = std::fs::File::create(&stderr_path).expect("log file");
