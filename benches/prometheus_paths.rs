@@ -23,64 +23,28 @@ mod prometheus_server;
 #[path = "../tests/integration/standin.rs"]
 #[allow(dead_code)]
 mod standin;
+#[path = "../tests/integration/util.rs"]
+#[allow(dead_code)]
+mod util;
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use fixtures::{AdapterClient, demo_inventory, pod, serving_certificate, triton_page, values};
+use fixtures::{
+    AdapterClient, hpa_standin, pod, port_of, start_cluster_adapter, triton_page, values,
+};
 use kubemind::sim::metrics_endpoint;
 use prometheus_server::Prometheus;
-use standin::{StandIn, TokenUser};
+use util::{Process, listening_address};
 
 const PODS: usize = 1_000;
 const CHANGES: u64 = 6;
 const SNAPSHOT_REQUESTS: usize = 1_000;
 const PER_REQUEST_QUERIES: usize = 100;
-
-/// A kubemind process, killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(dir: &Path, name: &str, args: &[&str]) -> (Process, String) {
-    let log = dir.join(format!("{name}.log"));
-    let child = Command::new(env!("CARGO_BIN_EXE_kubemind"))
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("kubemind starts");
-    let process = Process(child);
-    let started = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(address) = text
-            .lines()
-            .find(|l| l.contains("serving"))
-            .and_then(|l| l.split("address=").nth(1))
-            .and_then(|a| a.split_whitespace().next())
-        {
-            return (process, address.to_string());
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{name}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 const ADAPTER_CONFIG: &str = r#"rules:
 - seriesQuery: '{__name__=~"^http_requests_total$",namespace!="",pod!=""}'
@@ -188,7 +152,8 @@ async fn main() {
     let library = kubemind::sim::nvml::build(dir.path()).expect("cc");
     std::fs::write(dir.path().join("nvml-sim.conf"), "").expect("no GPUs");
     let none = dir.path().join("none.sock");
-    let (_exporter, exporter_address) = start(
+    // the exporter collects every second (its default), as on a real node
+    let exporter = Process::start(
         dir.path(),
         "exporter",
         &[
@@ -207,12 +172,11 @@ async fn main() {
             &format!("--static-target=triton:demo/triton-2={idle}"),
         ],
     );
-    let exporter_url = format!("http://{exporter_address}/metrics");
-    let exporter_port = exporter_address
-        .rsplit(':')
-        .next()
-        .expect("port")
-        .to_string();
+    let exporter_url = format!(
+        "http://{}/metrics",
+        listening_address(&exporter, "serving /metrics")
+    );
+    let exporter_port = port_of(&exporter_url);
     let prometheus = Prometheus::start_with_interval(
         dir.path(),
         &[
@@ -222,56 +186,38 @@ async fn main() {
         "5s",
     );
 
-    let standin = StandIn::start(
-        HashMap::from([(
-            "hpa-token".to_string(),
-            TokenUser {
-                name: "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
-                groups: vec![],
-            },
-        )]),
-        vec!["system:serviceaccount:kube-system:horizontal-pod-autoscaler"],
-        Default::default(),
-    );
-    demo_inventory(&standin);
+    let standin = hpa_standin();
     let mut pods = standin.pods();
     for i in 0..PODS {
         pods.push(pod("big", &format!("big-{i}"), json!({"app": "big"}), None));
     }
     standin.set_pods(pods);
-    let kubeconfig = standin.kubeconfig(dir.path());
     let config = dir.path().join("adapter.yaml");
     std::fs::write(&config, ADAPTER_CONFIG).expect("config");
-    let (cert, key, ca_pem) = serving_certificate(dir.path());
-    let common = [
-        "adapter",
-        "--secure-port",
-        "0",
-        "--tls-cert-file",
-        cert.to_str().expect("utf-8"),
-        "--tls-private-key-file",
-        key.to_str().expect("utf-8"),
-        "--kubeconfig",
-        kubeconfig.to_str().expect("utf-8"),
-    ];
-    let mut direct_args = common.to_vec();
-    direct_args.extend(["--sources", "exporters", "--exporter-port", &exporter_port]);
-    let (_direct, direct_address) = start(dir.path(), "adapter-direct", &direct_args);
+    // each adapter in a folder of its own: its certificate, kubeconfig and log
+    let (direct_dir, via_dir) = (dir.path().join("direct"), dir.path().join("prometheus"));
+    std::fs::create_dir_all(&direct_dir).expect("folder");
+    std::fs::create_dir_all(&via_dir).expect("folder");
+    let (_direct, _, direct) = start_cluster_adapter(
+        &direct_dir,
+        &standin,
+        &["--sources", "exporters", "--exporter-port", &exporter_port],
+    );
     let prometheus_url = prometheus.url();
-    let mut via_args = common.to_vec();
-    via_args.extend([
-        "--sources",
-        "prometheus",
-        "--prometheus-url",
-        &prometheus_url,
-        "--prometheus-config",
-        config.to_str().expect("utf-8"),
-        "--prometheus-interval",
-        "5s",
-    ]);
-    let (_via, via_address) = start(dir.path(), "adapter-prometheus", &via_args);
-    let direct = AdapterClient::new(&direct_address, &ca_pem, "hpa-token");
-    let via = AdapterClient::new(&via_address, &ca_pem, "hpa-token");
+    let (_via, _, via) = start_cluster_adapter(
+        &via_dir,
+        &standin,
+        &[
+            "--sources",
+            "prometheus",
+            "--prometheus-url",
+            &prometheus_url,
+            "--prometheus-config",
+            config.to_str().expect("utf-8"),
+            "--prometheus-interval",
+            "5s",
+        ],
+    );
 
     println!("kubemind: the direct path and the Prometheus path, one run, same Prometheus");
     println!();

@@ -4,13 +4,11 @@
 //! bearer token reviewed by the stand-in. One Triton pod gets every request (an L4-pinned
 //! connection): its queue time, the Deployment's `_max`, and `request_imbalance_ratio` 3 show it.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::fixtures::{AdapterClient, demo_inventory, serving_certificate, triton_page, values};
-use crate::standin::{StandIn, TokenUser};
-use crate::util::{Process, listening_address, start_exporter};
-use kubemind::sim::metrics_endpoint;
+use crate::fixtures::{
+    hpa_standin, port_of, start_cluster_adapter, start_demo_exporter, triton_page, values,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hpa_reads_what_the_exporters_measured() {
@@ -18,61 +16,15 @@ async fn the_hpa_reads_what_the_exporters_measured() {
     let dir = tempfile::tempdir().expect("tempdir");
 
     // the node: three Triton pods, one of which gets every request
-    let busy = metrics_endpoint::serve(|n| triton_page(n, 20, 8000)).expect("serves");
-    let idle_1 = metrics_endpoint::serve(|n| triton_page(n, 0, 0)).expect("serves");
-    let idle_2 = metrics_endpoint::serve(|n| triton_page(n, 0, 0)).expect("serves");
-    let library = kubemind::sim::nvml::build(dir.path()).expect("cc");
-    std::fs::write(dir.path().join("nvml-sim.conf"), "").expect("no GPUs");
-    let none = dir.path().join("none.sock");
-    let static_targets = [
-        format!("--static-target=triton:demo/triton-0={busy}"),
-        format!("--static-target=triton:demo/triton-1={idle_1}"),
-        format!("--static-target=triton:demo/triton-2={idle_2}"),
-    ];
-    let mut args = vec![
-        "--pod-resources-socket",
-        none.to_str().expect("utf-8"),
-        "--no-pod-discovery",
-    ];
-    args.extend(static_targets.iter().map(String::as_str));
-    let (exporter, exporter_url) = start_exporter(dir.path(), &library, &args);
-    let exporter_port = exporter_url
-        .trim_end_matches("/metrics")
-        .rsplit(':')
-        .next()
-        .expect("port")
-        .to_string();
+    let (exporter, exporter_url) = start_demo_exporter(dir.path(), |n| triton_page(n, 20, 8000));
+    let exporter_port = port_of(&exporter_url);
 
-    // the API server's view of it
-    let standin = StandIn::start(
-        HashMap::from([(
-            "hpa-token".to_string(),
-            TokenUser {
-                name: "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
-                groups: vec![],
-            },
-        )]),
-        vec!["system:serviceaccount:kube-system:horizontal-pod-autoscaler"],
-        Default::default(),
-    );
-    demo_inventory(&standin);
-
-    // the adapter in cluster mode
-    let (cert, key, ca_pem) = serving_certificate(dir.path());
-    let kubeconfig = standin.kubeconfig(dir.path());
-    let adapter = Process::start(
+    // the API server's view of it, and the adapter in cluster mode
+    let standin = hpa_standin();
+    let (adapter, _, client) = start_cluster_adapter(
         dir.path(),
-        "adapter",
+        &standin,
         &[
-            "adapter",
-            "--secure-port",
-            "0",
-            "--tls-cert-file",
-            cert.to_str().expect("utf-8"),
-            "--tls-private-key-file",
-            key.to_str().expect("utf-8"),
-            "--kubeconfig",
-            kubeconfig.to_str().expect("utf-8"),
             "--exporter-port",
             &exporter_port,
             "--exporter-interval",
@@ -83,10 +35,7 @@ async fn the_hpa_reads_what_the_exporters_measured() {
             "3s",
         ],
     );
-    let address = listening_address(&adapter, "serving the custom and external metrics APIs");
-    let adapter_client = AdapterClient::new(&address, &ca_pem, "hpa-token");
-    let get = |path: String| adapter_client.get(path);
-    let client = adapter_client.http.clone();
+    let get = |path: String| client.get(path);
     let pods_path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/pods/%2A/triton_queue_time_ms?labelSelector=app%3Dtriton".to_string();
     let mut pods = Vec::new();
     for _ in 0..100 {
@@ -159,18 +108,7 @@ async fn the_hpa_reads_what_the_exporters_measured() {
     .await
     .expect("answer");
     assert_eq!(code, 404, "a pod without values is not served as 0");
-    let telemetry = client
-        .get(format!(
-            "https://localhost:{}/metrics",
-            address.rsplit(':').next().unwrap_or_default()
-        ))
-        .bearer_auth("hpa-token")
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let telemetry = client.text("/metrics").await;
     assert!(
         telemetry.contains(
             "kubemind_adapter_exporter_page_age_seconds{exporter=\"kubemind/kubemind-exporter-x1\"}"

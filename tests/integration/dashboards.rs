@@ -5,15 +5,14 @@
 //! /metrics over HTTPS with a bearer token), and a scripted page of the kube-state-metrics HPA
 //! series (kube-state-metrics itself cannot run here). Each must return data.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::fixtures::{AdapterClient, demo_inventory, pod, serving_certificate, triton_page};
+use crate::fixtures::{HPA_TOKEN, hpa_standin, pod, port_of, start_cluster_adapter, triton_page};
 use crate::prometheus_server::Prometheus;
-use crate::standin::{StandIn, TokenUser};
-use crate::util::{Process, listening_address, start_exporter};
+use crate::util::start_exporter;
 use kubemind::sim::kubelet::{Kubelet, pod as kubelet_pod};
 use kubemind::sim::metrics_endpoint;
 
@@ -203,26 +202,10 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     ];
     args.extend(targets.iter().map(String::as_str));
     let (exporter, exporter_url) = start_exporter(dir.path(), &library, &args);
-    let exporter_port = exporter_url
-        .trim_end_matches("/metrics")
-        .rsplit(':')
-        .next()
-        .expect("port")
-        .to_string();
+    let exporter_port = port_of(&exporter_url);
 
     // the adapter, reading that exporter, so its own /metrics has every series
-    let standin = StandIn::start(
-        HashMap::from([(
-            "hpa-token".to_string(),
-            TokenUser {
-                name: "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
-                groups: vec![],
-            },
-        )]),
-        vec!["system:serviceaccount:kube-system:horizontal-pod-autoscaler"],
-        Default::default(),
-    );
-    demo_inventory(&standin);
+    let standin = hpa_standin();
     let mut pods = standin.pods();
     pods.push(pod(
         "demo",
@@ -231,27 +214,8 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         None,
     ));
     standin.set_pods(pods);
-    let (cert, key, ca_pem) = serving_certificate(dir.path());
-    let kubeconfig = standin.kubeconfig(dir.path());
-    let adapter = Process::start(
-        dir.path(),
-        "adapter",
-        &[
-            "adapter",
-            "--secure-port",
-            "0",
-            "--tls-cert-file",
-            cert.to_str().expect("utf-8"),
-            "--tls-private-key-file",
-            key.to_str().expect("utf-8"),
-            "--kubeconfig",
-            kubeconfig.to_str().expect("utf-8"),
-            "--exporter-port",
-            &exporter_port,
-        ],
-    );
-    let address = listening_address(&adapter, "serving the custom and external metrics APIs");
-    let client = AdapterClient::new(&address, &ca_pem, "hpa-token");
+    let (_adapter, address, client) =
+        start_cluster_adapter(dir.path(), &standin, &["--exporter-port", &exporter_port]);
 
     let prometheus = Prometheus::start(
         dir.path(),
@@ -262,7 +226,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     );
     // the adapter's /metrics, over HTTPS with a token, as the ServiceMonitor scrapes it
     prometheus.add_scrape_job(&format!(
-        "- job_name: kubemind-adapter\n  scheme: https\n  tls_config: {{insecure_skip_verify: true}}\n  authorization: {{credentials: hpa-token}}\n  static_configs: [{{targets: ['{address}']}}]\n"
+        "- job_name: kubemind-adapter\n  scheme: https\n  tls_config: {{insecure_skip_verify: true}}\n  authorization: {{credentials: {HPA_TOKEN}}}\n  static_configs: [{{targets: ['{address}']}}]\n"
     ));
 
     let queries = queries();

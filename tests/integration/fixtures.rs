@@ -1,11 +1,102 @@
 //! What the end-to-end tests share: the demo workload (three Triton pods of one Deployment on
-//! one GPU node) as Triton pages and as the API server's objects, a serving certificate, and an
-//! HTTPS client for the adapter.
+//! one GPU node) as Triton pages, as an exporter and as the API server's objects; the stand-in
+//! API server knowing the HPA controller's token; the adapter in cluster mode with a serving
+//! certificate; and an HTTPS client for it.
+
+use std::collections::HashMap;
+use std::path::Path;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use serde_json::{Value, json};
 
-use crate::standin::StandIn;
+use crate::standin::{StandIn, TokenUser};
+use crate::util::{Process, listening_address, start_exporter};
+use kubemind::sim::metrics_endpoint;
+
+/// The bearer token of the HPA controller's service account, which the stand-in reviews and
+/// allows.
+pub const HPA_TOKEN: &str = "hpa-token";
+
+/// The stand-in API server, knowing [`HPA_TOKEN`] and listing the demo namespace
+/// ([`demo_inventory`]).
+pub fn hpa_standin() -> StandIn {
+    let hpa = "system:serviceaccount:kube-system:horizontal-pod-autoscaler";
+    let standin = StandIn::start(
+        HashMap::from([(
+            HPA_TOKEN.to_string(),
+            TokenUser {
+                name: hpa,
+                groups: vec![],
+            },
+        )]),
+        vec![hpa],
+        Default::default(),
+    );
+    demo_inventory(&standin);
+    standin
+}
+
+/// The port of a URL such as `http://127.0.0.1:9400/metrics`.
+pub fn port_of(url: &str) -> String {
+    url.trim_end_matches("/metrics")
+        .rsplit(':')
+        .next()
+        .expect("a port")
+        .to_string()
+}
+
+/// The demo node's exporter (no GPUs): triton-0 serving `busy` pages, triton-1 and triton-2
+/// idle. Returns it and its /metrics URL.
+pub fn start_demo_exporter(
+    dir: &Path,
+    busy: impl Fn(u64) -> String + Send + Sync + 'static,
+) -> (Process, String) {
+    let busy = metrics_endpoint::serve(busy).expect("serves");
+    let idle_1 = metrics_endpoint::serve(|n| triton_page(n, 0, 0)).expect("serves");
+    let idle_2 = metrics_endpoint::serve(|n| triton_page(n, 0, 0)).expect("serves");
+    let library = kubemind::sim::nvml::build(dir).expect("cc");
+    std::fs::write(dir.join("nvml-sim.conf"), "").expect("no GPUs");
+    let none = dir.join("none.sock");
+    let static_targets = [
+        format!("--static-target=triton:demo/triton-0={busy}"),
+        format!("--static-target=triton:demo/triton-1={idle_1}"),
+        format!("--static-target=triton:demo/triton-2={idle_2}"),
+    ];
+    let mut args = vec![
+        "--pod-resources-socket",
+        none.to_str().expect("utf-8"),
+        "--no-pod-discovery",
+    ];
+    args.extend(static_targets.iter().map(String::as_str));
+    start_exporter(dir, &library, &args)
+}
+
+/// The adapter in cluster mode on `standin`, serving a certificate made in `dir`, with `extra`
+/// flags; returns it, its address and a client sending [`HPA_TOKEN`].
+pub fn start_cluster_adapter(
+    dir: &Path,
+    standin: &StandIn,
+    extra: &[&str],
+) -> (Process, String, AdapterClient) {
+    let (cert, key, ca_pem) = serving_certificate(dir);
+    let kubeconfig = standin.kubeconfig(dir);
+    let mut args = vec![
+        "adapter",
+        "--secure-port",
+        "0",
+        "--tls-cert-file",
+        cert.to_str().expect("utf-8"),
+        "--tls-private-key-file",
+        key.to_str().expect("utf-8"),
+        "--kubeconfig",
+        kubeconfig.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    let adapter = Process::start(dir, "adapter", &args);
+    let address = listening_address(&adapter, "serving the custom and external metrics APIs");
+    let client = AdapterClient::new(&address, &ca_pem, HPA_TOKEN);
+    (adapter, address, client)
+}
 
 /// Triton: `rate` requests per scrape, each queued `queue_ms`.
 pub fn triton_page(scrape: u64, rate: u64, queue_ms: u64) -> String {

@@ -10,18 +10,15 @@
 //! killed — values absent after the max-age, never 0; Prometheus back — the adapter recovers by
 //! itself.
 
-use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::fixtures::{
-    AdapterClient, demo_inventory, pod, serving_certificate, triton_page, values,
+    hpa_standin, pod, start_cluster_adapter, start_demo_exporter, triton_page, values,
 };
 use crate::prometheus_server::Prometheus;
-use crate::standin::{StandIn, TokenUser};
-use crate::util::{Process, listening_address, start_exporter};
 use kubemind::sim::metrics_endpoint;
 
 /// Pods of the `big` namespace, all matched by one selector.
@@ -78,25 +75,8 @@ async fn prometheus_rules_serve_the_hpa_and_survive_prometheus_failing() {
     let dir = tempfile::tempdir().expect("tempdir");
 
     // the node, as in the direct-path test, and an application with its own metrics
-    let busy = metrics_endpoint::serve(|n| triton_page(n, 20, 8000)).expect("serves");
-    let idle_1 = metrics_endpoint::serve(|n| triton_page(n, 0, 0)).expect("serves");
-    let idle_2 = metrics_endpoint::serve(|n| triton_page(n, 0, 0)).expect("serves");
+    let (exporter, exporter_url) = start_demo_exporter(dir.path(), |n| triton_page(n, 20, 8000));
     let application = metrics_endpoint::serve(application_page).expect("serves");
-    let library = kubemind::sim::nvml::build(dir.path()).expect("cc");
-    std::fs::write(dir.path().join("nvml-sim.conf"), "").expect("no GPUs");
-    let none = dir.path().join("none.sock");
-    let static_targets = [
-        format!("--static-target=triton:demo/triton-0={busy}"),
-        format!("--static-target=triton:demo/triton-1={idle_1}"),
-        format!("--static-target=triton:demo/triton-2={idle_2}"),
-    ];
-    let mut args = vec![
-        "--pod-resources-socket",
-        none.to_str().expect("utf-8"),
-        "--no-pod-discovery",
-    ];
-    args.extend(static_targets.iter().map(String::as_str));
-    let (exporter, exporter_url) = start_exporter(dir.path(), &library, &args);
     let mut prometheus = Prometheus::start(
         dir.path(),
         &[
@@ -105,18 +85,7 @@ async fn prometheus_rules_serve_the_hpa_and_survive_prometheus_failing() {
         ],
     );
 
-    let standin = StandIn::start(
-        HashMap::from([(
-            "hpa-token".to_string(),
-            TokenUser {
-                name: "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
-                groups: vec![],
-            },
-        )]),
-        vec!["system:serviceaccount:kube-system:horizontal-pod-autoscaler"],
-        Default::default(),
-    );
-    demo_inventory(&standin);
+    let standin = hpa_standin();
     let mut pods = standin.pods();
     for i in 0..BIG {
         pods.push(pod("big", &format!("big-{i}"), json!({"app": "big"}), None));
@@ -125,22 +94,11 @@ async fn prometheus_rules_serve_the_hpa_and_survive_prometheus_failing() {
 
     let config = dir.path().join("adapter.yaml");
     std::fs::write(&config, ADAPTER_CONFIG).expect("config");
-    let (cert, key, ca_pem) = serving_certificate(dir.path());
-    let kubeconfig = standin.kubeconfig(dir.path());
     let prometheus_url = prometheus.url();
-    let adapter = Process::start(
+    let (adapter, _, client) = start_cluster_adapter(
         dir.path(),
-        "adapter",
+        &standin,
         &[
-            "adapter",
-            "--secure-port",
-            "0",
-            "--tls-cert-file",
-            cert.to_str().expect("utf-8"),
-            "--tls-private-key-file",
-            key.to_str().expect("utf-8"),
-            "--kubeconfig",
-            kubeconfig.to_str().expect("utf-8"),
             "--sources",
             "prometheus",
             "--prometheus-url",
@@ -157,8 +115,6 @@ async fn prometheus_rules_serve_the_hpa_and_survive_prometheus_failing() {
             "5s",
         ],
     );
-    let address = listening_address(&adapter, "serving the custom and external metrics APIs");
-    let client = AdapterClient::new(&address, &ca_pem, "hpa-token");
     let context = || {
         format!(
             "adapter log:\n{}\nprometheus log:\n{}",
