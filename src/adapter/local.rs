@@ -1,6 +1,7 @@
 //! The adapter served on 127.0.0.1 for a person at this machine (`kubemind demo`): HTTPS with a
-//! certificate from a fresh local CA, only that CA's client certificates trusted, and a
-//! kubeconfig written for kubectl with one of them (in `system:masters`).
+//! certificate from a fresh local CA, only that CA's client certificates trusted, the same
+//! connection limits as the adapter, and a kubeconfig written for kubectl with one of them (in
+//! `system:masters`) — the kubeconfig standalone mode writes too ([`write_kubeconfig`]).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -47,25 +48,44 @@ pub async fn serve(store: Arc<Store>, kubeconfig_path: &Path) -> anyhow::Result<
         external: None,
     });
     let handle = Handle::new();
-    let server = axum_server::bind(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0))
+    let mut server = axum_server::bind(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0))
         .acceptor(tls::Acceptor::new(tls.rustls_config()))
         .handle(handle.clone());
+    super::limit_connections(server.http_builder());
     let task = tokio::spawn(server.serve(app.into_make_service()));
     let bound = handle
         .listening()
         .await
         .context("the local server stopped before listening")?;
     let url = format!("https://127.0.0.1:{}", bound.port());
-    let client = authority.client_certificate("kubemind-demo-user", &["system:masters"])?;
-    kubeconfig::write(
+    write_kubeconfig(
         kubeconfig_path,
+        &url,
+        authority.certificate_pem().to_string(),
+        &authority,
+        "kubemind-demo-user",
+    )?;
+    Ok(LocalServer { url, handle, task })
+}
+
+/// Writes a kubeconfig for `server` (whose CA is `ca_pem`) with a client certificate from
+/// `authority` for `user` in `system:masters`: the one credential the local server trusts.
+pub fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca_pem: String,
+    authority: &LocalAuthority,
+    user: &str,
+) -> anyhow::Result<()> {
+    let client = authority.client_certificate(user, &["system:masters"])?;
+    kubeconfig::write(
+        path,
         &kubeconfig::Credentials {
-            server: url.clone(),
-            ca_pem: authority.certificate_pem().to_string(),
+            server: server.to_string(),
+            ca_pem,
             client_certificate_pem: client.certificate,
             client_key_pem: client.key,
         },
     )
-    .with_context(|| format!("writing the kubeconfig {}", kubeconfig_path.display()))?;
-    Ok(LocalServer { url, handle, task })
+    .with_context(|| format!("writing the kubeconfig {}", path.display()))
 }

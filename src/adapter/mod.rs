@@ -546,18 +546,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let server_url = format!("https://{}", SocketAddr::new(host, bound.port()));
     tracing::info!(address = %bound, "serving the custom and external metrics APIs");
     if let Some(path) = &kubeconfig_out {
-        let client =
-            authority.client_certificate("kubemind-standalone-user", &["system:masters"])?;
-        kubeconfig::write(
+        local::write_kubeconfig(
             path,
-            &kubeconfig::Credentials {
-                server: server_url.clone(),
-                ca_pem: server_ca_pem,
-                client_certificate_pem: client.certificate,
-                client_key_pem: client.key,
-            },
-        )
-        .with_context(|| format!("writing the kubeconfig {}", path.display()))?;
+            &server_url,
+            server_ca_pem,
+            &authority,
+            "kubemind-standalone-user",
+        )?;
         tracing::info!(
             kubeconfig = %path.display(),
             "try: kubectl --kubeconfig {} get --raw /apis/custom.metrics.k8s.io/v1beta2",

@@ -78,8 +78,6 @@ pub fn oldest_fresh(now: SystemTime, max_age: Duration) -> SystemTime {
     now.checked_sub(max_age).unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
-impl Sample {}
-
 /// An RFC 3339 UTC timestamp with second precision (`2026-07-01T12:00:05Z`), held inline.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Timestamp([u8; 20]);

@@ -337,9 +337,7 @@ async fn answer(
         }
         MetricApi::External => {
             let request = request::external(segments, &query)?;
-            if let Some(queries) = &state.external
-                && queries.serves(&request.metric)
-            {
+            if let Some(queries) = &state.external {
                 let read = queries
                     .read(&request.metric, &request.namespace, &request.selector)
                     .await;

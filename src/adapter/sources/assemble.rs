@@ -82,7 +82,10 @@ pub struct SourceValues {
 
 impl SourceValues {
     /// The exporters' pages as one source: for each pod and node, the newest page's values.
-    pub fn from_exporter_pages(pages: &[ExporterPage], max_age: Duration) -> SourceValues {
+    pub fn from_exporter_pages<'a>(
+        pages: impl IntoIterator<Item = &'a ExporterPage>,
+        max_age: Duration,
+    ) -> SourceValues {
         let mut values = SourceValues {
             max_age,
             ..SourceValues::default()
@@ -286,23 +289,19 @@ pub fn assemble(
             }
         }
     }
-    for (name, labels) in &inventory.nodes {
-        let Some(object) = builder.object(None, &nodes, name) else {
-            continue;
-        };
-        object.labels = labels.clone();
-        if let Some(values) = values_of(&nodes, None, name) {
-            put(&mut object.metrics, values);
-        }
-    }
     let namespaces = GroupResource::namespaces();
-    for (name, labels) in &inventory.namespaces {
-        let Some(object) = builder.object(None, &namespaces, name) else {
-            continue;
-        };
-        object.labels = labels.clone();
-        if let Some(values) = values_of(&namespaces, None, name) {
-            put(&mut object.metrics, values);
+    for (resource, listed) in [
+        (&nodes, &inventory.nodes),
+        (&namespaces, &inventory.namespaces),
+    ] {
+        for (name, labels) in listed {
+            let Some(object) = builder.object(None, resource, name) else {
+                continue;
+            };
+            object.labels = labels.clone();
+            if let Some(values) = values_of(resource, None, name) {
+                put(&mut object.metrics, values);
+            }
         }
     }
     for (key, values) in &merged {

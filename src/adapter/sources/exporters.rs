@@ -106,8 +106,7 @@ impl ExporterSource {
             if let Some(newest) = pages.values().map(|page| page.collected_at).max() {
                 self.telemetry.observe_newest_value("exporter", newest);
             }
-            let pages: Vec<ExporterPage> = pages.values().cloned().collect();
-            let values = SourceValues::from_exporter_pages(&pages, self.max_age);
+            let values = SourceValues::from_exporter_pages(pages.values(), self.max_age);
             self.values.send_replace(Arc::new(values));
         }
     }

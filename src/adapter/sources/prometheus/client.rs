@@ -132,10 +132,6 @@ impl PrometheusClient {
         };
         Ok(rows)
     }
-
-    pub fn circuit_open(&self) -> bool {
-        self.breaker.is_open()
-    }
 }
 
 fn to_system_time(seconds: f64) -> SystemTime {

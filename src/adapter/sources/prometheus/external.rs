@@ -90,10 +90,6 @@ impl ExternalQueries {
         self.served.store(Arc::new(served));
     }
 
-    pub fn serves(&self, metric: &str) -> bool {
-        self.served.load().contains_key(metric)
-    }
-
     /// The external metrics served, for discovery.
     pub fn served_names(&self) -> BTreeSet<String> {
         self.served.load().keys().cloned().collect()
