@@ -40,22 +40,11 @@ fn pods_metric(name: &str, target: &str) -> String {
     )
 }
 
-fn explain(dir: &Path, kubeconfig: &Path, name: &str, manifest: &str, selector: &str) -> String {
-    let file = dir.join(format!("{name}.yaml"));
-    std::fs::write(&file, manifest).expect("manifest");
+/// Runs `kubemind explain ARGS…`, which must succeed within 80 columns; returns what it printed.
+fn run_explain(args: &[&std::ffi::OsStr]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_kubemind"))
-        .args([
-            "explain",
-            name,
-            "-n",
-            "demo",
-            "--selector",
-            selector,
-            "--kubeconfig",
-        ])
-        .arg(kubeconfig)
-        .arg("-f")
-        .arg(&file)
+        .arg("explain")
+        .args(args)
         .output()
         .expect("explain runs");
     let text = String::from_utf8_lossy(&output.stdout).to_string();
@@ -68,6 +57,16 @@ fn explain(dir: &Path, kubeconfig: &Path, name: &str, manifest: &str, selector: 
         assert!(line.chars().count() <= 80, "over 80 columns: {line}");
     }
     text
+}
+
+/// `explain` of the HPA `manifest` (written to `dir`) against the adapter of `kubeconfig`.
+fn explain(dir: &Path, kubeconfig: &Path, name: &str, manifest: &str, selector: &str) -> String {
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, manifest).expect("manifest");
+    let args = [name, "-n", "demo", "--selector", selector, "--kubeconfig"];
+    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    args.extend([kubeconfig.as_os_str(), "-f".as_ref(), file.as_os_str()]);
+    run_explain(&args)
 }
 
 /// The text with every run of whitespace (line wraps included) as one space.
@@ -131,17 +130,14 @@ fn explain_reads_the_hpa_its_scale_and_its_pods_from_the_api_server() {
     pods.push(pod("demo", "web-0", json!({"app": "web"}), None));
     standin.set_pods(pods);
 
-    let output = Command::new(env!("CARGO_BIN_EXE_kubemind"))
-        .args(["explain", "triton", "-n", "demo", "--kubeconfig"])
-        .arg(standin.kubeconfig(dir.path()))
-        .output()
-        .expect("explain runs");
-    let text = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(
-        output.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let kubeconfig = standin.kubeconfig(dir.path());
+    let text = run_explain(&[
+        "triton".as_ref(),
+        "-n".as_ref(),
+        "demo".as_ref(),
+        "--kubeconfig".as_ref(),
+        kubeconfig.as_os_str(),
+    ]);
     let text = flat(&text);
     assert!(
         text.contains("5 replicas (min 2, max 10) pods selected by app=triton"),
