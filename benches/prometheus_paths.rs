@@ -267,8 +267,9 @@ async fn main() {
         }
         direct_times.extend(direct_seen);
         via_times.extend(via_seen);
-        // let the Prometheus path's phase drift between changes
-        tokio::time::sleep(Duration::from_millis(1700)).await;
+        // a pause of a different length each time, so that the changes land at phases spread
+        // over the 5 s scrape and rule cycles (a fixed pause locks onto one phase)
+        tokio::time::sleep(Duration::from_millis(1000 + 5000 * change / CHANGES)).await;
     }
     direct_times.sort();
     via_times.sort();
