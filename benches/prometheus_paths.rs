@@ -35,7 +35,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use fixtures::{
-    AdapterClient, hpa_standin, pod, port_of, start_cluster_adapter, triton_page, values,
+    AdapterClient, hpa_standin, pod, port_of, start_cluster_adapter, triton_page, triton_text,
+    values,
 };
 use kubemind::sim::metrics_endpoint;
 use prometheus_server::Prometheus;
@@ -142,10 +143,18 @@ async fn main() {
 
     // the node: triton-0's queue time is what changes
     let queue_ms = Arc::new(AtomicU64::new(1000));
+    // its counters grow as Triton's do: each scrape, 20 more requests queued for the queue time
+    // of that moment (so a change shows in the next window, not retroactively)
     let triton_0 = {
         let queue_ms = queue_ms.clone();
-        metrics_endpoint::serve(move |n| triton_page(n, 20, queue_ms.load(Ordering::SeqCst)))
-            .expect("serves")
+        let counters = std::sync::Mutex::new((0u64, 0u64));
+        metrics_endpoint::serve(move |_| {
+            let mut counters = counters.lock().expect("lock");
+            counters.0 += 20;
+            counters.1 += 20 * queue_ms.load(Ordering::SeqCst) * 1000;
+            triton_text(counters.0, counters.1, 400)
+        })
+        .expect("serves")
     };
     let idle = metrics_endpoint::serve(|n| triton_page(n, 0, 0)).expect("serves");
     let application = metrics_endpoint::serve(application_page).expect("serves");

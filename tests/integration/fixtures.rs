@@ -101,15 +101,19 @@ pub fn start_cluster_adapter(
 /// Triton: `rate` requests per scrape, each queued `queue_ms`.
 pub fn triton_page(scrape: u64, rate: u64, queue_ms: u64) -> String {
     let n = scrape * rate;
+    triton_text(n, n * queue_ms * 1000, if rate > 0 { 400 } else { 0 })
+}
+
+/// Triton's exposition for these counters: `success` requests (50 ms of compute each) that
+/// waited `queue_us` in all, and `pending` queued now.
+pub fn triton_text(success: u64, queue_us: u64, pending: u64) -> String {
     format!(
-        "nv_inference_request_success{{model=\"resnet\",version=\"1\"}} {n}\n\
-         nv_inference_queue_duration_us{{model=\"resnet\",version=\"1\"}} {}\n\
+        "nv_inference_request_success{{model=\"resnet\",version=\"1\"}} {success}\n\
+         nv_inference_queue_duration_us{{model=\"resnet\",version=\"1\"}} {queue_us}\n\
          nv_inference_compute_infer_duration_us{{model=\"resnet\",version=\"1\"}} {}\n\
-         nv_inference_pending_request_count{{model=\"resnet\",version=\"1\"}} {}\n\
+         nv_inference_pending_request_count{{model=\"resnet\",version=\"1\"}} {pending}\n\
          nv_inference_request_failure{{model=\"resnet\",version=\"1\",reason=\"REJECTED\"}} 0\n",
-        n * queue_ms * 1000,
-        n * 50_000,
-        if rate > 0 { 400 } else { 0 },
+        success * 50_000,
     )
 }
 
