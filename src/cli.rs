@@ -198,7 +198,8 @@ pub struct AdapterArgs {
     /// Values from Prometheus older than this are absent.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub prometheus_max_age: Duration,
-    /// File holding a bearer token sent to Prometheus.
+    /// File holding a bearer token sent to Prometheus; re-read when it changes (a rotated
+    /// service-account token).
     #[arg(long)]
     pub prometheus_bearer_token_file: Option<PathBuf>,
     /// CA bundle to verify Prometheus' certificate with.

@@ -1,6 +1,7 @@
 //! One Prometheus (or anything speaking its HTTP API: Thanos, Mimir, VictoriaMetrics) behind a
-//! circuit breaker. Every query has a connect and a whole-request deadline; long queries go by
-//! POST; the answer is read into plain (labels, value, time) rows.
+//! circuit breaker. Every query has a connect and a whole-request deadline and carries the
+//! current bearer token ([`super::token`]); long queries go by POST; the answer is read into
+//! plain (labels, value, time) rows.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use anyhow::Context as _;
 use prometheus_http_query::response::Data;
 
 use super::breaker::Breaker;
+use super::token::TokenFile;
 use crate::adapter::telemetry::Telemetry;
 
 /// Queries longer than this are sent as a form body: URLs have limits along the way.
@@ -45,6 +47,8 @@ pub enum QueryError {
 
 pub struct PrometheusClient {
     client: prometheus_http_query::Client,
+    /// Sent with every query, re-read when its file changes.
+    token: Option<TokenFile>,
     breaker: Breaker,
     telemetry: Arc<Telemetry>,
 }
@@ -63,21 +67,16 @@ impl PrometheusClient {
                 builder = builder.add_root_certificate(certificate);
             }
         }
-        if let Some(path) = &endpoint.bearer_token_file {
-            let token =
-                std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-            let mut value =
-                reqwest::header::HeaderValue::try_from(format!("Bearer {}", token.trim()))
-                    .with_context(|| format!("{}: not a usable token", path.display()))?;
-            value.set_sensitive(true);
-            let mut headers = reqwest::header::HeaderMap::new();
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-            builder = builder.default_headers(headers);
-        }
+        let token = endpoint
+            .bearer_token_file
+            .as_deref()
+            .map(TokenFile::open)
+            .transpose()?;
         let client = prometheus_http_query::Client::from(builder.build()?, &endpoint.url)
             .with_context(|| format!("--prometheus-url {}", endpoint.url))?;
         Ok(PrometheusClient {
             client,
+            token,
             breaker: Breaker::default(),
             telemetry,
         })
@@ -94,7 +93,10 @@ impl PrometheusClient {
             self.telemetry.set_prometheus_circuit_open(true);
             return Err(QueryError::CircuitOpen);
         }
-        let builder = self.client.query(query);
+        let mut builder = self.client.query(query);
+        if let Some(token) = &self.token {
+            builder = builder.header(reqwest::header::AUTHORIZATION, token.header());
+        }
         let answer = if query.len() > POST_ABOVE_BYTES {
             builder.post().await
         } else {
@@ -107,7 +109,9 @@ impl PrometheusClient {
             .set_prometheus_circuit_open(self.breaker.is_open());
         self.telemetry
             .count_prometheus_query(purpose, answer.is_ok());
-        let answer = answer.map_err(|e| QueryError::Failed(e.to_string()))?;
+        // with its causes: "failed to send request" alone does not say a certificate was refused
+        let answer =
+            answer.map_err(|e| QueryError::Failed(format!("{:#}", anyhow::Error::new(e))))?;
         let rows = match answer.data() {
             Data::Vector(vector) => vector
                 .iter()

@@ -12,6 +12,7 @@
 //! - [`config`]: prometheus-adapter's configuration format and the built-in rules.
 //! - [`template`]: its `<<.Field>>` templates.
 //! - [`client`]: the HTTP client, deadlines and breaker.
+//! - [`token`]: the bearer token, followed through rotations.
 
 pub mod breaker;
 pub mod client;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod external;
 pub mod plan;
 pub mod template;
+pub mod token;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
