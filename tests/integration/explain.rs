@@ -9,9 +9,8 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::fixtures::pod;
+use crate::fixtures::{pod, start_standalone_adapter};
 use crate::standin::StandIn;
-use crate::util::{Process, wait_for_kubeconfig};
 
 const VALUES: &str = r#"
 pods:
@@ -74,32 +73,10 @@ fn flat(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn start_adapter(dir: &Path) -> (Process, std::path::PathBuf) {
-    let values = dir.join("values.yaml");
-    std::fs::write(&values, VALUES).expect("values");
-    let kubeconfig = dir.join("kubeconfig");
-    let adapter = Process::start(
-        dir,
-        "adapter",
-        &[
-            "adapter",
-            "--standalone",
-            "--static-metrics",
-            values.to_str().expect("utf-8"),
-            "--secure-port",
-            "0",
-            "--kubeconfig-out",
-            kubeconfig.to_str().expect("utf-8"),
-        ],
-    );
-    let kubeconfig = wait_for_kubeconfig(&adapter, &kubeconfig);
-    (adapter, kubeconfig)
-}
-
 #[test]
 fn explain_reads_the_hpa_its_scale_and_its_pods_from_the_api_server() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_adapter, adapter_kubeconfig) = start_adapter(dir.path());
+    let (_adapter, adapter_kubeconfig) = start_standalone_adapter(dir.path(), VALUES, &[]);
     let standin = StandIn::start(Default::default(), vec![], Default::default());
     standin.set_metrics_backend(&adapter_kubeconfig);
     let manifest = hpa("triton", 10, &pods_metric("triton_queue_time_ms", "500"));
@@ -158,7 +135,7 @@ fn explain_reads_the_hpa_its_scale_and_its_pods_from_the_api_server() {
 #[test]
 fn explain_says_why_for_each_finding() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_adapter, kubeconfig) = start_adapter(dir.path());
+    let (_adapter, kubeconfig) = start_standalone_adapter(dir.path(), VALUES, &[]);
 
     // one pod gets every request; the HPA is at its maximum
     let text = explain(

@@ -10,7 +10,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use serde_json::{Value, json};
 
 use crate::standin::{StandIn, TokenUser};
-use crate::util::{Process, listening_address, start_exporter};
+use crate::util::{Process, listening_address, start_exporter, wait_for_kubeconfig};
 use kubemind::sim::metrics_endpoint;
 
 /// The bearer token of the HPA controller's service account, which the stand-in reviews and
@@ -204,6 +204,32 @@ pub fn demo_inventory(standin: &StandIn) {
         "/api/v1/namespaces",
         vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "demo", "uid": "ns-uid", "resourceVersion": "7"}})],
     );
+}
+
+/// The adapter in standalone mode serving `values` (the static values file's text) written in
+/// `dir`, with `extra` flags; returns it and the kubeconfig it wrote once it answers.
+pub fn start_standalone_adapter(
+    dir: &Path,
+    values: &str,
+    extra: &[&str],
+) -> (Process, std::path::PathBuf) {
+    let values_path = dir.join("values.yaml");
+    std::fs::write(&values_path, values).expect("values");
+    let kubeconfig = dir.join("kubeconfig");
+    let mut args = vec![
+        "adapter",
+        "--standalone",
+        "--secure-port",
+        "0",
+        "--static-metrics",
+        values_path.to_str().expect("utf-8"),
+        "--kubeconfig-out",
+        kubeconfig.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    let adapter = Process::start(dir, "adapter", &args);
+    let kubeconfig = wait_for_kubeconfig(&adapter, &kubeconfig);
+    (adapter, kubeconfig)
 }
 
 /// An HTTPS client for the adapter, sending a bearer token.

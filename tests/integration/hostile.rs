@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::util::Process;
+use crate::fixtures::start_standalone_adapter;
 
 const VALUES: &str = r#"
 pods:
@@ -130,24 +130,7 @@ fn hostile_uri(rng: &mut Rng, i: usize) -> (&'static str, String) {
 async fn ten_thousand_hostile_requests() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
-    let values = dir.path().join("values.yaml");
-    std::fs::write(&values, VALUES).expect("values");
-    let kubeconfig = dir.path().join("kubeconfig");
-    let adapter = Process::start(
-        dir.path(),
-        "adapter",
-        &[
-            "adapter",
-            "--standalone",
-            "--secure-port",
-            "0",
-            "--static-metrics",
-            values.to_str().expect("utf-8"),
-            "--kubeconfig-out",
-            kubeconfig.to_str().expect("utf-8"),
-        ],
-    );
-    let kubeconfig = crate::util::wait_for_kubeconfig(&adapter, &kubeconfig);
+    let (adapter, kubeconfig) = start_standalone_adapter(dir.path(), VALUES, &[]);
     let address = crate::util::kubeconfig_server(&kubeconfig)
         .trim_start_matches("https://")
         .to_string();

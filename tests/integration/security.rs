@@ -4,7 +4,7 @@
 //! ([`crate::standin`]), whose call counts prove the caching.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use rcgen::{
@@ -12,6 +12,7 @@ use rcgen::{
 };
 use serde_json::Value;
 
+use crate::fixtures::start_standalone_adapter;
 use crate::standin::{StandIn, TokenUser};
 use crate::util::{Process, wait_for};
 
@@ -138,27 +139,15 @@ const PODS: &str =
     "/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/pods/*/triton_queue_time_ms";
 
 fn start_adapter(dir: &Path, standin: &StandIn) -> (Process, Target) {
-    let values = dir.join("values.yaml");
-    std::fs::write(&values, VALUES).expect("values");
-    let kubeconfig: PathBuf = dir.join("kubeconfig");
     let delegate = standin.kubeconfig(dir);
-    let process = Process::start(
+    let (process, kubeconfig) = start_standalone_adapter(
         dir,
-        "adapter",
+        VALUES,
         &[
-            "adapter",
-            "--standalone",
-            "--secure-port",
-            "0",
-            "--static-metrics",
-            values.to_str().expect("utf-8"),
-            "--kubeconfig-out",
-            kubeconfig.to_str().expect("utf-8"),
             "--authentication-kubeconfig",
             delegate.to_str().expect("utf-8"),
         ],
     );
-    let kubeconfig = crate::util::wait_for_kubeconfig(&process, &kubeconfig);
     let target = Target {
         server: crate::util::kubeconfig_server(&kubeconfig),
         server_ca: server_ca(&kubeconfig),

@@ -9,7 +9,8 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
 
-use crate::util::{Process, kubectl_json, kubectl_raw, wait_for, wait_for_kubeconfig};
+use crate::fixtures::start_standalone_adapter;
+use crate::util::{Process, kubectl_json, kubectl_raw, wait_for};
 
 const VALUES: &str = r#"
 pods:
@@ -26,26 +27,10 @@ external:
   - {namespace: demo, name: kafka_consumergroup_lag, labels: {topic: thumbnails}, value: 3}
 "#;
 
+/// The adapter serving [`VALUES`], re-reading the file every 100 ms, with `extra` flags.
 fn start_standalone(dir: &Path, extra: &[&str]) -> (Process, std::path::PathBuf) {
-    let values = dir.join("values.yaml");
-    std::fs::write(&values, VALUES).expect("write values");
-    let kubeconfig = dir.join("kubeconfig");
-    let mut args = vec![
-        "adapter",
-        "--standalone",
-        "--static-metrics",
-        values.to_str().expect("utf-8 path"),
-        "--secure-port",
-        "0",
-        "--static-refresh",
-        "100ms",
-        "--kubeconfig-out",
-        kubeconfig.to_str().expect("utf-8 path"),
-    ];
-    args.extend_from_slice(extra);
-    let process = Process::start(dir, "adapter", &args);
-    let kubeconfig = wait_for_kubeconfig(&process, &kubeconfig);
-    (process, kubeconfig)
+    let refresh = ["--static-refresh", "100ms"];
+    start_standalone_adapter(dir, VALUES, &[&refresh[..], extra].concat())
 }
 
 fn item_values(list: &serde_json::Value) -> Vec<(String, String)> {

@@ -100,9 +100,8 @@ async fn configmaps(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
     let (version, data) = shared.configmap.lock().expect("lock").clone();
-    if !watch {
+    if !is_watch(&query) {
         return Json(json!({"apiVersion": "v1", "kind": "ConfigMapList",
                            "metadata": {"resourceVersion": version.to_string()},
                            "items": [configmap_object(version, &data)]}))
@@ -118,9 +117,20 @@ async fn configmaps(
             }
         }
     });
+    watch_response(stream)
+}
+
+fn is_watch(query: &HashMap<String, String>) -> bool {
+    query.get("watch").is_some_and(|w| w == "true" || w == "1")
+}
+
+/// A watch: one JSON event a line, for as long as `events` lasts.
+fn watch_response(
+    events: impl futures::Stream<Item = Result<String, std::io::Error>> + Send + 'static,
+) -> Response {
     Response::builder()
         .header("content-type", "application/json")
-        .body(Body::from_stream(stream))
+        .body(Body::from_stream(events))
         .expect("response")
 }
 
@@ -140,13 +150,9 @@ async fn collection(
             .expect("lock")
             .push(selector.clone());
     }
-    if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
+    if is_watch(&query) {
         // no changes to report: hold the watch open until the client gives up
-        let stream = futures::stream::pending::<Result<String, std::io::Error>>();
-        return Response::builder()
-            .header("content-type", "application/json")
-            .body(Body::from_stream(stream))
-            .expect("response");
+        return watch_response(futures::stream::pending());
     }
     let items = shared
         .collections
