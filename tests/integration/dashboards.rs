@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::fixtures::{HPA_TOKEN, hpa_standin, pod, port_of, start_cluster_adapter, triton_page};
 use crate::prometheus_server::Prometheus;
-use crate::util::start_exporter;
+use crate::util::start_node_exporter;
 use kubemind::sim::kubelet::{Kubelet, pod as kubelet_pod};
 use kubemind::sim::metrics_endpoint;
 
@@ -188,20 +188,17 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let idle = metrics_endpoint::serve(|n| triton_page(n, 0, 0)).expect("serves");
     let vllm = metrics_endpoint::serve(vllm_page).expect("serves");
     let kube_state_metrics = metrics_endpoint::serve(kube_state_metrics_page).expect("serves");
-    let targets = [
-        format!("--static-target=triton:demo/triton-7d4f9c8b5-aaaaa={busy}"),
-        format!("--static-target=triton:demo/triton-7d4f9c8b5-bbbbb={idle}"),
-        format!("--static-target=vllm:demo/vllm-0={vllm}"),
-    ];
-    let mut args = vec![
-        "--pod-resources-socket",
-        socket.to_str().expect("utf-8"),
-        "--pod-resources-refresh",
-        "200ms",
-        "--no-pod-discovery",
-    ];
-    args.extend(targets.iter().map(String::as_str));
-    let (exporter, exporter_url) = start_exporter(dir.path(), &library, &args);
+    let (exporter, exporter_url) = start_node_exporter(
+        dir.path(),
+        &library,
+        &socket,
+        &[
+            ("triton:demo/triton-7d4f9c8b5-aaaaa", &busy),
+            ("triton:demo/triton-7d4f9c8b5-bbbbb", &idle),
+            ("vllm:demo/vllm-0", &vllm),
+        ],
+        &["--pod-resources-refresh", "200ms"],
+    );
     let exporter_port = port_of(&exporter_url);
 
     // the adapter, reading that exporter, so its own /metrics has every series

@@ -11,7 +11,7 @@ use kubemind::promtext;
 use kubemind::sim::kubelet::{Kubelet, pod};
 use kubemind::sim::metrics_endpoint;
 
-use crate::util::start_exporter;
+use crate::util::{start_exporter, start_node_exporter};
 
 /// A Triton whose counters grow by 10 requests (50 ms queue, 25 ms compute each) per scrape,
 /// and which restarts (counters back to zero) once `restart_after` scrapes were served.
@@ -101,21 +101,18 @@ async fn exporter_end_to_end() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         format!("http://{}/metrics", listener.local_addr().expect("address"))
     };
-    let static_targets = [
-        format!("--static-target=triton:demo/triton-0={triton}"),
-        format!("--static-target=triton:demo/stalled-0={stalled}"),
-        format!("--static-target=vllm:demo/vllm-0={vllm}"),
-        format!("--static-target=triton:demo/dead-0={dead}"),
-    ];
-    let mut args = vec![
-        "--pod-resources-socket",
-        socket.to_str().expect("utf-8"),
-        "--pod-resources-refresh",
-        "200ms",
-        "--no-pod-discovery",
-    ];
-    args.extend(static_targets.iter().map(String::as_str));
-    let (exporter, url) = start_exporter(dir.path(), &library, &args);
+    let (exporter, url) = start_node_exporter(
+        dir.path(),
+        &library,
+        &socket,
+        &[
+            ("triton:demo/triton-0", &triton),
+            ("triton:demo/stalled-0", &stalled),
+            ("vllm:demo/vllm-0", &vllm),
+            ("triton:demo/dead-0", &dead),
+        ],
+        &["--pod-resources-refresh", "200ms"],
+    );
     let fetch = || {
         let url = url.clone();
         async move { reqwest::get(&url).await.ok()?.text().await.ok() }

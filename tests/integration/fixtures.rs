@@ -10,7 +10,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use serde_json::{Value, json};
 
 use crate::standin::{StandIn, TokenUser};
-use crate::util::{Process, listening_address, start_exporter, wait_for_kubeconfig};
+use crate::util::{Process, listening_address, start_node_exporter, wait_for_kubeconfig};
 use kubemind::sim::metrics_endpoint;
 
 /// The bearer token of the HPA controller's service account, which the stand-in reviews and
@@ -56,19 +56,17 @@ pub fn start_demo_exporter(
     let idle_2 = metrics_endpoint::serve(|n| triton_page(n, 0, 0)).expect("serves");
     let library = kubemind::sim::nvml::build(dir).expect("cc");
     std::fs::write(dir.join("nvml-sim.conf"), "").expect("no GPUs");
-    let none = dir.join("none.sock");
-    let static_targets = [
-        format!("--static-target=triton:demo/triton-0={busy}"),
-        format!("--static-target=triton:demo/triton-1={idle_1}"),
-        format!("--static-target=triton:demo/triton-2={idle_2}"),
-    ];
-    let mut args = vec![
-        "--pod-resources-socket",
-        none.to_str().expect("utf-8"),
-        "--no-pod-discovery",
-    ];
-    args.extend(static_targets.iter().map(String::as_str));
-    start_exporter(dir, &library, &args)
+    start_node_exporter(
+        dir,
+        &library,
+        &dir.join("none.sock"),
+        &[
+            ("triton:demo/triton-0", &busy),
+            ("triton:demo/triton-1", &idle_1),
+            ("triton:demo/triton-2", &idle_2),
+        ],
+        &[],
+    )
 }
 
 /// The adapter in cluster mode on `standin`, serving a certificate made in `dir`, with `extra`

@@ -153,6 +153,30 @@ pub fn start_exporter(
     (exporter, format!("http://{address}/metrics"))
 }
 
+/// [`start_exporter`] for a node whose pods are not discovered: GPUs attributed through the
+/// kubelet's pod-resources `socket`, and the inference servers `targets`, each
+/// `(kind:namespace/pod, URL)`; `extra` flags added.
+pub fn start_node_exporter(
+    dir: &std::path::Path,
+    library: &std::path::Path,
+    socket: &std::path::Path,
+    targets: &[(&str, &str)],
+    extra: &[&str],
+) -> (Process, String) {
+    let targets: Vec<String> = targets
+        .iter()
+        .map(|(pod, url)| format!("--static-target={pod}={url}"))
+        .collect();
+    let mut args = vec![
+        "--pod-resources-socket",
+        socket.to_str().expect("utf-8"),
+        "--no-pod-discovery",
+    ];
+    args.extend(targets.iter().map(String::as_str));
+    args.extend_from_slice(extra);
+    start_exporter(dir, library, &args)
+}
+
 /// Polls `check` every 250 ms until it returns `Some`, or panics after `limit` with `what`.
 pub async fn wait_for_async<T, F: Future<Output = Option<T>>>(
     limit: Duration,
