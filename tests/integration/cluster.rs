@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use crate::fixtures::{
-    hpa_standin, port_of, start_cluster_adapter, start_demo_exporter, triton_page, values,
+    DEMO_PODS_PATH, hpa_standin, pinned_demo_pods, port_of, start_cluster_adapter,
+    start_demo_exporter, triton_page, values,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,47 +37,33 @@ async fn the_hpa_reads_what_the_exporters_measured() {
         ],
     );
     let get = |path: String| client.get(path);
-    let pods_path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/pods/%2A/triton_queue_time_ms?labelSelector=app%3Dtriton".to_string();
-    let mut pods = Vec::new();
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if let Some((200, body)) = get(pods_path.clone()).await {
-            pods = values(&body);
-            if pods.len() == 3 {
-                break;
-            }
-        }
-    }
+    let pods = client.wait_for_demo_pods(Duration::from_secs(20)).await;
     assert_eq!(
         pods,
-        [
-            ("triton-0".to_string(), "8k".to_string()),
-            ("triton-1".into(), "0".into()),
-            ("triton-2".into(), "0".into())
-        ],
+        pinned_demo_pods(),
         "adapter log:\n{}\nexporter log:\n{}",
         adapter.log(),
         exporter.log()
     );
-    let deployment = |metric: &str| {
-        get(format!(
-            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/demo/deployments.apps/triton/{metric}"
-        ))
-    };
-    let (code, body) = deployment("triton_queue_time_ms_max")
+    let (code, body) = client
+        .demo_deployment("triton_queue_time_ms_max")
         .await
         .expect("answer");
     assert_eq!(
         (code, values(&body)),
         (200, vec![("triton".to_string(), "8k".to_string())])
     );
-    let (_, body) = deployment("request_imbalance_ratio").await.expect("answer");
+    let (_, body) = client
+        .demo_deployment("request_imbalance_ratio")
+        .await
+        .expect("answer");
     assert_eq!(
         values(&body),
         [("triton".to_string(), "3".to_string())],
         "every request on one of three pods"
     );
-    let (_, body) = deployment("triton_pending_requests_sum")
+    let (_, body) = client
+        .demo_deployment("triton_pending_requests_sum")
         .await
         .expect("answer");
     assert_eq!(values(&body), [("triton".to_string(), "400".to_string())]);
@@ -125,7 +112,7 @@ async fn the_hpa_reads_what_the_exporters_measured() {
     let mut emptied = false;
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        if let Some((200, body)) = get(pods_path.clone()).await
+        if let Some((200, body)) = get(DEMO_PODS_PATH.to_string()).await
             && values(&body).is_empty()
         {
             emptied = true;
@@ -133,7 +120,8 @@ async fn the_hpa_reads_what_the_exporters_measured() {
         }
     }
     assert!(emptied, "values still served after the exporter stopped");
-    let (code, body) = deployment("triton_queue_time_ms_max")
+    let (code, body) = client
+        .demo_deployment("triton_queue_time_ms_max")
         .await
         .expect("answer");
     assert_eq!(

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::fixtures::{HPA_TOKEN, hpa_standin, pod, port_of, start_cluster_adapter, triton_page};
+use crate::fixtures::{
+    DEMO_PODS_PATH, HPA_TOKEN, hpa_standin, pod, port_of, start_cluster_adapter, triton_page,
+};
 use crate::prometheus_server::Prometheus;
 use crate::util::start_node_exporter;
 use kubemind::sim::kubelet::{Kubelet, pod as kubelet_pod};
@@ -231,9 +233,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let mut empty: Vec<&(String, String, String)>;
     loop {
         // HPA-style reads, so the adapter's latency histograms have samples
-        let _ = client
-            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/pods/%2A/triton_queue_time_ms?labelSelector=app%3Dtriton".into())
-            .await;
+        let _ = client.get(DEMO_PODS_PATH.to_string()).await;
         empty = Vec::new();
         for query in &queries {
             if prometheus.query(&query.2).await.is_empty() {

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use serde_json::{Value, json};
@@ -280,6 +281,33 @@ impl AdapterClient {
         response.bytes().await.expect("body").to_vec()
     }
 
+    /// GETs `metric` of the demo's Deployment `triton`, as the HPA reads an Object metric.
+    pub fn demo_deployment(
+        &self,
+        metric: &str,
+    ) -> impl Future<Output = Option<(u16, Value)>> + use<> {
+        self.get(format!(
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/demo/deployments.apps/triton/{metric}"
+        ))
+    }
+
+    /// Reads [`DEMO_PODS_PATH`] every 250 ms until the three demo pods are served or `limit`
+    /// passes; returns what was served last, for the caller to compare.
+    pub async fn wait_for_demo_pods(&self, limit: Duration) -> Vec<(String, String)> {
+        let started = Instant::now();
+        let mut served = Vec::new();
+        while started.elapsed() < limit {
+            if let Some((200, body)) = self.get(DEMO_PODS_PATH.to_string()).await {
+                served = values(&body);
+                if served.len() == 3 {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        served
+    }
+
     /// GETs `path` as text.
     pub async fn text(&self, path: &str) -> String {
         self.http
@@ -292,6 +320,17 @@ impl AdapterClient {
             .await
             .expect("text")
     }
+}
+
+/// The demo HPA's Pods request: `triton_queue_time_ms` of the pods labelled `app=triton`.
+pub const DEMO_PODS_PATH: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/pods/%2A/triton_queue_time_ms?labelSelector=app%3Dtriton";
+
+/// What [`DEMO_PODS_PATH`] serves from [`start_demo_exporter`] with `triton_page(n, 20, 8000)`:
+/// every request pinned to triton-0, queueing 8 s; the other two idle.
+pub fn pinned_demo_pods() -> Vec<(String, String)> {
+    [("triton-0", "8k"), ("triton-1", "0"), ("triton-2", "0")]
+        .map(|(pod, value)| (pod.to_string(), value.to_string()))
+        .to_vec()
 }
 
 /// (described object name, value) of each item of a MetricValueList.

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::fixtures::{
-    hpa_standin, pod, start_cluster_adapter, start_demo_exporter, triton_page, values,
+    DEMO_PODS_PATH, hpa_standin, pinned_demo_pods, pod, start_cluster_adapter, start_demo_exporter,
+    triton_page, values,
 };
 use crate::prometheus_server::Prometheus;
 use kubemind::sim::metrics_endpoint;
@@ -124,41 +125,18 @@ async fn prometheus_rules_serve_the_hpa_and_survive_prometheus_failing() {
     };
 
     // the built-in rules: the catalogue from the exporter's series in Prometheus
-    let pods_path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/pods/%2A/triton_queue_time_ms?labelSelector=app%3Dtriton".to_string();
-    let mut served = Vec::new();
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(60) {
-        if let Some((200, body)) = client.get(pods_path.clone()).await {
-            served = values(&body);
-            if served.len() == 3 {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert_eq!(
-        served,
-        [
-            ("triton-0".to_string(), "8k".to_string()),
-            ("triton-1".into(), "0".into()),
-            ("triton-2".into(), "0".into())
-        ],
-        "{}",
-        context()
-    );
-    let object = |path: &str| {
-        client.get(format!(
-            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/demo/{path}"
-        ))
-    };
-    let (code, body) = object("deployments.apps/triton/triton_queue_time_ms_max")
+    let served = client.wait_for_demo_pods(Duration::from_secs(60)).await;
+    assert_eq!(served, pinned_demo_pods(), "{}", context());
+    let (code, body) = client
+        .demo_deployment("triton_queue_time_ms_max")
         .await
         .expect("answer");
     assert_eq!(
         (code, values(&body)),
         (200, vec![("triton".into(), "8k".into())])
     );
-    let (_, body) = object("deployments.apps/triton/request_imbalance_ratio")
+    let (_, body) = client
+        .demo_deployment("request_imbalance_ratio")
         .await
         .expect("answer");
     assert_eq!(values(&body), [("triton".to_string(), "3".to_string())]);
@@ -266,11 +244,12 @@ async fn prometheus_rules_serve_the_hpa_and_survive_prometheus_failing() {
     // Prometheus dies: after the max-age its values are absent — never 0
     prometheus.kill();
     crate::util::wait_for_async(Duration::from_secs(30), "values to turn absent", || async {
-        let (code, body) = client.get(pods_path.clone()).await?;
+        let (code, body) = client.get(DEMO_PODS_PATH.to_string()).await?;
         (code == 200 && values(&body).is_empty()).then_some(())
     })
     .await;
-    let (code, body) = object("deployments.apps/triton/triton_queue_time_ms_max")
+    let (code, body) = client
+        .demo_deployment("triton_queue_time_ms_max")
         .await
         .expect("answer");
     assert_eq!(
@@ -312,7 +291,7 @@ async fn prometheus_rules_serve_the_hpa_and_survive_prometheus_failing() {
     let phase = Instant::now();
     prometheus.restart();
     crate::util::wait_for_async(Duration::from_secs(90), "recovery", || async {
-        let (_, body) = client.get(pods_path.clone()).await?;
+        let (_, body) = client.get(DEMO_PODS_PATH.to_string()).await?;
         (values(&body).len() == 3).then_some(())
     })
     .await;

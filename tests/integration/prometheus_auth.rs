@@ -17,8 +17,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::fixtures::{
-    hpa_standin, serving_certificate, start_cluster_adapter, start_demo_exporter, triton_page,
-    values,
+    DEMO_PODS_PATH, hpa_standin, pinned_demo_pods, serving_certificate, start_cluster_adapter,
+    start_demo_exporter, triton_page,
 };
 use crate::prometheus_server::Prometheus;
 use crate::util::wait_for_async;
@@ -165,25 +165,10 @@ async fn a_guarded_prometheus_is_verified_and_a_rotated_token_followed() {
             adapter.log()
         )
     };
-    let pods_path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/demo/pods/%2A/triton_queue_time_ms?labelSelector=app%3Dtriton";
-    let three_pods = || async {
-        let (code, body) = client.get(pods_path.to_string()).await?;
-        (code == 200 && values(&body).len() == 3).then_some(values(&body))
-    };
 
     // through the proxy's TLS, verified with the CA given, and with the token
-    let served = wait_for_async(
-        Duration::from_secs(60),
-        "values through the proxy",
-        three_pods,
-    )
-    .await;
-    assert_eq!(
-        served[0],
-        ("triton-0".to_string(), "8k".to_string()),
-        "{}",
-        context()
-    );
+    let served = client.wait_for_demo_pods(Duration::from_secs(60)).await;
+    assert_eq!(served, pinned_demo_pods(), "{}", context());
     let (passed, refused) = proxy.seen("token-one");
     assert!(passed > 0 && refused == 0, "{}", context());
     assert_eq!(
@@ -205,13 +190,8 @@ async fn a_guarded_prometheus_is_verified_and_a_rotated_token_followed() {
     proxy.accept(&["token-two"]);
     let passed_before = proxy.seen("token-two").0;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let served = wait_for_async(
-        Duration::from_secs(10),
-        "values after the revocation",
-        three_pods,
-    )
-    .await;
-    assert_eq!(served.len(), 3, "{}", context());
+    let served = client.wait_for_demo_pods(Duration::from_secs(10)).await;
+    assert_eq!(served, pinned_demo_pods(), "{}", context());
     assert!(proxy.seen("token-two").0 > passed_before, "{}", context());
     assert!(
         adapter.log().contains("Prometheus bearer token re-read"),
@@ -253,7 +233,7 @@ async fn a_guarded_prometheus_is_verified_and_a_rotated_token_followed() {
     })
     .await;
     let (code, _) = unverified_client
-        .get(pods_path.to_string())
+        .get(DEMO_PODS_PATH.to_string())
         .await
         .expect("answer");
     assert_eq!(code, 404, "{}", unverified.log());
