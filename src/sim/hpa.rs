@@ -447,18 +447,21 @@ mod tests {
         pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
     }
 
+    /// [`pods_replicas`] at the default tolerance, for values that give an answer.
+    fn replicas_for(
+        current: i32,
+        pods: &[(String, PodPhase)],
+        pairs: &[(&str, Milli)],
+        target: Milli,
+    ) -> PodsOutcome {
+        pods_replicas(current, pods, &values(pairs), target, Tolerance::default()).expect("values")
+    }
+
     #[test]
     fn tolerance_keeps_the_current_count() {
         // usage 105 against 100: within 10 %
         let pods = running(&["a", "b"]);
-        let out = pods_replicas(
-            2,
-            &pods,
-            &values(&[("a", 100_000), ("b", 110_000)]),
-            100_000,
-            Tolerance::default(),
-        )
-        .expect("values");
+        let out = replicas_for(2, &pods, &[("a", 100_000), ("b", 110_000)], 100_000);
         assert_eq!(out.replicas, 2);
         assert!(out.within_tolerance);
     }
@@ -467,14 +470,7 @@ mod tests {
     fn ratio_times_ready_pods_rounded_up() {
         // one pod at 8000 ms, two at 0: average 2666 against 500 → ceil(5.333 × 3) = 16
         let pods = running(&["a", "b", "c"]);
-        let out = pods_replicas(
-            3,
-            &pods,
-            &values(&[("a", 8_000_000), ("b", 0), ("c", 0)]),
-            500_000,
-            Tolerance::default(),
-        )
-        .expect("values");
+        let out = replicas_for(3, &pods, &[("a", 8_000_000), ("b", 0), ("c", 0)], 500_000);
         assert_eq!(out.usage, 2_666_666);
         assert_eq!(out.replicas, 16);
     }
@@ -483,26 +479,12 @@ mod tests {
     fn missing_pods_count_as_zero_on_scale_up_and_as_the_target_on_scale_down() {
         let pods = running(&["a", "b", "c"]);
         // scale up: c missing counts 0 → (300+300+0)/3 = 200 against 100 → 6
-        let up = pods_replicas(
-            3,
-            &pods,
-            &values(&[("a", 300_000), ("b", 300_000)]),
-            100_000,
-            Tolerance::default(),
-        )
-        .expect("values");
+        let up = replicas_for(3, &pods, &[("a", 300_000), ("b", 300_000)], 100_000);
         assert_eq!(up.missing, ["c"]);
         assert_eq!(up.adjusted_ratio, Some(2.0));
         assert_eq!(up.replicas, 6);
         // scale down: c missing counts as the target → (10+10+100)/3 = 40 → ceil(0.4 × 3) = 2
-        let down = pods_replicas(
-            3,
-            &pods,
-            &values(&[("a", 10_000), ("b", 10_000)]),
-            100_000,
-            Tolerance::default(),
-        )
-        .expect("values");
+        let down = replicas_for(3, &pods, &[("a", 10_000), ("b", 10_000)], 100_000);
         assert_eq!(down.replicas, 2);
     }
 
@@ -510,14 +492,7 @@ mod tests {
     fn a_direction_flipped_by_missing_pods_changes_nothing() {
         // a at 150, b missing: ratio 1.5, adjusted (150+0)/2 = 0.75 < 1 → keep 2
         let pods = running(&["a", "b"]);
-        let out = pods_replicas(
-            2,
-            &pods,
-            &values(&[("a", 150_000)]),
-            100_000,
-            Tolerance::default(),
-        )
-        .expect("values");
+        let out = replicas_for(2, &pods, &[("a", 150_000)], 100_000);
         assert_eq!(out.replicas, 2);
     }
 
@@ -529,14 +504,12 @@ mod tests {
             ("c".to_string(), PodPhase::Ignored),
         ];
         // a at 400 against 100: ratio 4; b pending counts 0 → 2 → ceil(2 × 2) = 4
-        let out = pods_replicas(
+        let out = replicas_for(
             3,
             &pods,
-            &values(&[("a", 400_000), ("b", 900_000), ("c", 900_000)]),
+            &[("a", 400_000), ("b", 900_000), ("c", 900_000)],
             100_000,
-            Tolerance::default(),
-        )
-        .expect("values");
+        );
         assert_eq!(out.unready, ["b"]);
         assert_eq!(out.ignored, ["c"]);
         assert_eq!(out.replicas, 4);
