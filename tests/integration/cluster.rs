@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::fixtures::{
-    DEMO_PODS_PATH, hpa_standin, pinned_demo_pods, port_of, start_cluster_adapter,
+    DEMO_PODS_PATH, hpa_standin, pinned_demo_pods, port_of, resource_names, start_cluster_adapter,
     start_demo_exporter, triton_page, values,
 };
 
@@ -71,12 +71,7 @@ async fn the_hpa_reads_what_the_exporters_measured() {
     let (_, discovery) = get("/apis/custom.metrics.k8s.io/v1beta2".into())
         .await
         .expect("discovery");
-    let names: Vec<&str> = discovery["resources"]
-        .as_array()
-        .expect("resources")
-        .iter()
-        .filter_map(|r| r["name"].as_str())
-        .collect();
+    let names = resource_names(&discovery);
     for expected in [
         "pods/triton_queue_time_ms",
         "deployments.apps/triton_queue_time_ms_max",

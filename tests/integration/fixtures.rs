@@ -333,6 +333,16 @@ pub fn pinned_demo_pods() -> Vec<(String, String)> {
         .to_vec()
 }
 
+/// The resource names an `APIResourceList` lists (`pods/triton_queue_time_ms`, …).
+pub fn resource_names(discovery: &Value) -> Vec<&str> {
+    discovery["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect()
+}
+
 /// (described object name, value) of each item of a MetricValueList.
 pub fn values(list: &Value) -> Vec<(String, String)> {
     list["items"]

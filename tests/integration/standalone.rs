@@ -9,7 +9,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
 
-use crate::fixtures::start_standalone_adapter;
+use crate::fixtures::{resource_names, start_standalone_adapter};
 use crate::util::{Process, kubectl_json, kubectl_raw, wait_for};
 
 const VALUES: &str = r#"
@@ -64,12 +64,7 @@ fn kubectl_reads_every_kind_of_metric() {
     let (_adapter, kubeconfig) = start_standalone(dir.path(), &[]);
 
     let discovery = kubectl_json(&kubeconfig, "/apis/custom.metrics.k8s.io/v1beta2");
-    let names: Vec<&str> = discovery["resources"]
-        .as_array()
-        .expect("resources")
-        .iter()
-        .filter_map(|r| r["name"].as_str())
-        .collect();
+    let names = resource_names(&discovery);
     assert_eq!(
         names,
         [
