@@ -45,23 +45,7 @@ async fn the_hpa_reads_what_the_exporters_measured() {
         adapter.log(),
         exporter.log()
     );
-    let (code, body) = client
-        .demo_deployment("triton_queue_time_ms_max")
-        .await
-        .expect("answer");
-    assert_eq!(
-        (code, values(&body)),
-        (200, vec![("triton".to_string(), "8k".to_string())])
-    );
-    let (_, body) = client
-        .demo_deployment("request_imbalance_ratio")
-        .await
-        .expect("answer");
-    assert_eq!(
-        values(&body),
-        [("triton".to_string(), "3".to_string())],
-        "every request on one of three pods"
-    );
+    client.assert_pinned_demo_deployment().await;
     let (_, body) = client
         .demo_deployment("triton_pending_requests_sum")
         .await

@@ -291,6 +291,28 @@ impl AdapterClient {
         ))
     }
 
+    /// Checks what the Deployment serves when its pods serve [`pinned_demo_pods`]: `_max` is
+    /// triton-0's 8 s, and `request_imbalance_ratio` 3, every request on one of three pods.
+    pub async fn assert_pinned_demo_deployment(&self) {
+        let (code, body) = self
+            .demo_deployment("triton_queue_time_ms_max")
+            .await
+            .expect("answer");
+        assert_eq!(
+            (code, values(&body)),
+            (200, vec![("triton".to_string(), "8k".to_string())])
+        );
+        let (_, body) = self
+            .demo_deployment("request_imbalance_ratio")
+            .await
+            .expect("answer");
+        assert_eq!(
+            values(&body),
+            [("triton".to_string(), "3".to_string())],
+            "every request on one of three pods"
+        );
+    }
+
     /// Reads [`DEMO_PODS_PATH`] every 250 ms until the three demo pods are served or `limit`
     /// passes; returns what was served last, for the caller to compare.
     pub async fn wait_for_demo_pods(&self, limit: Duration) -> Vec<(String, String)> {
