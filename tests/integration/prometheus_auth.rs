@@ -178,9 +178,10 @@ async fn a_guarded_prometheus_is_verified_and_a_rotated_token_followed() {
         context()
     );
 
-    // the token rotates; the old one stays valid for a while, as a kubelet-rotated one does
-    rotate(&token_file, "token-two");
+    // the token rotates: the new one is valid once issued, and the old one stays valid for a
+    // while, as with a kubelet-rotated token
     proxy.accept(&["token-one", "token-two"]);
+    rotate(&token_file, "token-two");
     wait_for_async(Duration::from_secs(20), "the new token in use", || async {
         (proxy.seen("token-two").0 > 0).then_some(())
     })
