@@ -37,7 +37,7 @@ async fn the_hpa_reads_what_the_exporters_measured() {
         ],
     );
     let get = |path: String| client.get(path);
-    let pods = client.wait_for_demo_pods(Duration::from_secs(20)).await;
+    let pods = client.wait_for_demo_pods(Duration::from_secs(60)).await;
     assert_eq!(
         pods,
         pinned_demo_pods(),
@@ -88,17 +88,15 @@ async fn the_hpa_reads_what_the_exporters_measured() {
     // the exporter stops: after --max-age its pods' values are absent — never 0 — and the
     // Deployment's aggregates with them; discovery keeps answering 200 at once
     drop(exporter);
-    let mut emptied = false;
-    for _ in 0..60 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if let Some((200, body)) = get(DEMO_PODS_PATH.to_string()).await
-            && values(&body).is_empty()
-        {
-            emptied = true;
-            break;
-        }
-    }
-    assert!(emptied, "values still served after the exporter stopped");
+    crate::util::wait_for_async(
+        Duration::from_secs(30),
+        "values to turn absent after the exporter stopped",
+        || async {
+            let (code, body) = get(DEMO_PODS_PATH.to_string()).await?;
+            (code == 200 && values(&body).is_empty()).then_some(())
+        },
+    )
+    .await;
     let (code, body) = client
         .demo_deployment("triton_queue_time_ms_max")
         .await

@@ -101,7 +101,7 @@ async fn exporter_end_to_end() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         format!("http://{}/metrics", listener.local_addr().expect("address"))
     };
-    let (exporter, url) = start_node_exporter(
+    let (_exporter, url) = start_node_exporter(
         dir.path(),
         &library,
         &socket,
@@ -118,27 +118,18 @@ async fn exporter_end_to_end() {
         async move { reqwest::get(&url).await.ok()?.text().await.ok() }
     };
     // wait until the triton pod has been restarted and seen since
-    let page = {
-        let mut page = String::new();
-        for _ in 0..120 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if let Some(text) = fetch().await {
-                let queue = values(&text, "kubemind_triton_queue_time_seconds");
-                if queue.contains_key("demo/triton-0")
-                    && text.contains("kubemind_vllm_queue_time_seconds{")
-                {
-                    page = text;
-                    break;
-                }
-            }
-        }
-        assert!(
-            !page.is_empty(),
-            "no complete page; log:\n{}",
-            exporter.log()
-        );
-        page
-    };
+    let page = crate::util::wait_for_async(
+        Duration::from_secs(60),
+        "a complete page after the triton pod's restart",
+        || async {
+            let text = fetch().await?;
+            let queue = values(&text, "kubemind_triton_queue_time_seconds");
+            (queue.contains_key("demo/triton-0")
+                && text.contains("kubemind_vllm_queue_time_seconds{"))
+            .then_some(text)
+        },
+    )
+    .await;
 
     assert_eq!(values(&page, "kubemind_nvml_up")["node"], 1.0);
     let gpu_util = values(&page, "kubemind_gpu_utilization_ratio");
@@ -197,16 +188,25 @@ async fn exporter_end_to_end() {
     );
 
     // keep watching past the restart (after 6 scrapes): the reset never shows as a spike or a gap
-    let mut seen_after_restart = 0;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let Some(text) = fetch().await else { continue };
-        if let Some(q) = values(&text, "kubemind_triton_queue_time_seconds").get("demo/triton-0") {
-            assert!((q - 0.05).abs() < 1e-9, "queue time {q} around the restart");
-            seen_after_restart += 1;
-        }
-    }
-    assert!(seen_after_restart > 10);
+    let seen_after_restart = std::cell::Cell::new(0);
+    crate::util::wait_for_async(
+        Duration::from_secs(60),
+        "ten pages after the restart",
+        || {
+            let (page, seen) = (fetch(), &seen_after_restart);
+            async move {
+                let text = page.await?;
+                if let Some(q) =
+                    values(&text, "kubemind_triton_queue_time_seconds").get("demo/triton-0")
+                {
+                    assert!((q - 0.05).abs() < 1e-9, "queue time {q} around the restart");
+                    seen.set(seen.get() + 1);
+                }
+                (seen.get() > 10).then_some(())
+            }
+        },
+    )
+    .await;
 
     let check = std::process::Command::new("promtool")
         .args(["check", "metrics"])
@@ -262,7 +262,7 @@ async fn annotated_pods_on_the_node_are_discovered() {
     ]);
     let kubeconfig = standin.kubeconfig(dir.path());
     let none = dir.path().join("none.sock");
-    let (exporter, url) = start_exporter(
+    let (_exporter, url) = start_exporter(
         dir.path(),
         &library,
         &[
@@ -272,24 +272,17 @@ async fn annotated_pods_on_the_node_are_discovered() {
             kubeconfig.to_str().expect("utf-8"),
         ],
     );
-    let mut page = String::new();
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Ok(response) = reqwest::get(&url).await {
-            let text = response.text().await.unwrap_or_default();
-            if values(&text, "kubemind_triton_queue_time_seconds")
+    let page = crate::util::wait_for_async(
+        Duration::from_secs(60),
+        "the annotated pod to be scraped",
+        || async {
+            let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+            values(&text, "kubemind_triton_queue_time_seconds")
                 .contains_key("demo/triton-annotated")
-            {
-                page = text;
-                break;
-            }
-        }
-    }
-    assert!(
-        !page.is_empty(),
-        "the annotated pod was never scraped; log:\n{}",
-        exporter.log()
-    );
+                .then_some(text)
+        },
+    )
+    .await;
     let up = values(&page, "kubemind_exporter_target_up");
     assert_eq!(up.get("demo/triton-annotated"), Some(&1.0));
     assert!(

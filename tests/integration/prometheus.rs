@@ -22,6 +22,15 @@ use crate::fixtures::{
 use crate::prometheus_server::Prometheus;
 use kubemind::sim::metrics_endpoint;
 
+/// How often the adapter evaluates its rules and refreshes external reads.
+const PROMETHEUS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The adapter's deadline for one Prometheus query.
+const PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long values outlive a Prometheus that stopped answering: long enough for the
+/// frozen-Prometheus reads to finish on a loaded machine.
+const PROMETHEUS_MAX_AGE: Duration = Duration::from_secs(10);
+
 /// Pods of the `big` namespace, all matched by one selector.
 const BIG: usize = 1000;
 
@@ -107,13 +116,13 @@ async fn prometheus_rules_serve_the_hpa_and_survive_prometheus_failing() {
             "--prometheus-config",
             config.to_str().expect("utf-8"),
             "--prometheus-interval",
-            "1s",
+            &humantime::format_duration(PROMETHEUS_INTERVAL).to_string(),
             "--prometheus-discovery-interval",
             "2s",
             "--prometheus-timeout",
-            "2s",
+            &humantime::format_duration(PROMETHEUS_TIMEOUT).to_string(),
             "--prometheus-max-age",
-            "5s",
+            &humantime::format_duration(PROMETHEUS_MAX_AGE).to_string(),
         ],
     );
     let context = || {
@@ -162,10 +171,15 @@ async fn prometheus_rules_serve_the_hpa_and_survive_prometheus_failing() {
     assert_eq!(body["items"][0]["value"], "42");
     assert_eq!(body["items"][0]["metricLabels"]["queue"], "jobs");
 
-    // 1,000 identical external reads at once, for a selector never read before: one query
+    // 1,000 identical external reads at once, for a selector never read before. What the
+    // product promises: reads in flight share one query, and while reads keep coming the
+    // background refresh sends at most one more per three quarters of the rule interval. How
+    // long the burst lasts depends on the machine, so the bound is counted from its duration.
     assert!(prometheus.queries_containing("burst").is_empty());
+    let burst_start = jiff::Timestamp::now();
     let reads: Vec<_> = (0..1000).map(|_| external("queue%3Dburst")).collect();
     let answers = futures::future::join_all(reads).await;
+    let burst_end = jiff::Timestamp::now();
     let ok = answers
         .iter()
         .filter(|a| {
@@ -181,16 +195,21 @@ async fn prometheus_rules_serve_the_hpa_and_survive_prometheus_failing() {
             .iter()
             .find(|a| a.as_ref().is_none_or(|(c, _)| *c != 200))
     );
-    let burst_end = jiff::Timestamp::now();
-    // the query log is written as queries finish; the background refresh of this selector
-    // (every interval from now on) is not part of the burst
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let sent = prometheus
-        .queries_containing("burst")
-        .into_iter()
-        .filter(|logged| *logged <= burst_end)
-        .count();
-    assert_eq!(sent, 1, "identical reads in flight are one query");
+    // Prometheus writes its query log as queries finish: wait for the entry, not a fixed time
+    let logged = crate::util::wait_for_async(Duration::from_secs(10), "the query log", || async {
+        let logged = prometheus.queries_containing("burst");
+        (!logged.is_empty()).then_some(logged)
+    })
+    .await;
+    let sent = logged.iter().filter(|at| **at <= burst_end).count();
+    let burst = burst_end.duration_since(burst_start).as_secs_f64();
+    let refresh_spacing = PROMETHEUS_INTERVAL.as_secs_f64() * 3.0 / 4.0;
+    // one for the reads, one per refresh spacing the burst lasted, one refresh under way
+    let allowed = 2 + (burst / refresh_spacing).floor() as usize;
+    assert!(
+        (1..=allowed).contains(&sent),
+        "1,000 reads over {burst:.2} s sent {sent} queries; at most {allowed} may be sent"
+    );
 
     // the 1,000-pod Pods request: one query per namespace in the background, none per request
     let big_path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/big/pods/%2A/http_requests_per_second?labelSelector=app%3Dbig".to_string();
@@ -217,9 +236,10 @@ async fn prometheus_rules_serve_the_hpa_and_survive_prometheus_failing() {
         assert_eq!(code, 200);
         fastest = fastest.min(started.elapsed());
     }
+    // waiting on the frozen Prometheus would take the whole query timeout
     assert!(
-        fastest < Duration::from_millis(100),
-        "discovery took {fastest:?}"
+        fastest < PROMETHEUS_TIMEOUT / 2,
+        "discovery took {fastest:?}: it must not wait on Prometheus"
     );
     let (code, body) = client.get(big_path.clone()).await.expect("answer");
     assert_eq!(
@@ -247,7 +267,7 @@ async fn prometheus_rules_serve_the_hpa_and_survive_prometheus_failing() {
     );
     // the external answer was refreshed separately: it may live a moment longer, as 42
     crate::util::wait_for_async(
-        Duration::from_secs(10),
+        PROMETHEUS_MAX_AGE * 3,
         "the external read to fail",
         || async {
             let (code, body) = external("queue%3Djobs").await?;

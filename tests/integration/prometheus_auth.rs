@@ -182,7 +182,7 @@ async fn a_guarded_prometheus_is_verified_and_a_rotated_token_followed() {
     // while, as with a kubelet-rotated token
     proxy.accept(&["token-one", "token-two"]);
     rotate(&token_file, "token-two");
-    wait_for_async(Duration::from_secs(20), "the new token in use", || async {
+    wait_for_async(Duration::from_secs(60), "the new token in use", || async {
         (proxy.seen("token-two").0 > 0).then_some(())
     })
     .await;
@@ -191,7 +191,7 @@ async fn a_guarded_prometheus_is_verified_and_a_rotated_token_followed() {
     proxy.accept(&["token-two"]);
     let passed_before = proxy.seen("token-two").0;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let served = client.wait_for_demo_pods(Duration::from_secs(10)).await;
+    let served = client.wait_for_demo_pods(Duration::from_secs(30)).await;
     assert_eq!(served, pinned_demo_pods(), "{}", context());
     assert!(proxy.seen("token-two").0 > passed_before, "{}", context());
     assert!(
@@ -224,7 +224,7 @@ async fn a_guarded_prometheus_is_verified_and_a_rotated_token_followed() {
             "1s",
         ],
     );
-    wait_for_async(Duration::from_secs(20), "a refused certificate", || async {
+    wait_for_async(Duration::from_secs(60), "a refused certificate", || async {
         let log = unverified.log();
         log.lines()
             .any(|line| {

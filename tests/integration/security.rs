@@ -178,7 +178,7 @@ fn security_matrix() {
 
     // the ConfigMap is read by a watch: wait until the front proxy is trusted
     wait_for(
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         "the front-proxy CA from the ConfigMap",
         || {
             target
@@ -356,7 +356,7 @@ fn security_matrix() {
     standin.set_configmap(authentication_configmap(&client_ca, &rotated_ca));
     let rotated = rotated_ca.client("front-proxy-client", &[]);
     wait_for(
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         "the rotated front-proxy CA",
         || {
             target

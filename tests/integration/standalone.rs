@@ -176,13 +176,13 @@ fn file_changes_are_served_and_bad_files_keep_the_last_good_values() {
         VALUES.replace("triton_queue_time_ms: 8000", "triton_queue_time_ms: 250"),
     )
     .expect("write");
-    wait_for(Duration::from_secs(10), "the new value", || {
+    wait_for(Duration::from_secs(30), "the new value", || {
         (item_values(&kubectl_json(&kubeconfig, uri)) == pairs(&[("triton-0", "250")]))
             .then_some(())
     });
 
     std::fs::write(&values, "pods:\n  - {namespace: demo, nmae: broken}\n").expect("write");
-    wait_for(Duration::from_secs(10), "the error in the log", || {
+    wait_for(Duration::from_secs(30), "the error in the log", || {
         adapter.log().contains("unknown field `nmae`").then_some(())
     });
     let log = adapter.log();

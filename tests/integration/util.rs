@@ -51,7 +51,16 @@ impl Process {
 }
 
 impl Drop for Process {
+    /// Kills the process; when a test is failing, prints its log first, so every failure
+    /// shows what the processes it started said.
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- log of {} ---\n{}",
+                self.stderr_path.display(),
+                self.log()
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
