@@ -1,7 +1,9 @@
 //! The demo's autoscalers: the HPA controller's algorithm ([`crate::sim::hpa`]) fed the way the
-//! controller feeds it. The kubemind HPA reads each Pods metric through the adapter's API —
-//! the same request path, the same `MetricValueList` parsed — and an error or an empty list
-//! is a failed metric, never 0. The CPU HPA gets CPU as metrics-server would report it.
+//! controller feeds it, for exactly the HPA manifests the demo writes ([`manifest`]: no
+//! `behavior`, so the controller's legacy path). The kubemind HPA reads each Pods metric
+//! through the adapter's API — the same request path, the same `MetricValueList` parsed — and
+//! an error or an empty list is a failed metric, never 0. The CPU HPA gets CPU as
+//! metrics-server would report it, against a request of one core per pod.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +15,8 @@ use tower::ServiceExt as _;
 use super::world::World;
 use super::{MAX_REPLICAS, MIN_REPLICAS};
 use crate::quantity::Quantity;
-use crate::sim::hpa::{Behavior, History, Milli, PodPhase, Tolerance, normalize, pods_replicas};
+use crate::sim::hpa::replicas::{pods_metric, resource_utilization};
+use crate::sim::hpa::{Autoscaler, HpaSpec, MetricOutcome, Milli, PodState};
 
 /// What an HPA scales on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,9 +67,11 @@ pub struct SyncOutcome {
 pub struct Controller {
     policy: ScalingPolicy,
     namespace: String,
-    behavior: Behavior,
-    history: History,
+    autoscaler: Autoscaler,
 }
+
+/// Each simulated pod requests one core.
+const CPU_REQUEST_MILLI: Milli = 1000;
 
 fn milli(value: f64) -> Milli {
     (value * 1000.0).round() as Milli
@@ -137,8 +142,12 @@ impl Controller {
         Controller {
             policy,
             namespace: namespace.to_string(),
-            behavior: Behavior::default(),
-            history: History::default(),
+            // what `manifest` writes: minReplicas, maxReplicas, no behavior
+            autoscaler: Autoscaler::new(HpaSpec {
+                min_replicas: MIN_REPLICAS,
+                max_replicas: MAX_REPLICAS,
+                behavior: None,
+            }),
         }
     }
 
@@ -149,16 +158,15 @@ impl Controller {
     /// One sync at simulated time `now`.
     pub async fn sync(&mut self, reader: &Router, world: &World, now: f64) -> SyncOutcome {
         let current = world.pods.len() as i32;
-        let pods: Vec<(String, PodPhase)> = world
+        let pods: Vec<PodState> = world
             .pods
             .iter()
             .map(|p| {
-                let phase = if p.is_ready(world.now) {
-                    PodPhase::Running
+                if p.is_ready(world.now) {
+                    PodState::running(&p.name)
                 } else {
-                    PodPhase::Pending
-                };
-                (p.name.clone(), phase)
+                    PodState::pending(&p.name)
+                }
             })
             .collect();
         let mut metrics = Vec::new();
@@ -194,19 +202,37 @@ impl Controller {
                 }
             }
         }
+        let tolerances = self.autoscaler.tolerances();
         for metric in &mut metrics {
             if let Ok(values) = &metric.values {
                 let values: BTreeMap<String, Milli> =
                     values.iter().map(|(k, v)| (k.clone(), milli(*v))).collect();
-                metric.proposal = pods_replicas(
-                    current,
-                    &pods,
-                    &values,
-                    milli(metric.target),
-                    Tolerance::default(),
-                )
-                .ok()
-                .map(|outcome| outcome.replicas);
+                let calculation = match self.policy {
+                    ScalingPolicy::Cpu => {
+                        let usage = values
+                            .iter()
+                            .map(|(pod, percent)| {
+                                (pod.clone(), percent * CPU_REQUEST_MILLI / 100_000)
+                            })
+                            .collect();
+                        let requests = pods
+                            .iter()
+                            .map(|p| (p.name.clone(), CPU_REQUEST_MILLI))
+                            .collect();
+                        resource_utilization(
+                            current,
+                            &pods,
+                            &usage,
+                            &requests,
+                            metric.target as i32,
+                            tolerances,
+                        )
+                    }
+                    ScalingPolicy::Kubemind => {
+                        pods_metric(current, &pods, &values, milli(metric.target), tolerances)
+                    }
+                };
+                metric.proposal = calculation.ok().map(|c| c.replicas);
             }
         }
         let imbalance = get(
@@ -220,45 +246,44 @@ impl Controller {
         .ok()
         .and_then(|list| read_list(&list).ok())
         .and_then(|values| values.values().next().copied());
-        let proposals: Vec<i32> = metrics.iter().filter_map(|m| m.proposal).collect();
-        let failed = metrics.iter().any(|m| m.proposal.is_none());
-        let Some(raw) = proposals.iter().copied().max() else {
-            return SyncOutcome {
-                current,
-                desired: current,
-                scale_to: None,
-                reason: "FailedGetPodsMetric: no metric could be read".into(),
-                metrics,
-                imbalance,
-            };
-        };
-        // with a metric failing, the HPA may scale up on the others, never down
-        if failed && raw < current {
-            return SyncOutcome {
-                current,
-                desired: current,
-                scale_to: None,
-                reason: "a metric failed and the rest would scale down: holding".into(),
-                metrics,
-                imbalance,
-            };
-        }
-        let decision = normalize(
-            current,
-            raw,
-            MIN_REPLICAS,
-            MAX_REPLICAS,
-            Some(&self.behavior),
-            &mut self.history,
-            now,
-        );
+        let outcomes: Vec<MetricOutcome> = metrics
+            .iter()
+            .map(|m| MetricOutcome {
+                name: m.name.to_string(),
+                proposal: match (&m.values, m.proposal) {
+                    (_, Some(replicas)) => Ok(replicas),
+                    (Err(message), None) => Err(message.clone()),
+                    (Ok(_), None) => Err("no proposal from the values read".into()),
+                },
+            })
+            .collect();
+        let decision = self.autoscaler.reconcile(current, &outcomes, now);
         SyncOutcome {
             current,
-            desired: decision.final_replicas,
-            scale_to: (decision.final_replicas != current).then_some(decision.final_replicas),
-            reason: decision.reason.to_string(),
+            desired: decision.desired,
+            scale_to: decision.rescale.then_some(decision.desired),
+            reason: decision.reason,
             metrics,
             imbalance,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explain::analysis::HpaView;
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+
+    #[test]
+    fn the_controller_simulates_exactly_the_manifest_it_writes() {
+        for policy in [ScalingPolicy::Cpu, ScalingPolicy::Kubemind] {
+            let text = manifest(policy, "demo-l7", 4);
+            let hpa: HorizontalPodAutoscaler = serde_norway::from_str(&text).expect("an HPA");
+            let view = HpaView::from_hpa(&hpa, "demo-l7").expect("a view");
+            let controller = Controller::new(policy, "demo-l7");
+            assert_eq!(view.spec, controller.autoscaler.spec, "{text}");
+            assert_eq!(view.current, 4);
         }
     }
 }

@@ -1,10 +1,12 @@
 //! `kubemind explain HPA [-n NS]`: why an HPA does or does not scale, pod by pod.
 //!
-//! It reads the HPA (from the API server, or `-f` a manifest), its target's selector (the scale
-//! subresource, or `--selector`) and pods, then fetches each metric through the metrics APIs
-//! exactly as the HPA controller does (the same paths, through the kubeconfig's server: the
-//! cluster's aggregator, or an adapter directly), and prints every value, the controller's
-//! formula with the numbers filled in, and findings in plain words ([`analysis`]).
+//! It reads the HPA (from the API server, or `-f` a manifest), its target's scale subresource
+//! (replicas and selector, or `--selector`) and pods, then fetches each metric through the
+//! metrics APIs exactly as the HPA controller does (the same paths, through the kubeconfig's
+//! server: the cluster's aggregator, or an adapter directly), and prints every value, the
+//! controller's arithmetic with the numbers it uses, its decision, and findings in plain words
+//! ([`analysis`]). For an HPA on a Kafka consumer group's lag it also reads the topic's
+//! partition count (`kafka_topic_partitions`), when the adapter serves it.
 
 pub mod analysis;
 
@@ -17,8 +19,12 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
 use crate::cli::ExplainArgs;
-use crate::sim::hpa::PodPhase;
-use analysis::{HpaView, Item, MetricKind, MetricRead, MetricSpec};
+use crate::sim::hpa::PodState;
+use analysis::{HpaView, Inputs, Item, MetricKind, MetricRead, MetricSpec, Partitions};
+
+/// The external metric kafka-exporter's partition count is served as (a rule in the
+/// Prometheus overlay's examples).
+const PARTITIONS_METRIC: &str = "kafka_topic_partitions";
 
 /// Runs `explain`; prints the report.
 pub async fn run(args: ExplainArgs) -> anyhow::Result<()> {
@@ -47,11 +53,15 @@ pub async fn run(args: ExplainArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("reading HorizontalPodAutoscaler {namespace}/{}", args.hpa))?,
     };
-    let view = HpaView::from_hpa(&hpa, &namespace)?;
-
+    let mut view = HpaView::from_hpa(&hpa, &namespace)?;
+    let scale = read_scale(&client, &view).await;
+    if let Some(scale) = &scale {
+        view.current = scale.spec_replicas;
+        view.status_replicas = scale.status_replicas;
+    }
     let selector = match &args.selector {
         Some(selector) => Some(selector.clone()),
-        None => scale_selector(&client, &view).await,
+        None => scale.and_then(|s| s.selector),
     };
     let pods = match &selector {
         Some(selector) => list_pods(&client, &namespace, selector).await,
@@ -97,53 +107,85 @@ pub async fn run(args: ExplainArgs) -> anyhow::Result<()> {
         .and_then(|list| items(&list).first().map(|i| i.value)),
         _ => None,
     };
-    let report = analysis::analyze(
-        &view,
-        pods.as_deref(),
-        selector.as_deref(),
-        &reads,
+    let partitions = kafka_partitions(&client, &namespace, &view).await;
+    let report = analysis::analyze(Inputs {
+        hpa: &view,
+        pods: pods.as_deref(),
+        selector: selector.as_deref(),
+        reads: &reads,
         imbalance,
-        SystemTime::now(),
-    );
+        partitions: partitions.as_ref(),
+        now: SystemTime::now(),
+    });
     // a closed stdout (`| head`) is not an error worth a panic
     let _ = std::io::Write::write_all(&mut std::io::stdout(), analysis::render(&report).as_bytes());
     Ok(())
 }
 
-/// The target's selector from its scale subresource.
-async fn scale_selector(client: &kube::Client, view: &HpaView) -> Option<String> {
+/// What the scale subresource says of the target.
+struct ScaleView {
+    spec_replicas: i32,
+    status_replicas: i32,
+    selector: Option<String>,
+}
+
+async fn read_scale(client: &kube::Client, view: &HpaView) -> Option<ScaleView> {
     let path = view.scale_path()?;
     let scale: k8s_openapi::api::autoscaling::v1::Scale =
         client.request(http_get(&path).ok()?).await.ok()?;
-    scale.status?.selector
+    let status = scale.status?;
+    Some(ScaleView {
+        spec_replicas: scale
+            .spec
+            .and_then(|s| s.replicas)
+            .unwrap_or(status.replicas),
+        status_replicas: status.replicas,
+        selector: status.selector,
+    })
 }
 
 async fn list_pods(
     client: &kube::Client,
     namespace: &str,
     selector: &str,
-) -> Option<Vec<(String, PodPhase)>> {
+) -> Option<Vec<PodState>> {
     let pods = Api::<Pod>::namespaced(client.clone(), namespace)
         .list(&ListParams::default().labels(selector))
         .await
         .ok()?;
-    Some(
-        pods.items
-            .iter()
-            .map(|pod| {
-                let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-                let phase = if pod.metadata.deletion_timestamp.is_some() || phase == Some("Failed")
-                {
-                    PodPhase::Ignored
-                } else if phase == Some("Pending") {
-                    PodPhase::Pending
-                } else {
-                    PodPhase::Running
-                };
-                (pod.metadata.name.clone().unwrap_or_default(), phase)
-            })
-            .collect(),
+    Some(pods.items.iter().map(PodState::from_pod).collect())
+}
+
+/// The partition count of the topic a Kafka lag metric (`topic=NAME` in its selector) reads,
+/// when the adapter serves [`PARTITIONS_METRIC`].
+async fn kafka_partitions(
+    client: &kube::Client,
+    namespace: &str,
+    view: &HpaView,
+) -> Option<Partitions> {
+    let lag = view.metrics.iter().find(|m| {
+        m.kind == MetricKind::External && m.name.contains("kafka") && m.name.contains("lag")
+    })?;
+    let topic = lag
+        .metric_selector
+        .as_deref()?
+        .split(',')
+        .find_map(|term| term.trim().strip_prefix("topic="))?
+        .to_string();
+    let encoded = percent_encoding::utf8_percent_encode(&topic, percent_encoding::NON_ALPHANUMERIC);
+    let list = get(
+        client,
+        &format!(
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{PARTITIONS_METRIC}?labelSelector=topic%3D{encoded}"
+        ),
     )
+    .await
+    .ok()?;
+    let values = items(&list);
+    (!values.is_empty()).then(|| Partitions {
+        topic,
+        count: values.iter().map(|i| i.value).sum(),
+    })
 }
 
 fn http_get(path: &str) -> Result<http::Request<Vec<u8>>, http::Error> {

@@ -125,7 +125,8 @@ pub fn pod(namespace: &str, name: &str, labels: Value, owner: Option<(&str, &str
         "metadata": {"name": name, "namespace": namespace, "uid": format!("{name}-uid"), "resourceVersion": "7",
                      "labels": labels, "ownerReferences": owners},
         "spec": {"nodeName": "gpu-node-1", "containers": [{"name": "c", "image": "i"}]},
-        "status": {"phase": "Running", "podIP": "127.0.0.1"},
+        "status": {"phase": "Running", "podIP": "127.0.0.1",
+                   "conditions": [{"type": "Ready", "status": "True"}]},
     })
 }
 

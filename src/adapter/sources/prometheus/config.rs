@@ -515,7 +515,23 @@ rules:
         )
         .expect("valid");
         assert_eq!(rules.custom().count(), 1);
-        assert_eq!(rules.external().count(), 1);
+        assert_eq!(rules.external().count(), 3);
+        // the Kafka rules match whatever namespace the exporter runs in
+        let partitions = rules
+            .external()
+            .find(|r| r.series_query.contains("kafka_topic_partitions"))
+            .expect("the partitions rule");
+        assert!(!partitions.namespaced);
+        let selector = crate::selector::Selector::parse("topic=orders").expect("selector");
+        assert_eq!(
+            super::super::plan::external_query(
+                partitions,
+                "kafka_topic_partitions",
+                "demo",
+                &selector
+            ),
+            Ok(r#"max(kafka_topic_partitions{topic="orders"}) by (topic)"#.to_string())
+        );
     }
 
     #[test]
