@@ -9,9 +9,10 @@ all: build
 build:
 	$(CARGO) build --locked
 
-## demo: the failure kubemind exists for, replayed with simulated GPUs, Triton and HPAs
+## demo: the failure kubemind exists for, replayed with simulated GPUs, Triton and HPAs;
+## the run is also drawn to docs/demo.svg (the picture in README)
 demo: build
-	target/debug/kubemind demo
+	target/debug/kubemind demo --svg docs/demo.svg
 
 ## standalone: the standalone adapter on example values, read with kubectl
 standalone: build

@@ -43,6 +43,9 @@ pub struct DemoArgs {
     /// Where to write the kubeconfig for kubectl (default: in the temporary directory).
     #[arg(long)]
     pub kubeconfig_out: Option<PathBuf>,
+    /// Also draw the run — replicas and queue time over time, per scenario — as an SVG file.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
 }
 
 /// `kubemind explain`.

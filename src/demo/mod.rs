@@ -20,10 +20,12 @@
 //! on 127.0.0.1 over TLS, with a kubeconfig, for `kubectl get --raw`.
 //!
 //! - [`world`]: the simulated pods, client and Service; [`node`]: one simulated node through
-//!   the exporter's code; [`hpa`]: the simulated controllers; [`report`]: what is printed.
+//!   the exporter's code; [`hpa`]: the simulated controllers; [`report`]: what is printed;
+//!   [`plot`]: the same story as a picture (`--svg`).
 
 pub mod hpa;
 pub mod node;
+pub mod plot;
 pub mod report;
 pub mod world;
 
@@ -42,7 +44,7 @@ use report::{Recorder, Summary};
 use world::{Balancing, World};
 
 /// Simulated seconds between HPA syncs (the controller's default).
-const SYNC_SECONDS: u64 = 15;
+pub const SYNC_SECONDS: u64 = 15;
 /// Replicas at the start, and the HPAs' bounds.
 const START_REPLICAS: usize = 3;
 pub const MIN_REPLICAS: i32 = 3;
@@ -180,6 +182,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let summary: Summary = recorder.finish(&scenarios);
     report::print(&summary, args.output, &server.url);
+    if let Some(path) = &args.svg {
+        let picture = plot::svg(&summary).context("drawing the picture")?;
+        std::fs::write(path, picture).with_context(|| format!("writing {}", path.display()))?;
+        if args.output == crate::cli::DemoOutput::Text {
+            println!("The picture of this run: {}", path.display());
+        }
+    }
     server.stop().await;
     drop(scratch);
     Ok(())

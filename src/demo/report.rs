@@ -33,6 +33,9 @@ pub struct ScenarioSummary {
     pub replicas_max: i32,
     /// (second, replicas) at every sync.
     pub replicas: Vec<(u64, i32)>,
+    /// (second at the end of each 15 s, p99 queue time of the requests that started in it),
+    /// while requests flowed.
+    pub queue_time_ms: Vec<(u64, f64)>,
     pub queue_time_p50_ms: f64,
     pub queue_time_p99_ms: f64,
     /// p99 over the requests served in the last two minutes of traffic.
@@ -258,6 +261,7 @@ impl Recorder {
                 replicas_end: world.pods.len() as i32,
                 replicas_max: replicas.iter().map(|r| r.1).max().unwrap_or(0),
                 replicas,
+                queue_time_ms: queue_time_series(&world.waits),
                 queue_time_p50_ms: percentile(&waits, 0.5),
                 queue_time_p99_ms: percentile(&waits, 0.99),
                 final_queue_time_p99_ms: percentile(&last, 0.99),
@@ -289,6 +293,23 @@ impl Recorder {
             scenarios: summaries,
         }
     }
+}
+
+/// The p99 queue time of each 15 s of requests (by when they started), in ms.
+fn queue_time_series(waits: &[(f64, f64)]) -> Vec<(u64, f64)> {
+    let bucket = super::SYNC_SECONDS;
+    let mut buckets: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for (started, wait) in waits {
+        let end = ((*started / bucket as f64).floor() as u64 + 1) * bucket;
+        buckets.entry(end).or_default().push(wait * 1000.0);
+    }
+    buckets
+        .into_iter()
+        .map(|(end, mut waits)| {
+            waits.sort_by(f64::total_cmp);
+            (end, percentile(&waits, 0.99))
+        })
+        .collect()
 }
 
 fn short(metric: &str) -> &str {

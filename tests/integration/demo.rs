@@ -21,6 +21,7 @@ fn demo(args: &[&str]) -> std::process::Output {
 fn each_scenario_ends_as_the_story_says() {
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
+    let picture = dir.path().join("demo.svg");
     let output = demo(&[
         "--duration",
         "5m",
@@ -30,6 +31,8 @@ fn each_scenario_ends_as_the_story_says() {
         "json",
         "--kubeconfig-out",
         kubeconfig.to_str().expect("utf-8"),
+        "--svg",
+        picture.to_str().expect("utf-8"),
     ]);
     assert!(
         output.status.success(),
@@ -75,6 +78,16 @@ fn each_scenario_ends_as_the_story_says() {
     assert!(number(&l7, "final_queue_time_p99_ms") < target, "{l7}");
     assert!(number(&l7, "request_imbalance_ratio") < 1.5, "{l7}");
     assert!(number(&l7, "dropped") < number(&l4, "dropped"));
+
+    // and the same run as a picture: both panels, a line per scenario
+    let svg = std::fs::read_to_string(&picture).expect("the picture is written");
+    assert!(svg.starts_with("<svg"));
+    for expected in ["replicas", "queue time", "cpu — ", "l4 — ", "l7 — "] {
+        assert!(
+            svg.contains(expected),
+            "{expected} missing from the picture"
+        );
+    }
 }
 
 #[test]
