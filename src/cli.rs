@@ -226,6 +226,9 @@ pub struct AdapterArgs {
     /// Front-proxy certificate CNs to trust, comma-separated (empty: any from its CA).
     #[arg(long, value_delimiter = ',')]
     pub requestheader_allowed_names: Vec<String>,
+    #[command(flatten)]
+    pub connections: crate::serve::ConnectionArgs,
+
     /// Headers carrying the user name (default X-Remote-User).
     #[arg(long, value_delimiter = ',')]
     pub requestheader_username_headers: Vec<String>,
@@ -245,6 +248,8 @@ pub struct ExporterArgs {
     /// Address for /metrics and /healthz (plain HTTP).
     #[arg(long, default_value = "0.0.0.0:9400", env = "KUBEMIND_LISTEN")]
     pub listen: std::net::SocketAddr,
+    #[command(flatten)]
+    pub connections: crate::serve::ConnectionArgs,
     /// How often GPUs and servers are sampled.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,

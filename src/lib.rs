@@ -3,8 +3,8 @@
 //! One crate, one binary, a folder per role: [`adapter`] serves the custom and external metrics
 //! APIs from an in-memory snapshot. Shared pieces: [`quantity`] (Kubernetes quantities),
 //! [`promtext`] (the Prometheus text format),
-//! [`selector`] (label selectors), [`resources`] (group-resources), [`cli`] (flags and exit
-//! codes), [`logging`].
+//! [`selector`] (label selectors), [`resources`] (group-resources), [`serve`] (the hardened
+//! accept loop both servers listen with), [`cli`] (flags and exit codes), [`logging`].
 
 pub mod adapter;
 pub mod cli;
@@ -17,5 +17,6 @@ pub mod quantity;
 pub mod resources;
 pub mod scrape;
 pub mod selector;
+pub mod serve;
 pub mod sim;
 pub mod watch;

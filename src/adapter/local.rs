@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum_server::Handle;
 
 use super::api::{self, Access, ApiState, Readiness};
 use super::auth::Auth;
@@ -17,19 +16,17 @@ use super::auth::trust::{Trust, TrustSources};
 use super::kubeconfig;
 use super::store::Store;
 use super::telemetry::Telemetry;
-use super::tls::{self, LocalAuthority, ServerTls};
+use super::tls::{LocalAuthority, ServerTls};
 
 /// A running local server.
 pub struct LocalServer {
     pub url: String,
-    handle: Handle<SocketAddr>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: crate::serve::Running,
 }
 
 impl LocalServer {
     pub async fn stop(self) {
-        self.handle.graceful_shutdown(Some(Duration::from_secs(1)));
-        let _ = self.task.await;
+        self.server.shutdown(Duration::from_secs(1)).await;
     }
 }
 
@@ -40,23 +37,25 @@ pub async fn serve(store: Arc<Store>, kubeconfig_path: &Path) -> anyhow::Result<
     let identity = authority.serving_identity(&["localhost".into(), "127.0.0.1".into()])?;
     let tls = Arc::new(ServerTls::new(identity, trust.roots.clone())?);
     let auth = Arc::new(Auth::new(trust, None));
+    let telemetry = Arc::new(Telemetry::new());
+    let connections = telemetry.connections();
     let app = api::router(ApiState {
         store,
-        telemetry: Arc::new(Telemetry::new()),
+        telemetry,
         readiness: Readiness::default(),
         access: Access::Checked(auth),
         external: None,
     });
-    let handle = Handle::new();
-    let mut server = axum_server::bind(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0))
-        .acceptor(tls::Acceptor::new(tls.rustls_config()))
-        .handle(handle.clone());
-    super::limit_connections(server.http_builder());
-    let task = tokio::spawn(server.serve(app.into_make_service()));
-    let bound = handle
-        .listening()
-        .await
-        .context("the local server stopped before listening")?;
+    let server = crate::serve::spawn(
+        SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
+        Some(tls.rustls_config()),
+        app,
+        super::CONNECTION_LIMITS,
+        connections,
+    )
+    .await
+    .context("the local server could not listen")?;
+    let bound = server.local_addr;
     let url = format!("https://127.0.0.1:{}", bound.port());
     write_kubeconfig(
         kubeconfig_path,
@@ -65,7 +64,7 @@ pub async fn serve(store: Arc<Store>, kubeconfig_path: &Path) -> anyhow::Result<
         &authority,
         "kubemind-demo-user",
     )?;
-    Ok(LocalServer { url, handle, task })
+    Ok(LocalServer { url, server })
 }
 
 /// Writes a kubeconfig for `server` (whose CA is `ca_pem`) with a client certificate from

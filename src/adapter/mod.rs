@@ -30,10 +30,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum_server::Handle;
 
 use crate::cli::{AdapterArgs, ConfigError, SourceKind};
 use crate::selector::Selector;
+use crate::serve;
 use api::{Access, ApiState, Readiness};
 use auth::Auth;
 use auth::configmap::TrustWatch;
@@ -123,6 +123,8 @@ pub struct Settings {
     pub trust_flags: TrustSources,
     /// Where TokenReview, SubjectAccessReview and the authentication ConfigMap come from.
     pub delegate: Option<::kube::config::Kubeconfig>,
+    /// What clients may hold: connections, deadlines.
+    pub limits: serve::Limits,
 }
 
 impl Settings {
@@ -290,6 +292,7 @@ impl Settings {
             mode,
             trust_flags,
             delegate,
+            limits: args.connections.limits(CONNECTION_LIMITS),
         })
     }
 }
@@ -517,6 +520,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     };
 
+    let connections = telemetry.connections();
     let app = api::router(ApiState {
         store,
         telemetry,
@@ -524,20 +528,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         access: Access::Checked(auth),
         external,
     });
-    let handle = Handle::new();
-    let mut server = axum_server::bind(settings.listen)
-        .acceptor(tls::Acceptor::new(tls.rustls_config()))
-        .handle(handle.clone());
-    limit_connections(server.http_builder());
-    let server = tokio::spawn(server.serve(app.into_make_service()));
-    let Some(bound) = handle.listening().await else {
-        // The server task ended before listening: surface its error.
-        return match server.await {
-            Ok(Ok(())) => Err(anyhow::anyhow!("server stopped before listening")),
-            Ok(Err(error)) => Err(error).with_context(|| format!("binding {}", settings.listen)),
-            Err(error) => Err(error.into()),
-        };
-    };
+    let server = serve::spawn(
+        settings.listen,
+        Some(tls.rustls_config()),
+        app,
+        settings.limits,
+        connections,
+    )
+    .await
+    .with_context(|| format!("binding {}", settings.listen))?;
+    let bound = server.local_addr;
     let host = if bound.ip().is_unspecified() {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
@@ -562,11 +562,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     shutdown.await;
     tracing::info!("shutting down; draining in-flight requests");
-    handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
     for task in &tasks {
         task.abort();
     }
-    server.await??;
+    server.shutdown(SHUTDOWN_GRACE).await;
     Ok(())
 }
 
@@ -586,33 +585,17 @@ async fn kube_client(
     ::kube::Client::try_from(config).context(flag)
 }
 
-/// Bounds what one client can hold: a request head must arrive within
-/// [`HEADER_READ_TIMEOUT`] and fit in [`MAX_REQUEST_HEAD`] bytes (else 408/431 and the
-/// connection closes), and an h2 connection gets at most [`MAX_STREAMS`] concurrent streams.
-/// The TLS handshake has its own deadline ([`tls::Acceptor`]).
-fn limit_connections(
-    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
-) {
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_REQUEST_HEAD)
-        .max_headers(MAX_HEADERS);
-    builder
-        .http2()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .max_header_list_size(MAX_REQUEST_HEAD as u32)
-        .max_concurrent_streams(MAX_STREAMS)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-}
-
-/// Time for a client to send a request's head once connected.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request line plus headers: room for the longest selector, far from unbounded.
-const MAX_REQUEST_HEAD: usize = 128 * 1024;
-const MAX_HEADERS: usize = 64;
-const MAX_STREAMS: u32 = 256;
+/// The adapter's connection limits, before flags. Behind kube-aggregator every request comes
+/// from the API servers' few addresses, over few h2 connections: the per-address cap is for a
+/// peer that is not the aggregator (kube-apiserver closes a silent connection at its own
+/// read-header timeout, about 30 s; the idle timeout here is as long).
+pub const CONNECTION_LIMITS: serve::Limits = serve::Limits {
+    max_connections: 4096,
+    max_connections_per_peer: 512,
+    idle_timeout: Duration::from_secs(30),
+    handshake_timeout: Duration::from_secs(10),
+    header_read_timeout: Duration::from_secs(10),
+};
 
 /// Registers for SIGTERM (what the kubelet sends) and SIGINT (Ctrl-C) now, and returns a future
 /// that resolves on the first of them. Registering up front matters: a signal that arrives

@@ -13,12 +13,16 @@
 //! | `kubemind_adapter_exporter_page_age_seconds` | exporter | age of each exporter's last good page |
 //! | `kubemind_adapter_prometheus_queries_total` | purpose, result | PromQL queries sent (`discovery`, `rule`, `external`) |
 //! | `kubemind_adapter_prometheus_circuit_open` | | 1 while the circuit breaker holds queries back |
+//! | `kubemind_adapter_connections_open` | | connections held now |
+//! | `kubemind_adapter_connections_accepted_total` | | connections accepted |
+//! | `kubemind_adapter_connections_refused_total` | reason | refused at a cap (`total`, `per_peer`) |
+//! | `kubemind_adapter_connections_closed_total` | reason | closed by the server (`idle`, `evicted`, `handshake`) |
 //!
 //! Labels take values from fixed sets (routes, results), never raw error text.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -29,6 +33,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::adapter::store::Snapshot;
+use crate::serve::ConnectionStats;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -94,6 +99,7 @@ pub struct Telemetry {
     newest_value_at: Mutex<BTreeMap<&'static str, SystemTime>>,
     prometheus_queries: Family<QueryLabels, Counter>,
     prometheus_circuit_open: Gauge,
+    connections: Arc<ConnectionStats>,
 }
 
 impl Default for Telemetry {
@@ -103,6 +109,11 @@ impl Default for Telemetry {
 }
 
 impl Telemetry {
+    /// The server's connection accounting, registered here.
+    pub fn connections(&self) -> Arc<ConnectionStats> {
+        self.connections.clone()
+    }
+
     pub fn new() -> Telemetry {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -173,7 +184,10 @@ impl Telemetry {
             "1 while the circuit breaker holds queries to Prometheus back",
             prometheus_circuit_open.clone(),
         );
+        let connections = Arc::new(ConnectionStats::default());
+        connections.register(&mut registry, "kubemind_adapter");
         Telemetry {
+            connections,
             registry,
             newest_value_at: Mutex::default(),
             prometheus_queries,

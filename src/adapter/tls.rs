@@ -11,18 +11,16 @@
 //!   trusted client CAs change; [`CertificateReloader`] re-reads the files every interval and
 //!   hands changes to it (Secret volumes change by symlink swap, which file watchers miss). New
 //!   connections get the new configuration; established ones finish on the old.
-//! - [`Acceptor`] wraps axum-server's rustls acceptor and attaches [`PeerCertificates`].
+//!
+//! The connections themselves — handshake deadline, caps, the verified peer certificates handed
+//! to the handlers — are [`crate::serve`]'s.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Extension;
-use axum::middleware::AddExtension;
-use axum_server::accept::{Accept, NoDelayAcceptor};
-use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
-use futures::future::BoxFuture;
+use axum_server::tls_rustls::RustlsConfig;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -31,9 +29,6 @@ use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
-use tower::Layer;
 
 use crate::adapter::telemetry::Telemetry;
 
@@ -331,51 +326,4 @@ impl CertificateReloader {
 
 async fn read_pair(cert: &Path, key: &Path) -> io::Result<(Vec<u8>, Vec<u8>)> {
     Ok((tokio::fs::read(cert).await?, tokio::fs::read(key).await?))
-}
-
-/// The client certificates a connection presented and rustls verified, if any.
-#[derive(Debug, Clone, Default)]
-pub struct PeerCertificates(pub Option<Arc<[CertificateDer<'static>]>>);
-
-/// axum-server's rustls acceptor over `TCP_NODELAY` sockets, plus the connection's
-/// [`PeerCertificates`] as an extension. Without `TCP_NODELAY` the last segment of a large
-/// answer waits for the client's delayed ACK: a 40 ms tail on every few requests.
-#[derive(Clone)]
-pub struct Acceptor {
-    inner: RustlsAcceptor<NoDelayAcceptor>,
-}
-
-impl Acceptor {
-    pub fn new(config: RustlsConfig) -> Acceptor {
-        Acceptor {
-            inner: RustlsAcceptor::new(config)
-                .handshake_timeout(Duration::from_secs(10))
-                .acceptor(NoDelayAcceptor::new()),
-        }
-    }
-}
-
-impl<S> Accept<TcpStream, S> for Acceptor
-where
-    S: Send + 'static,
-{
-    type Stream = TlsStream<TcpStream>;
-    type Service = AddExtension<S, PeerCertificates>;
-    type Future = BoxFuture<'static, io::Result<(Self::Stream, Self::Service)>>;
-
-    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
-        let acceptor = self.inner.clone();
-        Box::pin(async move {
-            let (stream, service) = acceptor.accept(stream, service).await?;
-            let certificates = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect());
-            Ok((
-                stream,
-                Extension(PeerCertificates(certificates)).layer(service),
-            ))
-        })
-    }
 }

@@ -31,6 +31,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::cli::{ConfigError, ExporterArgs};
+use crate::serve::ConnectionStats;
 use gpu::{GpuSnapshot, Sampler};
 use pods::Attributions;
 use servers::scrape::{Scraper, Target};
@@ -38,6 +39,8 @@ use servers::scrape::{Scraper, Target};
 /// The exporter's resolved configuration.
 pub struct Settings {
     pub listen: SocketAddr,
+    /// What scrapers of `/metrics` may hold: connections, deadlines.
+    pub limits: crate::serve::Limits,
     pub interval: Duration,
     pub node: String,
     pub nvml_lib: Option<PathBuf>,
@@ -89,6 +92,7 @@ impl Settings {
         Ok(Settings {
             pod_discovery,
             listen: args.listen,
+            limits: args.connections.limits(CONNECTION_LIMITS),
             interval: args.interval,
             node: args.node_name,
             nvml_lib: args.nvml_lib,
@@ -100,6 +104,18 @@ impl Settings {
         })
     }
 }
+
+/// The exporter's connection limits, before flags: its scrapers are Prometheus and the
+/// adapter replicas, a handful of connections.
+pub const CONNECTION_LIMITS: crate::serve::Limits = crate::serve::Limits {
+    max_connections: 256,
+    max_connections_per_peer: 32,
+    idle_timeout: Duration::from_secs(30),
+    handshake_timeout: Duration::from_secs(10),
+    header_read_timeout: Duration::from_secs(10),
+};
+/// How long a stopping exporter lets a scrape in progress finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves until SIGTERM or Ctrl-C.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -126,34 +142,36 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         },
     };
     let page = Arc::new(ArcSwap::from_pointee(String::new()));
-    let (listen, node) = (settings.listen, settings.node.clone());
+    let (listen, limits, node) = (settings.listen, settings.limits, settings.node.clone());
     let collector = tokio::spawn(collect(settings, discovered, gpus, page.clone()));
 
+    let connections = Arc::new(ConnectionStats::default());
     let app = axum::Router::new()
         .route(
             "/metrics",
             get({
-                let page = page.clone();
+                let (page, connections) = (page.clone(), connections.clone());
                 move || async move {
+                    let mut text = page.load_full().as_str().to_owned();
+                    text.push_str(&connections.render("kubemind_exporter"));
                     (
                         [(
                             header::CONTENT_TYPE,
                             "text/plain; version=0.0.4; charset=utf-8",
                         )],
-                        page.load_full().as_str().to_owned(),
+                        text,
                     )
                         .into_response()
                 }
             }),
         )
         .route("/healthz", get(|| async { "ok" }));
-    let listener = tokio::net::TcpListener::bind(listen)
+    let server = crate::serve::spawn(listen, None, app, limits, connections)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, %node, "serving /metrics");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    tracing::info!(address = %server.local_addr, %node, "serving /metrics");
+    shutdown.await;
+    server.shutdown(SHUTDOWN_GRACE).await;
     collector.abort();
     drop(stop_sampler);
     let _ = sampler.join();

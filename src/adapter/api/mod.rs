@@ -51,7 +51,7 @@ use crate::adapter::auth::attributes::Attributes;
 use crate::adapter::sources::prometheus::external::{ExternalQueries, ReadError};
 use crate::adapter::store::Store;
 use crate::adapter::telemetry::Telemetry;
-use crate::adapter::tls::PeerCertificates;
+use crate::serve::PeerCertificates;
 use metrics::Freshness;
 use negotiate::Format;
 

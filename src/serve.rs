@@ -1,0 +1,592 @@
+//! Serving HTTP(S) to clients that may not behave: the accept loop both the adapter and the
+//! exporter listen with. It owns, per connection, what the process can afford to give one peer:
+//!
+//! - **a cap on connections**, in total and per peer address. At the total cap, the
+//!   connection idle longest (no request in flight) is closed to make room, so a flood of
+//!   silent connections cannot lock out the kubelet's probes or a real client; when none is
+//!   idle, the new connection is refused. Past the per-address cap, new connections from that
+//!   address are refused. The total cap is also kept under the process's open-file limit
+//!   (raised to its hard limit at start), so the sources keep file descriptors for their own
+//!   work.
+//! - **deadlines**: the TLS handshake within `handshake_timeout`; a request head, once begun,
+//!   within `header_read_timeout` (HTTP/1); and any connection — HTTP/1 or h2, one that never
+//!   sends a byte after the handshake or one that only answers pings — is closed after
+//!   `idle_timeout` without a request in flight.
+//! - **accounting**: [`ConnectionStats`], served on the process's own `/metrics`.
+//!
+//! TLS is optional (the exporter serves plain HTTP): the verified peer certificates of a TLS
+//! connection reach the handlers as a [`PeerCertificates`] extension. Shutdown stops accepting,
+//! lets open connections finish what they serve, and ends when they have or when the grace
+//! period is over.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::Request;
+use axum_server::tls_rustls::RustlsConfig;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use rustls::pki_types::CertificateDer;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+/// The client certificates a connection presented and rustls verified, if any.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificates(pub Option<Arc<[CertificateDer<'static>]>>);
+
+/// What one peer, and all of them, may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_connections_per_peer: usize,
+    pub idle_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub header_read_timeout: Duration,
+}
+
+/// File descriptors kept back from connections for the process's own files and sockets.
+const FD_RESERVE: u64 = 64;
+/// Largest request line plus headers: room for the longest selector, far from unbounded.
+const MAX_REQUEST_HEAD: usize = 128 * 1024;
+const MAX_HEADERS: usize = 64;
+const MAX_STREAMS: u32 = 256;
+/// How often each connection checks whether it has been idle too long.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// The connection flags, shared by the adapter and the exporter (defaults differ per role).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionArgs {
+    /// Connections held at once; at the cap the one idle longest is closed for a new one.
+    /// Kept under the open-file limit.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Connections held at once from one address; more are refused.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// A connection with no request in flight for this long is closed (also one that never
+    /// sends a request after the TLS handshake, or an h2 connection that only answers pings).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Option<Duration>,
+}
+
+impl ConnectionArgs {
+    /// The limits, from these flags over `defaults`, the total kept under the open-file limit.
+    pub fn limits(&self, defaults: Limits) -> Limits {
+        let wanted = self.max_connections.unwrap_or(defaults.max_connections);
+        Limits {
+            max_connections: wanted.min(connection_budget()).max(1),
+            max_connections_per_peer: self
+                .max_connections_per_ip
+                .unwrap_or(defaults.max_connections_per_peer)
+                .max(1),
+            idle_timeout: self.idle_timeout.unwrap_or(defaults.idle_timeout),
+            ..defaults
+        }
+    }
+}
+
+/// The connections the open-file limit leaves room for, after raising the soft limit to the
+/// hard one (as Go's runtime does).
+fn connection_budget() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write only the struct passed.
+    let soft = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return usize::MAX;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            }
+        }
+        limit.rlim_cur
+    };
+    usize::try_from(soft.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    /// `total` (at the cap with no idle connection to close) or `per_peer`.
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClosedLabels {
+    /// `idle`, `evicted` (closed at the cap for a new one), `handshake` (TLS failed or timed
+    /// out).
+    reason: &'static str,
+}
+
+/// Connection accounting, for the process's `/metrics`.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    open: Gauge,
+    accepted: Counter,
+    refused: Family<RefusedLabels, Counter>,
+    closed: Family<ClosedLabels, Counter>,
+}
+
+impl ConnectionStats {
+    /// Registers the series as `PREFIX_connections_open`, `…_accepted_total`,
+    /// `…_refused_total{reason}`, `…_closed_total{reason}`.
+    pub fn register(&self, registry: &mut Registry, prefix: &str) {
+        registry.register(
+            format!("{prefix}_connections_open"),
+            "Connections held now",
+            self.open.clone(),
+        );
+        registry.register(
+            format!("{prefix}_connections_accepted"),
+            "Connections accepted",
+            self.accepted.clone(),
+        );
+        registry.register(
+            format!("{prefix}_connections_refused"),
+            "Connections refused at a cap (total: no idle connection to close; per_peer)",
+            self.refused.clone(),
+        );
+        registry.register(
+            format!("{prefix}_connections_closed"),
+            "Connections closed by the server (idle, evicted at the cap, handshake failed)",
+            self.closed.clone(),
+        );
+    }
+
+    /// The same series in Prometheus text format 0.0.4, for a page rendered by hand.
+    pub fn render(&self, prefix: &str) -> String {
+        let mut text = format!(
+            "# HELP {prefix}_connections_open Connections held now\n\
+             # TYPE {prefix}_connections_open gauge\n\
+             {prefix}_connections_open {}\n\
+             # HELP {prefix}_connections_accepted_total Connections accepted\n\
+             # TYPE {prefix}_connections_accepted_total counter\n\
+             {prefix}_connections_accepted_total {}\n",
+            self.open.get(),
+            self.accepted.get()
+        );
+        text.push_str(&format!(
+            "# HELP {prefix}_connections_refused_total Connections refused at a cap\n\
+             # TYPE {prefix}_connections_refused_total counter\n"
+        ));
+        for reason in ["total", "per_peer"] {
+            let count = self.refused.get_or_create(&RefusedLabels { reason }).get();
+            text.push_str(&format!(
+                "{prefix}_connections_refused_total{{reason=\"{reason}\"}} {count}\n"
+            ));
+        }
+        text.push_str(&format!(
+            "# HELP {prefix}_connections_closed_total Connections closed by the server\n\
+             # TYPE {prefix}_connections_closed_total counter\n"
+        ));
+        for reason in ["idle", "evicted", "handshake"] {
+            let count = self.closed.get_or_create(&ClosedLabels { reason }).get();
+            text.push_str(&format!(
+                "{prefix}_connections_closed_total{{reason=\"{reason}\"}} {count}\n"
+            ));
+        }
+        text
+    }
+
+    fn closed(&self, reason: &'static str) {
+        self.closed.get_or_create(&ClosedLabels { reason }).inc();
+    }
+
+    fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&RefusedLabels { reason }).inc();
+    }
+}
+
+/// One connection's activity, shared by its task and the registry.
+#[derive(Debug)]
+struct Activity {
+    in_flight: AtomicUsize,
+    /// Milliseconds since `epoch` of the last request's start or end (or the connection's).
+    last_active_ms: AtomicU64,
+    epoch: Instant,
+    evict: Notify,
+}
+
+impl Activity {
+    fn new(epoch: Instant) -> Activity {
+        let activity = Activity {
+            in_flight: AtomicUsize::new(0),
+            last_active_ms: AtomicU64::new(0),
+            epoch,
+            evict: Notify::new(),
+        };
+        activity.touch();
+        activity
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_active_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// How long nothing has been in flight; `None` while a request is.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last_active_ms.load(Ordering::Relaxed));
+        Some(self.epoch.elapsed().saturating_sub(last))
+    }
+}
+
+/// Every open connection, for the caps.
+#[derive(Debug, Default)]
+struct Open {
+    next_id: u64,
+    per_peer: HashMap<IpAddr, usize>,
+    connections: HashMap<u64, Entry>,
+    /// Connections told to close for a new one and not gone yet.
+    evicting: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    peer: IpAddr,
+    activity: Arc<Activity>,
+    evicting: bool,
+}
+
+/// Admission decisions over [`Open`].
+struct Admission {
+    limits: Limits,
+    stats: Arc<ConnectionStats>,
+    open: Mutex<Open>,
+    epoch: Instant,
+}
+
+/// A connection's place among the open ones, given back when dropped.
+struct Admitted {
+    admission: Arc<Admission>,
+    id: u64,
+    activity: Arc<Activity>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.admission.release(self.id);
+    }
+}
+
+impl Admission {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
+        // every update keeps the counts consistent: a panic elsewhere leaves them usable
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Admits a connection from `peer`, closing the one idle longest when at the total cap.
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Admitted, &'static str> {
+        let mut open = self.lock();
+        if open.per_peer.get(&peer).copied().unwrap_or(0) >= self.limits.max_connections_per_peer {
+            return Err("per_peer");
+        }
+        if open.connections.len() - open.evicting >= self.limits.max_connections {
+            let idlest = open
+                .connections
+                .iter_mut()
+                .filter(|(_, entry)| !entry.evicting)
+                .filter_map(|(_, entry)| Some((entry.activity.idle_for()?, entry)))
+                .max_by_key(|(idle, _)| *idle)
+                .map(|(_, entry)| entry);
+            let Some(victim) = idlest else {
+                return Err("total");
+            };
+            victim.evicting = true;
+            victim.activity.evict.notify_one();
+            open.evicting += 1;
+        }
+        open.next_id += 1;
+        let id = open.next_id;
+        let activity = Arc::new(Activity::new(self.epoch));
+        open.connections.insert(
+            id,
+            Entry {
+                peer,
+                activity: activity.clone(),
+                evicting: false,
+            },
+        );
+        *open.per_peer.entry(peer).or_default() += 1;
+        self.stats.open.set(open.connections.len() as i64);
+        Ok(Admitted {
+            admission: self.clone(),
+            id,
+            activity,
+        })
+    }
+
+    fn release(&self, id: u64) {
+        let mut open = self.lock();
+        if let Some(entry) = open.connections.remove(&id) {
+            if entry.evicting {
+                open.evicting -= 1;
+            }
+            if let Some(count) = open.per_peer.get_mut(&entry.peer) {
+                *count -= 1;
+                if *count == 0 {
+                    open.per_peer.remove(&entry.peer);
+                }
+            }
+        }
+        self.stats.open.set(open.connections.len() as i64);
+    }
+}
+
+/// Counts a request in flight on its connection until its response is produced.
+#[derive(Clone)]
+struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S, B> tower::Service<Request<B>> for Tracked<S>
+where
+    S: tower::Service<Request<B>> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.activity.touch();
+        let activity = self.activity.clone();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let result = response.await;
+            activity.touch();
+            activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+            result
+        })
+    }
+}
+
+/// A running server: its address, and how to stop it.
+pub struct Running {
+    pub local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets open connections finish what they serve, and returns when they
+    /// have or after `grace`.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let mut task = self.task;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+}
+
+/// Binds `listen` and serves `app` on it, over TLS when `tls` is given.
+pub async fn spawn(
+    listen: SocketAddr,
+    tls: Option<RustlsConfig>,
+    app: Router,
+    limits: Limits,
+    stats: Arc<ConnectionStats>,
+) -> io::Result<Running> {
+    let listener = TcpListener::bind(listen).await?;
+    let local_addr = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let admission = Arc::new(Admission {
+        limits,
+        stats,
+        open: Mutex::new(Open::default()),
+        epoch: Instant::now(),
+    });
+    let task = tokio::spawn(accept_loop(listener, tls, app, admission, stopped));
+    Ok(Running {
+        local_addr,
+        stop,
+        task,
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<RustlsConfig>,
+    app: Router,
+    admission: Arc<Admission>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.changed() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // out of file descriptors, or a connection reset before it was accepted
+                tracing::warn!(%error, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let admitted = match admission.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(reason) => {
+                admission.stats.refused(reason);
+                drop(stream);
+                continue;
+            }
+        };
+        admission.stats.accepted.inc();
+        let _ = stream.set_nodelay(true);
+        connections.spawn(connection(
+            stream,
+            tls.clone(),
+            app.clone(),
+            admitted,
+            stopped.clone(),
+        ));
+    }
+    drop(listener);
+    // finish what is open; the caller bounds how long
+    while connections.join_next().await.is_some() {}
+}
+
+async fn connection(
+    stream: TcpStream,
+    tls: Option<RustlsConfig>,
+    app: Router,
+    admitted: Admitted,
+    stopped: watch::Receiver<bool>,
+) {
+    let limits = admitted.admission.limits;
+    let stats = admitted.admission.stats.clone();
+    match tls {
+        None => {
+            let app = app.layer(axum::Extension(PeerCertificates::default()));
+            http(
+                TokioIo::new(stream),
+                app,
+                &admitted,
+                limits,
+                &stats,
+                stopped,
+            )
+            .await;
+        }
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config.get_inner());
+            let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream));
+            let stream = match handshake.await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(_)) | Err(_) => {
+                    stats.closed("handshake");
+                    return;
+                }
+            };
+            let certificates = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect());
+            let app = app.layer(axum::Extension(PeerCertificates(certificates)));
+            http(
+                TokioIo::new(stream),
+                app,
+                &admitted,
+                limits,
+                &stats,
+                stopped,
+            )
+            .await;
+        }
+    }
+}
+
+/// Serves HTTP/1 or h2 on one connection until it ends, idles out, is evicted, or the server
+/// stops (then gracefully).
+async fn http<I>(
+    io: TokioIo<I>,
+    app: Router,
+    admitted: &Admitted,
+    limits: Limits,
+    stats: &ConnectionStats,
+    mut stopped: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_REQUEST_HEAD)
+        .max_headers(MAX_HEADERS);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_REQUEST_HEAD as u32)
+        .max_concurrent_streams(MAX_STREAMS)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let activity = admitted.activity.clone();
+    let service = TowerToHyperService::new(Tracked {
+        inner: app,
+        activity: activity.clone(),
+    });
+    let connection = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(connection);
+    let mut check = tokio::time::interval(IDLE_CHECK);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = check.tick() => {
+                if activity.idle_for().is_some_and(|idle| idle >= limits.idle_timeout) {
+                    stats.closed("idle");
+                    return;
+                }
+            }
+            _ = activity.evict.notified() => {
+                stats.closed("evicted");
+                return;
+            }
+            changed = stopped.changed(), if !draining => {
+                draining = true;
+                if changed.is_ok() {
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
