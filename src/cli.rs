@@ -226,6 +226,11 @@ pub struct AdapterArgs {
     /// Front-proxy certificate CNs to trust, comma-separated (empty: any from its CA).
     #[arg(long, value_delimiter = ',')]
     pub requestheader_allowed_names: Vec<String>,
+    /// Let requests without credentials through as system:anonymous, to be authorized (and
+    /// usually denied, 403) like any user; false answers them 401, as kube-apiserver's flag.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub anonymous_auth: bool,
+
     #[command(flatten)]
     pub connections: crate::serve::ConnectionArgs,
 

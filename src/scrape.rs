@@ -1,7 +1,8 @@
 //! Fetching a `/metrics` page, shared by the exporter (scraping inference servers) and the
-//! adapter (scraping exporters): one GET under the client's timeout, the body read up to a
-//! cap, and the parse run where it belongs — inline for a small page, on the blocking pool for
-//! a large one (CPU work never holds an async worker for long).
+//! adapter (scraping exporters): one GET under the client's timeout ([`client`]: redirects are
+//! not followed — a page is the pod's own or none, never another server's answered in its
+//! name), the body read up to a cap, and the parse run where it belongs — inline for a small
+//! page, on the blocking pool for a large one (CPU work never holds an async worker for long).
 
 /// Bodies up to this size are parsed inline; they take microseconds.
 const INLINE_PARSE_BYTES: usize = 256 * 1024;
@@ -15,12 +16,24 @@ pub enum FetchError {
     Connect,
     #[error("answered HTTP {0}")]
     Status(u16),
+    #[error("redirected (HTTP {0}); redirects are not followed")]
+    Redirect(u16),
     #[error("the body broke off")]
     Body,
     #[error("the page is larger than the cap")]
     TooLarge,
     #[error("the parse task failed")]
     Parse,
+}
+
+/// An HTTP client for scraping: the deadline for connecting and for the whole exchange, no
+/// redirects followed.
+pub fn client(timeout: std::time::Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
 }
 
 /// GETs `url` and returns its body, refusing one larger than `max_bytes`.
@@ -36,8 +49,18 @@ pub async fn fetch(
             FetchError::Connect
         }
     })?;
-    if !response.status().is_success() {
-        return Err(FetchError::Status(response.status().as_u16()));
+    let status = response.status();
+    if status.is_redirection() {
+        return Err(FetchError::Redirect(status.as_u16()));
+    }
+    if !status.is_success() {
+        return Err(FetchError::Status(status.as_u16()));
+    }
+    if response
+        .content_length()
+        .is_some_and(|length| length > max_bytes as u64)
+    {
+        return Err(FetchError::TooLarge);
     }
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|_| FetchError::Body)? {

@@ -15,7 +15,9 @@
 //! - **accounting**: [`ConnectionStats`], served on the process's own `/metrics`.
 //!
 //! TLS is optional (the exporter serves plain HTTP): the verified peer certificates of a TLS
-//! connection reach the handlers as a [`PeerCertificates`] extension. Shutdown stops accepting,
+//! connection reach the handlers as a [`PeerCertificates`] extension. A TLS 1.2 client that
+//! tries to renegotiate gets rustls' `no_renegotiation` alert at once, and the connection is
+//! closed ([`RenegotiationGuard`]). Shutdown stops accepting,
 //! lets open connections finish what they serve, and ends when they have or when the grace
 //! period is over.
 
@@ -135,7 +137,7 @@ struct RefusedLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClosedLabels {
     /// `idle`, `evicted` (closed at the cap for a new one), `handshake` (TLS failed or timed
-    /// out).
+    /// out), `renegotiation` (a TLS 1.2 client tried to renegotiate).
     reason: &'static str,
 }
 
@@ -169,7 +171,7 @@ impl ConnectionStats {
         );
         registry.register(
             format!("{prefix}_connections_closed"),
-            "Connections closed by the server (idle, evicted at the cap, handshake failed)",
+            "Connections closed by the server (idle, evicted at the cap, handshake failed, renegotiation)",
             self.closed.clone(),
         );
     }
@@ -200,7 +202,7 @@ impl ConnectionStats {
             "# HELP {prefix}_connections_closed_total Connections closed by the server\n\
              # TYPE {prefix}_connections_closed_total counter\n"
         ));
-        for reason in ["idle", "evicted", "handshake"] {
+        for reason in ["idle", "evicted", "handshake", "renegotiation"] {
             let count = self.closed.get_or_create(&ClosedLabels { reason }).get();
             text.push_str(&format!(
                 "{prefix}_connections_closed_total{{reason=\"{reason}\"}} {count}\n"
@@ -508,10 +510,17 @@ async fn connection(
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config.get_inner());
             let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream));
-            let stream = match handshake.await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(_)) | Err(_) => {
-                    stats.closed("handshake");
+            let stream = tokio::select! {
+                done = handshake => match done {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(_)) | Err(_) => {
+                        stats.closed("handshake");
+                        return;
+                    }
+                },
+                // a connection still shaking hands is idle too: it can make way at the cap
+                _ = admitted.activity.evict.notified() => {
+                    stats.closed("evicted");
                     return;
                 }
             };
@@ -521,8 +530,12 @@ async fn connection(
                 .peer_certificates()
                 .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect());
             let app = app.layer(axum::Extension(PeerCertificates(certificates)));
+            let guarded = RenegotiationGuard {
+                inner: stream,
+                stats: stats.clone(),
+            };
             http(
-                TokioIo::new(stream),
+                TokioIo::new(guarded),
                 app,
                 &admitted,
                 limits,
@@ -531,6 +544,73 @@ async fn connection(
             )
             .await;
         }
+    }
+}
+
+/// A TLS stream that answers a renegotiation attempt at once. rustls never renegotiates: it
+/// queues a `no_renegotiation` warning alert when a TLS 1.2 client sends a new ClientHello —
+/// but only a write sends it, and a server waiting for the next request does not write, so the
+/// client would hang. Nothing else makes a TLS 1.2 server connection want to write after a
+/// read; so when one does, the alert is flushed and the connection ends (the read returns
+/// end-of-stream).
+struct RenegotiationGuard {
+    inner: tokio_rustls::server::TlsStream<TcpStream>,
+    stats: Arc<ConnectionStats>,
+}
+
+impl tokio::io::AsyncRead for RenegotiationGuard {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let session = |this: &Self| {
+            let connection = this.inner.get_ref().1;
+            (
+                connection.wants_write(),
+                connection.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_2),
+            )
+        };
+        let (wanted_write, _) = session(&self);
+        let filled = buf.filled().len();
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let (wants_write, tls12) = session(&self);
+        if tls12 && !wanted_write && wants_write && buf.filled().len() == filled {
+            let _ = tokio::io::AsyncWrite::poll_flush(Pin::new(&mut self.inner), cx);
+            self.stats.closed("renegotiation");
+            return Poll::Ready(Ok(()));
+        }
+        read
+    }
+}
+
+impl tokio::io::AsyncWrite for RenegotiationGuard {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 

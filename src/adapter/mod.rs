@@ -125,6 +125,8 @@ pub struct Settings {
     pub delegate: Option<::kube::config::Kubeconfig>,
     /// What clients may hold: connections, deadlines.
     pub limits: serve::Limits,
+    /// `--anonymous-auth`.
+    pub anonymous: bool,
 }
 
 impl Settings {
@@ -293,6 +295,7 @@ impl Settings {
             trust_flags,
             delegate,
             limits: args.connections.limits(CONNECTION_LIMITS),
+            anonymous: args.anonymous_auth,
         })
     }
 }
@@ -411,7 +414,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
         None => cluster_client.clone(),
     };
-    let auth = Arc::new(Auth::new(trust, delegate_client.clone().map(Delegate::new)));
+    let auth = Auth::new(trust, delegate_client.clone().map(Delegate::new));
+    let auth = Arc::new(if settings.anonymous {
+        auth
+    } else {
+        auth.without_anonymous()
+    });
 
     let mut tasks = Vec::new();
     if let Some((cert_path, key_path, interval)) = reloader {

@@ -10,7 +10,7 @@
 //! | `kubemind_pod_gpu_utilization_ratio`, `kubemind_pod_gpu_memory_{used,total}_bytes` | namespace, pod, node |
 //! | `kubemind_triton_{queue_time_seconds,queue_compute_ratio,pending_requests,request_rate,rejected_rate,stalled}` | namespace, pod, node |
 //! | `kubemind_vllm_{requests_waiting,requests_running,kv_cache_usage_ratio,queue_time_seconds,request_rate}` | namespace, pod, node |
-//! | `kubemind_exporter_*` | the exporter's own health |
+//! | `kubemind_exporter_*` | the exporter's own health (the `kubemind_exporter_connections_*` series are appended by the `/metrics` handler, from [`crate::serve::ConnectionStats`]) |
 //!
 //! A GPU shared by several pods (time-slicing, MPS) appears once per holder with the whole GPU's
 //! values: NVML reports per GPU, not per process. A value the source could not give (MIG-mode

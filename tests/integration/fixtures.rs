@@ -213,6 +213,16 @@ pub fn start_standalone_adapter(
     values: &str,
     extra: &[&str],
 ) -> (Process, std::path::PathBuf) {
+    start_standalone_adapter_limited(dir, values, extra, None)
+}
+
+/// [`start_standalone_adapter`], under a limit of `open_files` file descriptors when given.
+pub fn start_standalone_adapter_limited(
+    dir: &Path,
+    values: &str,
+    extra: &[&str],
+    open_files: Option<u64>,
+) -> (Process, std::path::PathBuf) {
     let values_path = dir.join("values.yaml");
     std::fs::write(&values_path, values).expect("values");
     let kubeconfig = dir.join("kubeconfig");
@@ -227,7 +237,10 @@ pub fn start_standalone_adapter(
         kubeconfig.to_str().expect("utf-8"),
     ];
     args.extend_from_slice(extra);
-    let adapter = Process::start(dir, "adapter", &args);
+    let adapter = match open_files {
+        Some(limit) => Process::start_with_open_files(dir, "adapter", &args, limit),
+        None => Process::start(dir, "adapter", &args),
+    };
     let kubeconfig = wait_for_kubeconfig(&adapter, &kubeconfig);
     (adapter, kubeconfig)
 }

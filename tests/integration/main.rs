@@ -18,6 +18,7 @@
 mod alerts;
 mod api;
 mod cluster;
+mod connections;
 mod dashboards;
 mod demo;
 mod explain;

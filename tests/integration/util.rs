@@ -14,10 +14,33 @@ impl Process {
     /// Starts `kubemind ARGS…` with stderr captured to `dir/NAME.log`, logging at `info`
     /// (`TEST_RUST_LOG=kubemind=debug cargo test …` for more when a test fails).
     pub fn start(dir: &Path, name: &str, args: &[&str]) -> Process {
+        Process::spawn(
+            dir,
+            name,
+            Command::new(env!("CARGO_BIN_EXE_kubemind")).args(args),
+        )
+    }
+
+    /// [`Process::start`] under a limit of `open_files` file descriptors (`ulimit -n`, soft
+    /// and hard, as a container runtime sets it).
+    pub fn start_with_open_files(
+        dir: &Path,
+        name: &str,
+        args: &[&str],
+        open_files: u64,
+    ) -> Process {
+        let script = format!("ulimit -n {open_files} && exec \"$0\" \"$@\"");
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", &script, env!("CARGO_BIN_EXE_kubemind")])
+            .args(args);
+        Process::spawn(dir, name, &mut command)
+    }
+
+    fn spawn(dir: &Path, name: &str, command: &mut Command) -> Process {
         let stderr_path = dir.join(format!("{name}.log"));
         let stderr = std::fs::File::create(&stderr_path).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_kubemind"))
-            .args(args)
+        let child = command
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),

@@ -1,9 +1,13 @@
 //! Turns a metric-read URL into a typed request, or a 400 that says what is wrong with it.
 //!
-//! Owns the path grammar of CONTRACT.md §1.2–1.4 below `/apis/<group>/<version>/`: each segment
-//! is percent-decoded (the wildcard arrives as `%2A`), must be UTF-8, and must be a single name
-//! (not empty, `.`, `..`, and no `/` once decoded). The query is decoded with `+` as a space;
-//! `labelSelector` and `metricLabelSelector` are parsed, unknown parameters are ignored.
+//! Owns the path grammar of the metrics APIs below `/apis/<group>/<version>/` (see
+//! `docs/contract.md`): each segment is percent-decoded (the wildcard arrives as `%2A`), must be
+//! UTF-8, and must be a single name (not empty, `.`, `..`, and no `/` once decoded). Then each
+//! segment is checked as Kubernetes checks names: a namespace is a DNS-1123 label, an object
+//! name a DNS-1123 subdomain, a resource `plural[.group]` in the same alphabet, a metric name
+//! letters, digits and `_:.-` — anything else (a NUL byte, say) is a 400, never an empty
+//! answer. The query is decoded with `+` as a space; `labelSelector` and
+//! `metricLabelSelector` are parsed, unknown parameters are ignored.
 
 use std::borrow::Cow;
 
@@ -130,11 +134,65 @@ fn parse_selector(parameter: &str, text: Option<&str>) -> Result<Option<Selector
     }
 }
 
-fn target(name: String) -> Target {
-    if name == "*" {
-        Target::All
+/// A DNS-1123 label: 1–63 of `a-z`, `0-9`, `-`, starting and ending alphanumeric.
+fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+/// A DNS-1123 subdomain: up to 253 characters of dot-separated labels.
+fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(is_dns_label)
+}
+
+/// What a path segment is, for the 400 that names what is wrong with it.
+#[derive(Debug, Clone, Copy)]
+enum Segment {
+    Namespace,
+    Name,
+    Resource,
+    Metric,
+}
+
+fn check(kind: Segment, value: String) -> Result<String, Error> {
+    let (valid, rule) = match kind {
+        Segment::Namespace => (is_dns_label(&value), "a namespace is a DNS-1123 label"),
+        Segment::Name => (
+            value == "*" || is_dns_subdomain(&value),
+            "an object name is a DNS-1123 subdomain",
+        ),
+        Segment::Resource => (
+            is_dns_subdomain(&value),
+            "a resource is plural[.group] in lowercase letters, digits, '-' and '.'",
+        ),
+        Segment::Metric => (
+            (1..=253).contains(&value.len())
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_:.-".contains(&b)),
+            "a metric name is letters, digits, '_', ':', '.' and '-'",
+        ),
+    };
+    if valid {
+        Ok(value)
     } else {
-        Target::Named(name)
+        Err(Error::BadRequest(format!(
+            "invalid request path: {:?}: {rule}",
+            truncate(&value)
+        )))
+    }
+}
+
+fn target(name: String) -> Result<Target, Error> {
+    if name == "*" {
+        Ok(Target::All)
+    } else {
+        check(Segment::Name, name).map(Target::Named)
     }
 }
 
@@ -144,7 +202,7 @@ fn namespace(name: String) -> Result<String, Error> {
             "invalid request path: the namespace may not be a wildcard".into(),
         ))
     } else {
-        Ok(name)
+        check(Segment::Namespace, name)
     }
 }
 
@@ -159,14 +217,16 @@ pub fn custom(segments: Vec<String>, query: &Query) -> Result<CustomRequest, Err
     let mut parts = segments.into_iter();
     let first = parts.next().ok_or_else(invalid_path)?;
     let rest: Vec<String> = parts.collect();
-    let request = |namespace, resource: &str, name, metric, namespace_metric| CustomRequest {
-        namespace,
-        resource: GroupResource::parse(resource),
-        target: target(name),
-        metric,
-        label_selector: label_selector.clone(),
-        metric_selector: metric_selector.clone(),
-        namespace_metric,
+    let request = |namespace, resource: String, name, metric, namespace_metric| {
+        Ok(CustomRequest {
+            namespace,
+            resource: GroupResource::parse(&check(Segment::Resource, resource)?),
+            target: target(name)?,
+            metric: check(Segment::Metric, metric)?,
+            label_selector: label_selector.clone(),
+            metric_selector: metric_selector.clone(),
+            namespace_metric,
+        })
     };
     if first == "namespaces" {
         let mut rest = rest.into_iter();
@@ -179,17 +239,17 @@ pub fn custom(segments: Vec<String>, query: &Query) -> Result<CustomRequest, Err
         ) {
             (Some(ns), Some(pseudo), Some(metric), None, None) if pseudo == "metrics" => {
                 let ns = namespace(ns)?;
-                Ok(request(None, "namespaces", ns, metric, true))
+                request(None, "namespaces".into(), ns, metric, true)
             }
             (Some(ns), Some(resource), Some(name), Some(metric), None) => {
                 let ns = namespace(ns)?;
-                Ok(request(Some(ns), &resource, name, metric, false))
+                request(Some(ns), resource, name, metric, false)
             }
             _ => Err(invalid_path()),
         }
     } else {
         match <[String; 2]>::try_from(rest) {
-            Ok([name, metric]) => Ok(request(None, &first, name, metric, false)),
+            Ok([name, metric]) => request(None, first, name, metric, false),
             Err(_) => Err(invalid_path()),
         }
     }
@@ -202,7 +262,7 @@ pub fn external(segments: Vec<String>, query: &Query) -> Result<ExternalRequest,
     match <[String; 3]>::try_from(segments) {
         Ok([first, ns, metric]) if first == "namespaces" => Ok(ExternalRequest {
             namespace: namespace(ns)?,
-            metric,
+            metric: check(Segment::Metric, metric)?,
             selector,
         }),
         _ => Err(invalid_path()),
@@ -274,6 +334,16 @@ mod tests {
             "namespaces/x/pods/./m",
             "namespaces/%2A/pods/*/m",
             "namespaces/x/pods/%FF/m",
+            // names as Kubernetes checks them
+            "namespaces/demo%00/pods/*/m",
+            "namespaces/Demo/pods/*/m",
+            "namespaces/-demo/pods/*/m",
+            "namespaces/demo/pods/triton%00/m",
+            "namespaces/demo/pods/Triton/m",
+            "namespaces/demo/po%20ds/*/m",
+            "namespaces/demo/pods/*/m%00",
+            "namespaces/demo/pods/*/m%20n",
+            "nodes/gpu%0Anode/m",
         ];
         for path in cases {
             let err = custom_path(path, None).expect_err(path);

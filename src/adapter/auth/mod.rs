@@ -6,7 +6,10 @@
 //!    and extras from the configured `X-Remote-*` headers (trusted on this path only);
 //! 2. a client certificate from the client CA → user = CN, groups = O;
 //! 3. a bearer token → TokenReview ([`delegate`], cached);
-//! 4. otherwise `system:anonymous` in `system:unauthenticated`.
+//! 4. otherwise `system:anonymous` in `system:unauthenticated` — as the delegating
+//!    authentication of Kubernetes' generic API server (k8s.io/apiserver) does by default,
+//!    so an anonymous caller is then authorized like anyone (and usually denied: a 403). With
+//!    `--anonymous-auth=false` (kube-apiserver's flag) a request without credentials is a 401.
 //!
 //! Identity headers are removed from every request that did not come through path 1, so a
 //! handler can never read a spoofed one. A front-proxy certificate with a CN not in the allowed
@@ -70,14 +73,26 @@ impl User {
 pub struct Auth {
     trust: ArcSwap<Trust>,
     delegate: Option<Delegate>,
+    /// A request without credentials is `system:anonymous` (else a 401).
+    anonymous: bool,
 }
 
 impl Auth {
     /// Without a delegate, tokens are refused and only `system:masters` is authorized.
+    /// Anonymous requests are allowed to reach authorization ([`Auth::without_anonymous`]).
     pub fn new(trust: Trust, delegate: Option<Delegate>) -> Auth {
         Auth {
             trust: ArcSwap::from_pointee(trust),
             delegate,
+            anonymous: true,
+        }
+    }
+
+    /// Refuses requests without credentials with a 401 (`--anonymous-auth=false`).
+    pub fn without_anonymous(self) -> Auth {
+        Auth {
+            anonymous: false,
+            ..self
         }
     }
 
@@ -145,7 +160,11 @@ impl Auth {
                 }
             };
         }
-        Ok(User::anonymous())
+        if self.anonymous {
+            Ok(User::anonymous())
+        } else {
+            Err(Error::Unauthorized)
+        }
     }
 
     /// Allows `system:masters`; asks the API server about everyone else.

@@ -43,11 +43,7 @@ impl ExporterSource {
             tracing::error!("the Kubernetes caches stopped before their first list");
             return;
         }
-        let client = match reqwest::Client::builder()
-            .connect_timeout(self.timeout)
-            .timeout(self.timeout)
-            .build()
-        {
+        let client = match crate::scrape::client(self.timeout) {
             Ok(client) => client,
             Err(error) => {
                 tracing::error!(%error, "building the HTTP client for exporters");

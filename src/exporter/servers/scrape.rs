@@ -92,26 +92,55 @@ pub enum Signals {
     Vllm(VllmSignals),
 }
 
-/// Why a scrape failed (a bounded label value).
+/// Why a scrape failed: one bounded label value per real cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FailureReason {
+    /// No complete answer within `--scrape-timeout`.
     Timeout,
+    /// No connection (refused, reset, DNS, TLS).
     Connect,
+    /// An HTTP status other than 2xx or 3xx.
     Status,
+    /// A 3xx: redirects are not followed, so another server's page is never taken for the
+    /// pod's.
+    Redirect,
+    /// The body broke off.
     Body,
+    /// The body is larger than the cap (16 MiB).
+    BodyTooLarge,
+    /// Not the Prometheus text format.
     Parse,
+    /// More samples than `--max-samples-per-target`.
     Cardinality,
+    /// The page's values give a signal that is not a finite number (an overflow, NaN): it is
+    /// left out, never rendered.
+    NonFinite,
 }
 
 impl FailureReason {
+    pub const ALL: [FailureReason; 9] = [
+        FailureReason::Timeout,
+        FailureReason::Connect,
+        FailureReason::Status,
+        FailureReason::Redirect,
+        FailureReason::Body,
+        FailureReason::BodyTooLarge,
+        FailureReason::Parse,
+        FailureReason::Cardinality,
+        FailureReason::NonFinite,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FailureReason::Timeout => "timeout",
             FailureReason::Connect => "connect",
             FailureReason::Status => "status",
+            FailureReason::Redirect => "redirect",
             FailureReason::Body => "body",
+            FailureReason::BodyTooLarge => "body_too_large",
             FailureReason::Parse => "parse",
             FailureReason::Cardinality => "cardinality",
+            FailureReason::NonFinite => "non_finite",
         }
     }
 }
@@ -145,10 +174,7 @@ pub struct Scraper {
 impl Scraper {
     pub fn new(timeout: Duration, max_samples: usize) -> Result<Scraper, reqwest::Error> {
         Ok(Scraper {
-            client: reqwest::Client::builder()
-                .connect_timeout(timeout)
-                .timeout(timeout)
-                .build()?,
+            client: crate::scrape::client(timeout)?,
             timeout,
             max_samples,
             states: HashMap::new(),
@@ -177,6 +203,10 @@ impl Scraper {
                     if let Some((previous, then)) = &state.previous {
                         state.signals = signals(previous, &reading, at.duration_since(*then));
                     }
+                    if state.signals.as_ref().is_some_and(|s| !s.is_finite()) {
+                        *state.failures.entry(FailureReason::NonFinite).or_default() += 1;
+                        state.signals = None;
+                    }
                     state.previous = Some((reading, at));
                     state.last_success = Some(SystemTime::now());
                     true
@@ -196,6 +226,29 @@ impl Scraper {
             });
         }
         reports
+    }
+}
+
+impl Signals {
+    /// Every value is a finite number (huge gauges summed can overflow to infinity).
+    pub fn is_finite(&self) -> bool {
+        let values: Vec<Option<f64>> = match self {
+            Signals::Triton(s) => vec![
+                s.queue_time_seconds,
+                s.queue_compute_ratio,
+                Some(s.pending_requests),
+                Some(s.request_rate),
+                Some(s.rejected_rate),
+            ],
+            Signals::Vllm(s) => vec![
+                Some(s.requests_waiting),
+                Some(s.requests_running),
+                s.kv_cache_usage_ratio,
+                s.mean_queue_time_seconds,
+                Some(s.request_rate),
+            ],
+        };
+        values.into_iter().flatten().all(f64::is_finite)
     }
 }
 
@@ -223,8 +276,9 @@ async fn fetch(
             FetchError::Timeout => FailureReason::Timeout,
             FetchError::Connect => FailureReason::Connect,
             FetchError::Status(_) => FailureReason::Status,
+            FetchError::Redirect(_) => FailureReason::Redirect,
             FetchError::Body => FailureReason::Body,
-            FetchError::TooLarge => FailureReason::Cardinality,
+            FetchError::TooLarge => FailureReason::BodyTooLarge,
             FetchError::Parse => FailureReason::Parse,
         })?;
     let kind = target.kind;
