@@ -226,6 +226,9 @@ pub struct AdapterArgs {
     /// Front-proxy certificate CNs to trust, comma-separated (empty: any from its CA).
     #[arg(long, value_delimiter = ',')]
     pub requestheader_allowed_names: Vec<String>,
+    /// Time for a client to complete the TLS handshake.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
     /// Let requests without credentials through as system:anonymous, to be authorized (and
     /// usually denied, 403) like any user; false answers them 401, as kube-apiserver's flag.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]

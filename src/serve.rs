@@ -59,14 +59,16 @@ pub struct Limits {
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
     pub header_read_timeout: Duration,
+    /// Largest request line plus headers (HTTP/1), or header list (h2).
+    pub max_request_head_bytes: usize,
+    /// Concurrent requests on one h2 connection.
+    pub max_concurrent_streams: u32,
 }
 
 /// File descriptors kept back from connections for the process's own files and sockets.
 const FD_RESERVE: u64 = 64;
-/// Largest request line plus headers: room for the longest selector, far from unbounded.
-const MAX_REQUEST_HEAD: usize = 128 * 1024;
+/// Headers in one request head.
 const MAX_HEADERS: usize = 64;
-const MAX_STREAMS: u32 = 256;
 /// How often each connection checks whether it has been idle too long.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
@@ -84,6 +86,15 @@ pub struct ConnectionArgs {
     /// sends a request after the TLS handshake, or an h2 connection that only answers pings).
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub idle_timeout: Option<Duration>,
+    /// Time to send a request head once begun (HTTP/1).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub request_header_timeout: Option<Duration>,
+    /// Largest request head (request line and headers; h2: the header list).
+    #[arg(long, value_name = "BYTES")]
+    pub max_request_header_bytes: Option<usize>,
+    /// Concurrent requests on one h2 connection.
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_streams: Option<u32>,
 }
 
 impl ConnectionArgs {
@@ -97,6 +108,16 @@ impl ConnectionArgs {
                 .unwrap_or(defaults.max_connections_per_peer)
                 .max(1),
             idle_timeout: self.idle_timeout.unwrap_or(defaults.idle_timeout),
+            header_read_timeout: self
+                .request_header_timeout
+                .unwrap_or(defaults.header_read_timeout),
+            max_request_head_bytes: self
+                .max_request_header_bytes
+                .unwrap_or(defaults.max_request_head_bytes),
+            max_concurrent_streams: self
+                .max_concurrent_streams
+                .unwrap_or(defaults.max_concurrent_streams)
+                .max(1),
             ..defaults
         }
     }
@@ -631,13 +652,13 @@ async fn http<I>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(MAX_REQUEST_HEAD)
+        .max_buf_size(limits.max_request_head_bytes.max(8192))
         .max_headers(MAX_HEADERS);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(MAX_REQUEST_HEAD as u32)
-        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(u32::try_from(limits.max_request_head_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.max_concurrent_streams)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let activity = admitted.activity.clone();
     let service = TowerToHyperService::new(Tracked {

@@ -294,7 +294,10 @@ impl Settings {
             mode,
             trust_flags,
             delegate,
-            limits: args.connections.limits(CONNECTION_LIMITS),
+            limits: serve::Limits {
+                handshake_timeout: args.tls_handshake_timeout,
+                ..args.connections.limits(CONNECTION_LIMITS)
+            },
             anonymous: args.anonymous_auth,
         })
     }
@@ -603,6 +606,9 @@ pub const CONNECTION_LIMITS: serve::Limits = serve::Limits {
     idle_timeout: Duration::from_secs(30),
     handshake_timeout: Duration::from_secs(10),
     header_read_timeout: Duration::from_secs(10),
+    // room for the longest label selector, far from unbounded
+    max_request_head_bytes: 128 * 1024,
+    max_concurrent_streams: 256,
 };
 
 /// Registers for SIGTERM (what the kubelet sends) and SIGINT (Ctrl-C) now, and returns a future

@@ -113,6 +113,9 @@ pub const CONNECTION_LIMITS: crate::serve::Limits = crate::serve::Limits {
     idle_timeout: Duration::from_secs(30),
     handshake_timeout: Duration::from_secs(10),
     header_read_timeout: Duration::from_secs(10),
+    // room for the longest label selector, far from unbounded
+    max_request_head_bytes: 128 * 1024,
+    max_concurrent_streams: 256,
 };
 /// How long a stopping exporter lets a scrape in progress finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
