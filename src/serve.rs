@@ -1,10 +1,11 @@
 //! Serving HTTP(S) to clients that may not behave: the accept loop both the adapter and the
 //! exporter listen with. It owns, per connection, what the process can afford to give one peer:
 //!
-//! - **a cap on connections**, in total and per peer address. At the total cap, the
-//!   connection idle longest (no request in flight) is closed to make room, so a flood of
-//!   silent connections cannot lock out the kubelet's probes or a real client; when none is
-//!   idle, the new connection is refused. Past the per-address cap, new connections from that
+//! - **a cap on connections**, in total and per peer address. At the total cap, an idle
+//!   connection (no request in flight) is closed to make room — one that never made a request
+//!   first, then the one idle longest, with an h2 GOAWAY or a TLS close_notify so that its
+//!   client moves on cleanly — so a flood of silent connections cannot lock out the kubelet's
+//!   probes or a real client; when none is idle, the new connection is refused. Past the per-address cap, new connections from that
 //!   address are refused. The total cap is also kept under the process's open-file limit
 //!   (raised to its hard limit at start), so the sources keep file descriptors for their own
 //!   work.
@@ -71,6 +72,11 @@ const FD_RESERVE: u64 = 64;
 const MAX_HEADERS: usize = 64;
 /// How often each connection checks whether it has been idle too long.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
+/// How long accepting waits for a connection closed at the cap to be gone.
+const EVICTION_WAIT: Duration = Duration::from_millis(200);
+/// How long a connection being closed (idle, or for a new one) has to say goodbye, so that a
+/// client's next request goes to a new connection instead of failing on this one.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The connection flags, shared by the adapter and the exporter (defaults differ per role).
 #[derive(Debug, Clone, clap::Args)]
@@ -245,6 +251,8 @@ impl ConnectionStats {
 #[derive(Debug)]
 struct Activity {
     in_flight: AtomicUsize,
+    /// Requests begun on this connection.
+    requests: AtomicU64,
     /// Milliseconds since `epoch` of the last request's start or end (or the connection's).
     last_active_ms: AtomicU64,
     epoch: Instant,
@@ -255,6 +263,7 @@ impl Activity {
     fn new(epoch: Instant) -> Activity {
         let activity = Activity {
             in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
             last_active_ms: AtomicU64::new(0),
             epoch,
             evict: Notify::new(),
@@ -266,6 +275,11 @@ impl Activity {
     fn touch(&self) {
         let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_active_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// Whether any request was made on this connection.
+    fn served(&self) -> bool {
+        self.requests.load(Ordering::Relaxed) > 0
     }
 
     /// How long nothing has been in flight; `None` while a request is.
@@ -293,6 +307,8 @@ struct Entry {
     peer: IpAddr,
     activity: Arc<Activity>,
     evicting: bool,
+    /// Told when the connection is gone (set when it is closed for a new one).
+    on_close: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Admission decisions over [`Open`].
@@ -324,26 +340,38 @@ impl Admission {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Admits a connection from `peer`, closing the one idle longest when at the total cap.
-    fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Admitted, &'static str> {
+    /// Admits a connection from `peer`, closing an idle one when at the total cap; then also
+    /// returns what tells when that one is gone.
+    fn admit(
+        self: &Arc<Self>,
+        peer: IpAddr,
+    ) -> Result<(Admitted, Option<tokio::sync::oneshot::Receiver<()>>), &'static str> {
         let mut open = self.lock();
+        let mut evicted = None;
         if open.per_peer.get(&peer).copied().unwrap_or(0) >= self.limits.max_connections_per_peer {
             return Err("per_peer");
         }
         if open.connections.len() - open.evicting >= self.limits.max_connections {
+            // a connection that never made a request goes first, then the idlest
             let idlest = open
                 .connections
                 .iter_mut()
                 .filter(|(_, entry)| !entry.evicting)
-                .filter_map(|(_, entry)| Some((entry.activity.idle_for()?, entry)))
-                .max_by_key(|(idle, _)| *idle)
+                .filter_map(|(_, entry)| {
+                    let idle = entry.activity.idle_for()?;
+                    Some(((!entry.activity.served(), idle), entry))
+                })
+                .max_by_key(|(rank, _)| *rank)
                 .map(|(_, entry)| entry);
             let Some(victim) = idlest else {
                 return Err("total");
             };
+            let (closed, gone) = tokio::sync::oneshot::channel();
             victim.evicting = true;
+            victim.on_close = Some(closed);
             victim.activity.evict.notify_one();
             open.evicting += 1;
+            evicted = Some(gone);
         }
         open.next_id += 1;
         let id = open.next_id;
@@ -354,22 +382,29 @@ impl Admission {
                 peer,
                 activity: activity.clone(),
                 evicting: false,
+                on_close: None,
             },
         );
         *open.per_peer.entry(peer).or_default() += 1;
         self.stats.open.set(open.connections.len() as i64);
-        Ok(Admitted {
-            admission: self.clone(),
-            id,
-            activity,
-        })
+        Ok((
+            Admitted {
+                admission: self.clone(),
+                id,
+                activity,
+            },
+            evicted,
+        ))
     }
 
     fn release(&self, id: u64) {
         let mut open = self.lock();
-        if let Some(entry) = open.connections.remove(&id) {
+        if let Some(mut entry) = open.connections.remove(&id) {
             if entry.evicting {
                 open.evicting -= 1;
+            }
+            if let Some(closed) = entry.on_close.take() {
+                let _ = closed.send(());
             }
             if let Some(count) = open.per_peer.get_mut(&entry.peer) {
                 *count -= 1;
@@ -404,6 +439,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.activity.requests.fetch_add(1, Ordering::Relaxed);
         self.activity.touch();
         let activity = self.activity.clone();
         let response = self.inner.call(request);
@@ -483,7 +519,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let admitted = match admission.admit(peer.ip()) {
+        let (admitted, evicted) = match admission.admit(peer.ip()) {
             Ok(admitted) => admitted,
             Err(reason) => {
                 admission.stats.refused(reason);
@@ -500,6 +536,12 @@ async fn accept_loop(
             admitted,
             stopped.clone(),
         ));
+        // a flood makes way one connection at a time: the closed one gives its descriptor back
+        // before the next is accepted (a client that made requests gets a moment more to be
+        // told goodbye)
+        if let Some(gone) = evicted {
+            let _ = tokio::time::timeout(EVICTION_WAIT, gone).await;
+        }
     }
     drop(listener);
     // finish what is open; the caller bounds how long
@@ -668,26 +710,40 @@ async fn http<I>(
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     let mut check = tokio::time::interval(IDLE_CHECK);
+    // once closing (idle, or for a new one): the graceful shutdown began — an h2 GOAWAY, a TLS
+    // close_notify — and by when the connection must be gone
+    let mut closing: Option<Instant> = None;
     let mut draining = false;
     loop {
+        let mut close = None;
         tokio::select! {
             _ = connection.as_mut() => return,
             _ = check.tick() => {
-                if activity.idle_for().is_some_and(|idle| idle >= limits.idle_timeout) {
-                    stats.closed("idle");
+                if closing.is_some_and(|deadline| Instant::now() >= deadline) {
                     return;
                 }
+                if activity.idle_for().is_some_and(|idle| idle >= limits.idle_timeout) {
+                    close = Some("idle");
+                }
             }
-            _ = activity.evict.notified() => {
-                stats.closed("evicted");
-                return;
-            }
+            _ = activity.evict.notified() => close = Some("evicted"),
             changed = stopped.changed(), if !draining => {
                 draining = true;
                 if changed.is_ok() {
                     connection.as_mut().graceful_shutdown();
                 }
             }
+        }
+        if let Some(reason) = close
+            && closing.is_none()
+        {
+            stats.closed(reason);
+            if !activity.served() {
+                // no client to say goodbye to: it never made a request
+                return;
+            }
+            connection.as_mut().graceful_shutdown();
+            closing = Some(Instant::now() + CLOSE_GRACE);
         }
     }
 }
