@@ -132,8 +132,9 @@ fn verdict(ok: bool) -> &'static str {
 
 /// Mean time for the router alone to answer the request (no TLS, no socket), in this process.
 fn in_process_answer_time(values: &Path) -> Duration {
-    use kubemind::adapter::api::{self, Access, ApiState, Readiness};
+    use kubemind::adapter::api::{self, Access, ApiState};
     use kubemind::adapter::sources::static_file::StaticMetrics;
+    use kubemind::adapter::store::Readiness;
     use kubemind::adapter::store::Store;
     use tower::ServiceExt;
     let store = Arc::new(Store::new(Duration::from_secs(30)));

@@ -122,9 +122,8 @@ pub enum Command {
     Explain(ExplainArgs),
 }
 
-fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
-    humantime::parse_duration(text)
-}
+pub use crate::process::ConfigError;
+use crate::process::parse_duration;
 
 #[derive(Debug, clap::Args)]
 pub struct AdapterArgs {
@@ -288,23 +287,6 @@ pub struct ExporterArgs {
     /// Scrape only --static-target, without watching the node's annotated pods.
     #[arg(long)]
     pub no_pod_discovery: bool,
-}
-
-/// A flag or file that cannot be used; exits 64.
-#[derive(Debug, thiserror::Error)]
-#[error("{flag}: {message}")]
-pub struct ConfigError {
-    pub flag: &'static str,
-    pub message: String,
-}
-
-impl ConfigError {
-    pub fn new(flag: &'static str, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            flag,
-            message: message.into(),
-        }
-    }
 }
 
 /// EX_USAGE: bad flags or configuration files.

@@ -4,7 +4,9 @@
 //! APIs from an in-memory snapshot. Shared pieces: [`quantity`] (Kubernetes quantities),
 //! [`promtext`] (the Prometheus text format),
 //! [`selector`] (label selectors), [`resources`] (group-resources), [`serve`] (the hardened
-//! accept loop both servers listen with), [`cli`] (flags and exit codes), [`logging`].
+//! accept loop both servers listen with), [`page_fetch`] (a capped `/metrics` fetch),
+//! [`process`] (signals, the kube client, configuration errors), [`cli`] (composes the roles'
+//! flags and dispatches), [`logging`].
 
 pub mod adapter;
 pub mod cli;
@@ -12,10 +14,11 @@ pub mod demo;
 pub mod explain;
 pub mod exporter;
 pub mod logging;
+pub mod page_fetch;
+pub mod process;
 pub mod promtext;
 pub mod quantity;
 pub mod resources;
-pub mod scrape;
 pub mod selector;
 pub mod serve;
 pub mod sim;

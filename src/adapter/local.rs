@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use super::api::{self, Access, ApiState, Readiness};
+use super::api::{self, Access, ApiState};
 use super::auth::Auth;
 use super::auth::trust::{Trust, TrustSources};
 use super::kubeconfig;
+use super::store::Readiness;
 use super::store::Store;
 use super::telemetry::Telemetry;
 use super::tls::{LocalAuthority, ServerTls};

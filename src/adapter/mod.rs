@@ -34,7 +34,7 @@ use anyhow::Context as _;
 use crate::cli::{AdapterArgs, ConfigError, SourceKind};
 use crate::selector::Selector;
 use crate::serve;
-use api::{Access, ApiState, Readiness};
+use api::{Access, ApiState};
 use auth::Auth;
 use auth::configmap::TrustWatch;
 use auth::delegate::Delegate;
@@ -46,6 +46,7 @@ use sources::prometheus::PrometheusSource;
 use sources::prometheus::external::ExternalQueries;
 use sources::publisher::Publisher;
 use sources::static_file::{StaticFileSource, StaticMetrics};
+use store::Readiness;
 use store::Store;
 use telemetry::Telemetry;
 use tls::{CertificateReloader, LocalAuthority, ServerTls, ServingIdentity};
@@ -367,7 +368,8 @@ fn prometheus_settings(
 
 /// Serves until SIGTERM or Ctrl-C.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let shutdown = shutdown_signal().context("registering for SIGTERM and SIGINT")?;
+    let shutdown =
+        crate::process::shutdown_signal().context("registering for SIGTERM and SIGINT")?;
     let telemetry = Arc::new(Telemetry::new());
     // the store hides what is older than the longest max-age; the publisher applies each
     // source's own
@@ -580,20 +582,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A kube client from a kubeconfig, or inferred (in-cluster, then `$KUBECONFIG`).
+/// A kube client from a kubeconfig, or inferred (in-cluster, then `$KUBECONFIG`); errors name
+/// `flag`.
 async fn kube_client(
     kubeconfig: Option<::kube::config::Kubeconfig>,
     flag: &'static str,
 ) -> anyhow::Result<::kube::Client> {
-    let config = match kubeconfig {
-        Some(kubeconfig) => ::kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .context(flag)?,
-        None => ::kube::Config::infer()
-            .await
-            .context("no cluster configuration (in-cluster or $KUBECONFIG); use --standalone without a cluster")?,
-    };
-    ::kube::Client::try_from(config).context(flag)
+    crate::process::kube_client(kubeconfig)
+        .await
+        .map_err(|error| match error {
+            crate::process::KubeClientError::Infer(_) => {
+                anyhow::anyhow!("{error}; use --standalone without a cluster")
+            }
+            other => anyhow::Error::new(other).context(flag),
+        })
 }
 
 /// The adapter's connection limits, before flags. Behind kube-aggregator every request comes
@@ -610,18 +612,3 @@ pub const CONNECTION_LIMITS: serve::Limits = serve::Limits {
     max_request_head_bytes: 128 * 1024,
     max_concurrent_streams: 256,
 };
-
-/// Registers for SIGTERM (what the kubelet sends) and SIGINT (Ctrl-C) now, and returns a future
-/// that resolves on the first of them. Registering up front matters: a signal that arrives
-/// before a handler exists kills the process without draining.
-pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = terminate.recv() => {},
-            _ = interrupt.recv() => {},
-        }
-    })
-}

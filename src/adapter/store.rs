@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -371,5 +371,20 @@ mod tests {
         assert!(builder.object(None, &GroupResource::pods(), "x").is_none());
         let snapshot = builder.build(1, SystemTime::now());
         assert!(snapshot.objects(None, &nodes).is_some());
+    }
+}
+
+/// A latch set once the first snapshot is published: `/readyz` answers from it, the sources
+/// release it.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set_ready(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
     }
 }

@@ -111,7 +111,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let reader = crate::adapter::api::router(crate::adapter::api::ApiState {
         store: store.clone(),
         telemetry: Arc::new(crate::adapter::telemetry::Telemetry::new()),
-        readiness: crate::adapter::api::Readiness::default(),
+        readiness: crate::adapter::store::Readiness::default(),
         access: crate::adapter::api::Access::Open,
         external: None,
     });

@@ -123,7 +123,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Serves until SIGTERM or Ctrl-C.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let shutdown =
-        crate::adapter::shutdown_signal().context("registering for SIGTERM and SIGINT")?;
+        crate::process::shutdown_signal().context("registering for SIGTERM and SIGINT")?;
     let gpus = Arc::new(ArcSwap::from_pointee(GpuSnapshot::default()));
     let (stop_sampler, stopped) = std::sync::mpsc::channel();
     let sampler = Sampler {
@@ -136,7 +136,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let discovered = match &settings.pod_discovery {
         None => None,
-        Some(kubeconfig) => match cluster_client(kubeconfig.clone()).await {
+        Some(kubeconfig) => match crate::process::kube_client(kubeconfig.clone()).await {
             Ok(client) => Some(discovery::watch_node_pods(client, &settings.node)),
             Err(error) => {
                 tracing::warn!(%error, "no cluster configuration: scraping only --static-target");
@@ -179,18 +179,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     drop(stop_sampler);
     let _ = sampler.join();
     Ok(())
-}
-
-async fn cluster_client(
-    kubeconfig: Option<kube::config::Kubeconfig>,
-) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(kubeconfig) => {
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
-        }
-        None => kube::Config::infer().await?,
-    };
-    Ok(kube::Client::try_from(config)?)
 }
 
 /// Every interval: ask who holds which GPU, scrape the servers, render the page.

@@ -2,7 +2,7 @@
 //! demo` and `kubemind explain`: a kubelet that answers pod-resources `List` over a real gRPC
 //! server on a unix socket, HTTP endpoints that serve scripted `/metrics` pages (Triton or vLLM
 //! counters that advance per scrape), and the HPA controller's algorithm ([`hpa`]). The
-//! simulated NVML is a C library, built from `tests/nvml-sim/`.
+//! simulated NVML is a C library, built from `src/sim/nvml_sim.c`.
 
 pub mod hpa;
 pub mod kubelet;

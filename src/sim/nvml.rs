@@ -1,10 +1,10 @@
-//! The simulated `libnvidia-ml.so.1` (C source in `tests/nvml-sim/nvml_sim.c`, embedded here):
+//! The simulated `libnvidia-ml.so.1` (C source in `nvml_sim.c` beside this module, embedded here):
 //! built on demand with the system C compiler, then loaded through nvml-wrapper like the real
 //! driver. Its GPUs come from `nvml-sim.conf` beside the library (format in the C source).
 
 use std::path::{Path, PathBuf};
 
-const SOURCE: &str = include_str!("../../tests/nvml-sim/nvml_sim.c");
+const SOURCE: &str = include_str!("nvml_sim.c");
 
 /// Builds the library into `dir` and returns its path. Needs `cc` on the PATH.
 pub fn build(dir: &Path) -> std::io::Result<PathBuf> {

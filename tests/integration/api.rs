@@ -9,7 +9,8 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use kubemind::adapter::api::{self, Access, ApiState, Readiness};
+use kubemind::adapter::api::{self, Access, ApiState};
+use kubemind::adapter::store::Readiness;
 use kubemind::adapter::store::{ExternalSeries, Labels, Sample, SnapshotBuilder, Store, Timestamp};
 use kubemind::adapter::telemetry::Telemetry;
 use kubemind::resources::GroupResource;

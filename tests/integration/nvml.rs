@@ -1,5 +1,5 @@
 //! The exporter's GPU sampler through the real `nvml-wrapper`, loading the simulated
-//! `libnvidia-ml.so.1` built here from `tests/nvml-sim/nvml_sim.c` (no GPU needed).
+//! `libnvidia-ml.so.1` built here from `src/sim/nvml_sim.c` (no GPU needed).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -30,7 +30,6 @@ mod request;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use axum::Router;
@@ -49,6 +48,7 @@ pub use error::Error;
 use crate::adapter::auth::Auth;
 use crate::adapter::auth::attributes::Attributes;
 use crate::adapter::sources::prometheus::external::{ExternalQueries, ReadError};
+use crate::adapter::store::Readiness;
 use crate::adapter::store::Store;
 use crate::adapter::telemetry::Telemetry;
 use crate::serve::PeerCertificates;
@@ -62,20 +62,6 @@ pub enum Access {
     Open,
     /// Authenticated and authorized by [`Auth`] (every served mode).
     Checked(Arc<Auth>),
-}
-
-/// Set once the first snapshot is published; `/readyz` answers from it.
-#[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
-
-impl Readiness {
-    pub fn set_ready(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
 }
 
 /// What the handlers share.

@@ -43,7 +43,7 @@ impl ExporterSource {
             tracing::error!("the Kubernetes caches stopped before their first list");
             return;
         }
-        let client = match crate::scrape::client(self.timeout) {
+        let client = match crate::page_fetch::client(self.timeout) {
             Ok(client) => client,
             Err(error) => {
                 tracing::error!(%error, "building the HTTP client for exporters");
@@ -109,8 +109,8 @@ impl ExporterSource {
 }
 
 async fn fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<ExporterPage> {
-    let body = crate::scrape::fetch(client, url, MAX_PAGE_BYTES).await?;
-    let page = crate::scrape::parse(body, |body| {
+    let body = crate::page_fetch::fetch(client, url, MAX_PAGE_BYTES).await?;
+    let page = crate::page_fetch::parse(body, |body| {
         let text = std::str::from_utf8(body)?;
         anyhow::Ok(exporter_page::read(text, MAX_SAMPLES)?)
     })

@@ -13,8 +13,8 @@ use futures::future::select_all;
 use tokio::sync::watch;
 
 use super::assemble::{SourceValues, assemble};
-use crate::adapter::api::Readiness;
 use crate::adapter::kube::Cluster;
+use crate::adapter::store::Readiness;
 use crate::adapter::store::Store;
 
 pub struct Publisher {

@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use crate::adapter::api::Readiness;
+use crate::adapter::store::Readiness;
 use crate::adapter::store::{ExternalSeries, Labels, Sample, SnapshotBuilder, Store};
 use crate::adapter::telemetry::Telemetry;
 use crate::quantity::Quantity;

@@ -174,7 +174,7 @@ pub struct Scraper {
 impl Scraper {
     pub fn new(timeout: Duration, max_samples: usize) -> Result<Scraper, reqwest::Error> {
         Ok(Scraper {
-            client: crate::scrape::client(timeout)?,
+            client: crate::page_fetch::client(timeout)?,
             timeout,
             max_samples,
             states: HashMap::new(),
@@ -269,8 +269,8 @@ async fn fetch(
     target: &Target,
     max_samples: usize,
 ) -> Result<Reading, FailureReason> {
-    use crate::scrape::FetchError;
-    let body = crate::scrape::fetch(client, &target.url, MAX_BODY_BYTES)
+    use crate::page_fetch::FetchError;
+    let body = crate::page_fetch::fetch(client, &target.url, MAX_BODY_BYTES)
         .await
         .map_err(|e| match e {
             FetchError::Timeout => FailureReason::Timeout,
@@ -282,7 +282,7 @@ async fn fetch(
             FetchError::Parse => FailureReason::Parse,
         })?;
     let kind = target.kind;
-    crate::scrape::parse(body, move |body| read(kind, body, max_samples))
+    crate::page_fetch::parse(body, move |body| read(kind, body, max_samples))
         .await
         .map_err(|_| FailureReason::Parse)?
 }

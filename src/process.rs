@@ -1,0 +1,66 @@
+//! Process plumbing every role shares, a leaf that imports no role: the configuration error
+//! that exits 64 naming the flag, duration flags, the shutdown signal, and the Kubernetes client
+//! built from a kubeconfig or the environment.
+
+use std::future::Future;
+
+/// A flag or file that cannot be used; the process exits 64 (EX_USAGE) naming it.
+#[derive(Debug, thiserror::Error)]
+#[error("{flag}: {message}")]
+pub struct ConfigError {
+    pub flag: &'static str,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(flag: &'static str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            flag,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses a duration flag (`250ms`, `1s`, `5m`).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, humantime::DurationError> {
+    humantime::parse_duration(text)
+}
+
+/// Registers for SIGTERM (what the kubelet sends) and SIGINT (Ctrl-C) now, and returns a future
+/// that resolves on the first of them. Registering up front matters: a signal that arrives
+/// before a handler exists kills the process without draining.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
+        }
+    })
+}
+
+/// Why no Kubernetes client could be built.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeClientError {
+    #[error("the kubeconfig: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+    #[error("no cluster configuration (in-cluster or $KUBECONFIG): {0}")]
+    Infer(#[from] kube::config::InferConfigError),
+    #[error("the client: {0}")]
+    Client(#[from] kube::Error),
+}
+
+/// A Kubernetes client from `kubeconfig`, or inferred (in-cluster, then `$KUBECONFIG`).
+pub async fn kube_client(
+    kubeconfig: Option<kube::config::Kubeconfig>,
+) -> Result<kube::Client, KubeClientError> {
+    let config = match kubeconfig {
+        Some(kubeconfig) => {
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
