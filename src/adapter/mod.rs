@@ -15,6 +15,7 @@
 //! Prometheus; delegated authentication against the same API server).
 
 pub mod api;
+pub mod args;
 pub mod auth;
 pub mod kube;
 pub mod kubeconfig;
@@ -31,10 +32,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::cli::{AdapterArgs, ConfigError, SourceKind};
+use crate::process::ConfigError;
 use crate::selector::Selector;
 use crate::serve;
 use api::{Access, ApiState};
+use args::{AdapterArgs, SourceKind};
 use auth::Auth;
 use auth::configmap::TrustWatch;
 use auth::delegate::Delegate;

@@ -23,6 +23,7 @@
 //!   the exporter's code; [`hpa`]: the simulated controllers; [`report`]: what is printed;
 //!   [`plot`]: the same story as a picture (`--svg`).
 
+pub mod args;
 pub mod hpa;
 pub mod node;
 pub mod plot;
@@ -37,7 +38,7 @@ use anyhow::Context as _;
 
 use crate::adapter::sources::assemble::{Inventory, SourceValues, assemble};
 use crate::adapter::store::Store;
-use crate::cli::{DemoArgs, ScenarioName};
+use args::{DemoArgs, ScenarioName};
 use hpa::{Controller, ScalingPolicy};
 use node::Node;
 use report::{Recorder, Summary};
@@ -185,7 +186,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.svg {
         let picture = plot::svg(&summary).context("drawing the picture")?;
         std::fs::write(path, picture).with_context(|| format!("writing {}", path.display()))?;
-        if args.output == crate::cli::DemoOutput::Text {
+        if args.output == args::DemoOutput::Text {
             println!("The picture of this run: {}", path.display());
         }
     }

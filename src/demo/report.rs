@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::Scenario;
+use super::args::DemoOutput;
 use super::hpa::{CPU_TARGET_PERCENT, KUBEMIND_METRICS, ScalingPolicy, SyncOutcome};
-use crate::cli::DemoOutput;
 
 /// `println!` that ignores a closed stdout (`kubemind demo | head`) instead of panicking.
 macro_rules! out {

@@ -9,6 +9,7 @@
 //! partition count (`kafka_topic_partitions`), when the adapter serves it.
 
 pub mod analysis;
+pub mod args;
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -18,9 +19,9 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
-use crate::cli::ExplainArgs;
 use crate::sim::hpa::PodState;
 use analysis::{HpaView, Inputs, Item, MetricKind, MetricRead, MetricSpec, Partitions};
+use args::ExplainArgs;
 
 /// The external metric kafka-exporter's partition count is served as (a rule in the
 /// Prometheus overlay's examples).

@@ -13,6 +13,7 @@
 //! no work happens on the scrape path. Targets are the node's annotated pods plus any
 //! `--static-target`.
 
+pub mod args;
 pub mod discovery;
 pub mod gpu;
 pub mod pods;
@@ -30,8 +31,9 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::cli::{ConfigError, ExporterArgs};
+use crate::process::ConfigError;
 use crate::serve::ConnectionStats;
+use args::ExporterArgs;
 use gpu::{GpuSnapshot, Sampler};
 use pods::Attributions;
 use servers::scrape::{Scraper, Target};
