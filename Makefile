@@ -42,7 +42,7 @@ lint:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 ## bench: the adapter's serving latency, throughput and memory, and the exporter's memory and
-## CPU, against the DESIGN.md budget (release build)
+## CPU, against the budget in docs/architecture.md (release build)
 bench:
 	$(CARGO) bench --locked --bench adapter_load
 	$(CARGO) bench --locked --bench exporter_load

@@ -1,4 +1,5 @@
-//! `make bench`: the adapter's serving path against the DESIGN.md budget.
+//! `make bench`: the adapter's serving path against its budget (`docs/architecture.md`,
+//! Performance budget).
 //!
 //! Starts the release `kubemind adapter --standalone` as its own process with 1,000 pods in one
 //! namespace, then drives it from this process over TLS (the kubeconfig's client certificate),

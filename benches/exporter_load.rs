@@ -1,7 +1,8 @@
 //! `make bench`, exporter part: RSS and CPU of the release `kubemind exporter` collecting 8
 //! simulated GPUs (the simulated libnvidia-ml through nvml-wrapper) and 16 Triton endpoints
 //! (4 models on 2 GPUs each, counters advancing per scrape) at 1 Hz, with 16 pods attributed
-//! through a simulated kubelet — against DESIGN.md's budget (≤ 12 MiB RSS, ≤ 1 % of a core).
+//! through a simulated kubelet — against the budget in `docs/architecture.md`, Performance
+//! budget (≤ 12 MiB RSS, ≤ 1 % of a core).
 //! Everything runs on 127.0.0.1, bounded in time.
 
 use std::time::{Duration, Instant};

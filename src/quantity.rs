@@ -359,7 +359,8 @@ mod tests {
         assert!(err.to_string().contains("\"12x\""), "{err}");
     }
 
-    /// The canonical-form rules of CONTRACT.md §2, checked on a formatted string.
+    /// The canonical-form rules (`docs/contract.md`, Values: canonical quantities), checked on
+    /// a formatted string.
     fn assert_canonical(text: &str) {
         assert!(!text.starts_with('+'), "{text}: no plus sign");
         let digits = text.trim_start_matches('-');

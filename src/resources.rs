@@ -3,7 +3,7 @@
 //! Owns the mapping from a `{resource}` path segment to a [`GroupResource`], including the bare
 //! names humans type (`deployments` → `deployments.apps`), and what a described object needs:
 //! its kind, apiVersion and whether it lives in a namespace. Discovery uses the scope so that all
-//! entries under one parent agree on `namespaced` (CONTRACT.md §1.6).
+//! entries under one parent agree on `namespaced` (`docs/contract.md`, Discovery documents).
 
 use std::fmt;
 use std::sync::Arc;

@@ -203,7 +203,8 @@ async fn get(client: &kube::Client, path: &str) -> Result<serde_json::Value, Str
     }
 }
 
-/// The request the HPA controller sends for a metric (CONTRACT.md §3.2).
+/// The request the HPA controller sends for a metric (`docs/contract.md`, How the HPA
+/// controller consumes the values; upstream `pkg/controller/podautoscaler/metrics/client.go`).
 fn metric_path(spec: &MetricSpec, namespace: &str, selector: Option<&str>) -> Option<String> {
     let encode = |s: &str| {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()

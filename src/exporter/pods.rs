@@ -1,5 +1,6 @@
 //! Which pod holds which GPU: the kubelet pod-resources API (`v1.PodResourcesLister/List`, gRPC
-//! over a unix socket), and the device-ID forms device plugins hand out (GPU-TRITON.md §2).
+//! over a unix socket), and the device-ID forms device plugins hand out
+//! (`docs/gpu-and-inference.md`, Kubelet pod-resources API).
 //!
 //! - [`list`] calls `List` once, with a deadline and a decode limit far above tonic's 4 MiB
 //!   (a busy node's answer exceeds it).

@@ -1,6 +1,6 @@
 //! Renders one collection as Prometheus text: what `/metrics` serves until the next collection
-//! (nothing is computed on the scrape path). Series are in base units, named as DESIGN.md's
-//! catalogue says:
+//! (nothing is computed on the scrape path). Series are in base units, named as the README's
+//! exporter table says (The exporter):
 //!
 //! | series | labels |
 //! |---|---|

@@ -1,5 +1,5 @@
 //! Every path of the metrics APIs × version × error case, answered by the router in-process and
-//! compared as whole JSON bodies (CONTRACT.md §1).
+//! compared as whole JSON bodies (`docs/contract.md`).
 
 use std::time::{Duration, SystemTime};
 

@@ -1,9 +1,10 @@
 //! Wire shapes of `MetricValueList` (custom v1beta1 and v1beta2) and `ExternalMetricValueList`.
 //!
-//! k8s-openapi has no types for these groups. Field names follow CONTRACT.md §1.5: v1beta1 puts
-//! `metricName` and `selector` (always present, `null` when unset) on each item and calls the
-//! window `window`; v1beta2 nests `metric{name,selector}` and calls it `windowSeconds`; external
-//! items always carry `metricLabels`. Every list carries top-level `kind` and `apiVersion`.
+//! k8s-openapi has no types for these groups. Field names follow `docs/contract.md`, Bodies:
+//! v1beta1 puts `metricName` and `selector` (always present, `null` when unset) on each item and
+//! calls the window `window`; v1beta2 nests `metric{name,selector}` and calls it `windowSeconds`;
+//! external items always carry `metricLabels`. Every list carries top-level `kind` and
+//! `apiVersion`.
 //! The structs borrow from the snapshot, so a response is written without copying values.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;

@@ -3,7 +3,8 @@
 //!
 //! Everything is derived from the snapshot's catalogue, so discovery never waits on a backend and
 //! always answers 200. Custom entries are `<groupResource>/<metric>` with one `namespaced` value
-//! per parent resource (its scope), external entries the bare metric name (CONTRACT.md §1.6).
+//! per parent resource (its scope), external entries the bare metric name (`docs/contract.md`,
+//! Discovery documents).
 
 use std::collections::BTreeMap;
 

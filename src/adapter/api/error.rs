@@ -1,9 +1,9 @@
 //! `api::Error`: every way a request can fail, and its one rendering as a `metav1.Status`.
 //!
 //! Handlers return `Result<_, Error>`; [`IntoResponse`] picks the HTTP code, `reason` and message
-//! of CONTRACT.md §1.7 and always sets `Content-Type: application/json`, so client-go turns the
-//! body into a typed error. Client mistakes (4xx) are not logged as errors; a 500 carries a
-//! generic message and its cause goes to the log only.
+//! (`docs/contract.md`, Errors) and always sets `Content-Type: application/json`, so client-go
+//! turns the body into a typed error. Client mistakes (4xx) are not logged as errors; a 500
+//! carries a generic message and its cause goes to the log only.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

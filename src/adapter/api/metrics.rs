@@ -1,11 +1,12 @@
 //! Answers metric reads from one [`Snapshot`]: pure functions of (snapshot, request, now).
 //!
-//! The semantics of DESIGN.md hold here: a Pods (or any wildcard) request returns one item per
-//! object in the namespace that matches `labelSelector` and has a fresh sample matching
-//! `metricLabelSelector` — and nothing else; a named object returns exactly one item or a 404; an
-//! external request returns every fresh matching series or a 404. A metric not served for the
-//! resource at all is a 404 naming the metric. Nothing here waits or allocates per object beyond
-//! the items it returns.
+//! The semantics of `docs/architecture.md` hold here (the answers are tabled in
+//! `docs/contract.md`, Metric reads: what is returned): a Pods (or any wildcard) request returns
+//! one item per object in the namespace that matches `labelSelector` and has a fresh sample
+//! matching `metricLabelSelector` — and nothing else; a named object returns exactly one item or
+//! a 404; an external request returns every fresh matching series or a 404. A metric not served
+//! for the resource at all is a 404 naming the metric. Nothing here waits or allocates per
+//! object beyond the items it returns.
 
 use std::time::{Duration, SystemTime};
 

@@ -1,4 +1,5 @@
-//! Content negotiation: which body a request's `Accept` header allows (CONTRACT.md §1.8, §4.6).
+//! Content negotiation: which body a request's `Accept` header allows (`docs/contract.md`,
+//! Content negotiation, and Discovery documents for the v2 type).
 //!
 //! JSON is served whenever `Accept` allows it (`*/*`, `application/*`, `application/json`), even
 //! when protobuf is preferred, as the HPA's client asks. On `/apis` only, the v2 aggregated

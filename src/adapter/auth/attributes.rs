@@ -1,5 +1,5 @@
-//! What a request asks to do, in SubjectAccessReview terms (CONTRACT.md §4.4, following
-//! `apiserver: pkg/endpoints/request/requestinfo.go`).
+//! What a request asks to do, in SubjectAccessReview terms (`docs/contract.md`, Authorization),
+//! following `apiserver: pkg/endpoints/request/requestinfo.go`.
 //!
 //! | request | verb | resource / subresource / name |
 //! |---|---|---|

@@ -1,10 +1,10 @@
 //! Asks the API server who a bearer token belongs to (TokenReview) and whether a user may do
 //! something (SubjectAccessReview), through one kube client, with answers cached.
 //!
-//! Both caches hold allow and deny answers for [`CACHE_TTL`] (CONTRACT.md §4.4) and coalesce
-//! identical lookups in flight into one call, so a burst of HPA requests costs one review.
-//! Errors are not cached. Tokens are keyed by their SHA-256, never stored as they are. Every
-//! call has a deadline; the API server being slow never holds a request longer than that.
+//! Both caches hold allow and deny answers for [`CACHE_TTL`] (`docs/contract.md`, Authorization)
+//! and coalesce identical lookups in flight into one call, so a burst of HPA requests costs one
+//! review. Errors are not cached. Tokens are keyed by their SHA-256, never stored as they are.
+//! Every call has a deadline; the API server being slow never holds a request longer than that.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Who is calling, and may they: authentication and authorization as a generic "delegating"
-//! API server does them (CONTRACT.md §4.4).
+//! API server does them (`docs/contract.md`, Authentication and Authorization).
 //!
 //! Authentication, first success wins:
 //! 1. a client certificate from the front-proxy CA whose CN is allowed → the user, uid, groups

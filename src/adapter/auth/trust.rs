@@ -1,10 +1,10 @@
 //! Which client certificates and which identity headers are trusted.
 //!
 //! The values come from `kube-system/extension-apiserver-authentication` (list values are JSON
-//! arrays, CONTRACT.md §4.4), and flags override them for clusters that differ. [`Trust`] is the
-//! built form: one verifier per CA, so a chain the handshake accepted can be attributed to the
-//! front-proxy CA (identity from headers, if its CN is allowed) or to the client CA (identity
-//! from the certificate). The union of the CAs goes to the TLS layer.
+//! arrays; see `docs/contract.md`, Authentication), and flags override them for clusters that
+//! differ. [`Trust`] is the built form: one verifier per CA, so a chain the handshake accepted
+//! can be attributed to the front-proxy CA (identity from headers, if its CN is allowed) or to
+//! the client CA (identity from the certificate). The union of the CAs goes to the TLS layer.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! Reads one `kubemind exporter` page onto the HPA-facing catalogue (DESIGN.md): base units
+//! Reads one `kubemind exporter` page onto the HPA-facing catalogue (README, Metric catalogue;
+//! the mapping is tabled in `docs/gpu-and-inference.md`, What the adapter serves): base units
 //! become the catalogue's units (`kubemind_triton_queue_time_seconds` → `triton_queue_time_ms`,
 //! ratios → percent), per-pod series become pod values, per-GPU series become node values.
 //! Every value carries the page's collection time

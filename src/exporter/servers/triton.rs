@@ -1,4 +1,4 @@
-//! Triton's saturation signals (GPU-TRITON.md §5, §7).
+//! Triton's saturation signals (`docs/gpu-and-inference.md`, Triton and Formulas).
 //!
 //! Triton's per-model counters move only when a request *finishes*, per model, version and
 //! `gpu_uuid`. Summed over every series of the pod before dividing, they give request-weighted

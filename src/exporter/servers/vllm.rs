@@ -1,8 +1,8 @@
-//! vLLM's saturation signals (GPU-TRITON.md §6, §7): queue depth (`vllm:num_requests_waiting`,
-//! the main scaling signal), batch size (`vllm:num_requests_running`), KV-cache fullness
-//! (`vllm:kv_cache_usage_perc`, or the deprecated `vllm:gpu_cache_usage_perc` on older
-//! servers), and the mean time requests waited over the window from the
-//! `vllm:request_queue_time_seconds` histogram (Δsum / Δcount).
+//! vLLM's saturation signals (`docs/gpu-and-inference.md`, vLLM and Formulas): queue depth
+//! (`vllm:num_requests_waiting`, the main scaling signal), batch size
+//! (`vllm:num_requests_running`), KV-cache fullness (`vllm:kv_cache_usage_perc`, or the
+//! deprecated `vllm:gpu_cache_usage_perc` on older servers), and the mean time requests waited
+//! over the window from the `vllm:request_queue_time_seconds` histogram (Δsum / Δcount).
 //!
 //! A pod can run several engines: depths are summed, KV-cache usage is the fullest engine's.
 

@@ -338,7 +338,7 @@ pub fn is_label_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Rules that produce kubemind's catalogue (DESIGN.md) from the exporter's series in
+/// Rules that produce kubemind's metric catalogue (README) from the exporter's series in
 /// Prometheus, for clusters where Prometheus is the only path. Same format, same code path.
 pub const BUILTIN: &str = r#"
 rules:
