@@ -2,7 +2,7 @@
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build demo standalone test lint manifests alerts certs bench fuzz clean
+.PHONY: all build demo standalone test lint modules manifests alerts certs bench fuzz clean
 
 all: build
 
@@ -20,8 +20,13 @@ standalone: build
 
 ## test: formatting, lints (which also compile the bench), manifests, unit, property and
 ## integration tests (needs kubectl and python3)
-test: lint manifests
+test: lint modules manifests
 	$(CARGO) test --locked
+
+## modules: draw the module graph of src/ and check that imports point one way (no cycle,
+## no role importing another's insides, no library file included from tests/)
+modules:
+	python3 tests/module-graph.py
 
 ## manifests: render apiservice/ with kubectl kustomize and validate for Kubernetes 1.33-1.37
 manifests:

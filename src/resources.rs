@@ -5,6 +5,11 @@
 //! its kind, apiVersion and whether it lives in a namespace. Discovery uses the scope so that all
 //! entries under one parent agree on `namespaced` (`docs/contract.md`, Discovery documents).
 
+/// The API group of the custom metrics API.
+pub const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
+/// The API group of the external metrics API.
+pub const EXTERNAL_GROUP: &str = "external.metrics.k8s.io";
+
 use std::fmt;
 use std::sync::Arc;
 

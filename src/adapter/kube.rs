@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
-use crate::adapter::sources::assemble::{Inventory, PodInfo, WorkloadInfo};
+use crate::adapter::store::{Inventory, PodInfo, WorkloadInfo};
 use crate::resources::GroupResource;
 use crate::selector::Selector;
 

@@ -18,7 +18,7 @@ pub mod api;
 pub mod args;
 pub mod settings;
 
-pub use settings::Settings;
+pub use settings::{CONNECTION_LIMITS, Settings};
 use settings::{Certificates, Mode};
 pub mod auth;
 pub mod kube;
@@ -383,18 +383,3 @@ async fn kube_client(
             other => anyhow::Error::new(other).context(flag),
         })
 }
-
-/// The adapter's connection limits, before flags. Behind kube-aggregator every request comes
-/// from the API servers' few addresses, over few h2 connections: the per-address cap is for a
-/// peer that is not the aggregator (kube-apiserver closes a silent connection at its own
-/// read-header timeout, about 30 s; the idle timeout here is as long).
-pub const CONNECTION_LIMITS: serve::Limits = serve::Limits {
-    max_connections: 4096,
-    max_connections_per_peer: 512,
-    idle_timeout: Duration::from_secs(30),
-    handshake_timeout: Duration::from_secs(10),
-    header_read_timeout: Duration::from_secs(10),
-    // room for the longest label selector, far from unbounded
-    max_request_head_bytes: 128 * 1024,
-    max_concurrent_streams: 256,
-};

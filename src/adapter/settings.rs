@@ -121,7 +121,7 @@ impl Settings {
             delegate,
             limits: serve::Limits {
                 handshake_timeout: args.tls_handshake_timeout,
-                ..args.connections.limits(super::CONNECTION_LIMITS)
+                ..args.connections.limits(CONNECTION_LIMITS)
             },
             anonymous: args.anonymous_auth,
         })
@@ -139,6 +139,21 @@ impl Settings {
         }
     }
 }
+
+/// The adapter's connection limits, before flags. Behind kube-aggregator every request comes
+/// from the API servers' few addresses, over few h2 connections: the per-address cap is for a
+/// peer that is not the aggregator (kube-apiserver closes a silent connection at its own
+/// read-header timeout, about 30 s; the idle timeout here is as long).
+pub const CONNECTION_LIMITS: serve::Limits = serve::Limits {
+    max_connections: 4096,
+    max_connections_per_peer: 512,
+    idle_timeout: Duration::from_secs(30),
+    handshake_timeout: Duration::from_secs(10),
+    header_read_timeout: Duration::from_secs(10),
+    // room for the longest label selector, far from unbounded
+    max_request_head_bytes: 128 * 1024,
+    max_concurrent_streams: 256,
+};
 
 /// The serving certificate: both files, or neither (then one is made for localhost, the bind
 /// address and `--tls-san`).

@@ -388,3 +388,33 @@ impl Readiness {
         self.0.load(Ordering::Acquire)
     }
 }
+
+/// A pod as the reflectors see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+    pub labels: Labels,
+    /// The Deployment or StatefulSet it belongs to, resolved through its ReplicaSet.
+    pub workload: Option<(GroupResource, String)>,
+}
+
+/// A Deployment or StatefulSet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkloadInfo {
+    pub namespace: String,
+    pub resource: GroupResource,
+    pub name: String,
+    pub uid: Option<String>,
+    pub labels: Labels,
+}
+
+/// Everything the reflectors know, stripped to what is served.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inventory {
+    pub pods: Vec<PodInfo>,
+    pub workloads: Vec<WorkloadInfo>,
+    pub nodes: Vec<(String, Labels)>,
+    pub namespaces: Vec<(String, Labels)>,
+}

@@ -13,7 +13,6 @@ use axum::http::Request;
 use tower::ServiceExt as _;
 
 use super::world::World;
-use super::{MAX_REPLICAS, MIN_REPLICAS};
 use crate::quantity::Quantity;
 use crate::sim::hpa::replicas::{pods_metric, resource_utilization};
 use crate::sim::hpa::{Autoscaler, HpaSpec, MetricOutcome, Milli, PodState};
@@ -26,6 +25,10 @@ pub enum ScalingPolicy {
     /// Pods metrics from kubemind: queue time 500 ms and GPU busy 70 % (AverageValue).
     Kubemind,
 }
+
+/// The HPAs' bounds.
+pub const MIN_REPLICAS: i32 = 3;
+pub const MAX_REPLICAS: i32 = 10;
 
 /// The kubemind HPA's metrics and targets.
 pub const KUBEMIND_METRICS: [(&str, f64); 2] = [

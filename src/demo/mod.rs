@@ -28,6 +28,7 @@ pub mod hpa;
 pub mod node;
 pub mod plot;
 pub mod report;
+pub mod scenario;
 pub mod world;
 
 use std::path::Path;
@@ -36,34 +37,21 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 
-use crate::adapter::sources::assemble::{Inventory, SourceValues, assemble};
+use crate::adapter::sources::assemble::{SourceValues, assemble};
+use crate::adapter::store::Inventory;
 use crate::adapter::store::Store;
 use args::{DemoArgs, ScenarioName};
 use hpa::{Controller, ScalingPolicy};
 use node::Node;
 use report::{Recorder, Summary};
+use scenario::{START_REPLICAS, SYNC_SECONDS, Scenario};
 use world::{Balancing, World};
 
-/// Simulated seconds between HPA syncs (the controller's default).
-pub const SYNC_SECONDS: u64 = 15;
-/// Replicas at the start, and the HPAs' bounds.
-const START_REPLICAS: usize = 3;
-pub const MIN_REPLICAS: i32 = 3;
-pub const MAX_REPLICAS: i32 = 10;
 /// The client: images to send and how fast it sends them.
 const BACKLOG: u64 = 50_000;
 const SEND_RATE: f64 = 80.0;
 /// How long values stay fresh in the demo's adapter (wall time).
 const MAX_AGE: Duration = Duration::from_secs(30);
-
-/// One scenario being run.
-pub struct Scenario {
-    pub name: ScenarioName,
-    pub namespace: String,
-    pub world: World,
-    pub node: Node,
-    pub controller: Controller,
-}
 
 /// Runs the demo; returns what it printed as a summary.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 
 use super::world::World;
-use crate::adapter::sources::assemble::{Inventory, PodInfo, WorkloadInfo};
 use crate::adapter::sources::exporter_page::{self, ExporterPage};
 use crate::adapter::store::Labels;
+use crate::adapter::store::{Inventory, PodInfo, WorkloadInfo};
 use crate::exporter::gpu::{GpuReading, GpuSnapshot};
 use crate::exporter::pods::{DeviceId, Holder};
 use crate::exporter::render::{Collection, render};

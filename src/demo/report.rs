@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::Scenario;
 use super::args::DemoOutput;
 use super::hpa::{CPU_TARGET_PERCENT, KUBEMIND_METRICS, ScalingPolicy, SyncOutcome};
+use super::scenario::{SYNC_SECONDS, Scenario};
 
 /// `println!` that ignores a closed stdout (`kubemind demo | head`) instead of panicking.
 macro_rules! out {
@@ -297,7 +297,7 @@ impl Recorder {
 
 /// The p99 queue time of each 15 s of requests (by when they started), in ms.
 fn queue_time_series(waits: &[(f64, f64)]) -> Vec<(u64, f64)> {
-    let bucket = super::SYNC_SECONDS;
+    let bucket = SYNC_SECONDS;
     let mut buckets: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
     for (started, wait) in waits {
         let end = ((*started / bucket as f64).floor() as u64 + 1) * bucket;

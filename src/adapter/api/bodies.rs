@@ -11,8 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::adapter::store::{Labels, Timestamp};
 
-pub const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
-pub const EXTERNAL_GROUP: &str = "external.metrics.k8s.io";
+pub use crate::resources::{CUSTOM_GROUP, EXTERNAL_GROUP};
 
 /// The custom-metrics versions served, preferred first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -148,6 +148,27 @@ impl Error {
     }
 }
 
+impl From<crate::adapter::auth::Error> for Error {
+    fn from(error: crate::adapter::auth::Error) -> Error {
+        use crate::adapter::auth::Error as Auth;
+        match error {
+            Auth::Unauthorized => Error::Unauthorized,
+            Auth::Forbidden {
+                message,
+                name,
+                group,
+                kind,
+            } => Error::Forbidden {
+                message,
+                name,
+                group,
+                kind,
+            },
+            Auth::Review(cause) => Error::Internal(cause),
+        }
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         if let Error::Internal(cause) = &self {

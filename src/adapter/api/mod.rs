@@ -164,16 +164,15 @@ async fn check_access(State(state): State<ApiState>, mut request: Request, next:
         .await
     {
         Ok(user) => user,
-        Err(error) => return labelled("unauthorized", Err(error)),
+        Err(error) => return labelled("unauthorized", Err(error.into())),
     };
     let attributes = Attributes::of(request.uri().path());
     if let Err(error) = auth.authorize(&user, &attributes).await {
-        let route = if error.status_code() == StatusCode::FORBIDDEN {
-            "forbidden"
-        } else {
-            "authorization_error"
+        let route = match error {
+            crate::adapter::auth::Error::Forbidden { .. } => "forbidden",
+            _ => "authorization_error",
         };
-        return labelled(route, Err(error));
+        return labelled(route, Err(error.into()));
     }
     next.run(request).await
 }

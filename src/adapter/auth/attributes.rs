@@ -13,7 +13,7 @@
 use k8s_openapi::api::authorization::v1::{NonResourceAttributes, ResourceAttributes};
 use percent_encoding::percent_decode_str;
 
-use crate::adapter::api::{CUSTOM_GROUP, EXTERNAL_GROUP};
+use crate::resources::{CUSTOM_GROUP, EXTERNAL_GROUP};
 
 /// A resource request's attributes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

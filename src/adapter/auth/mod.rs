@@ -33,7 +33,25 @@ use axum::http::{HeaderMap, header};
 use percent_encoding::percent_decode_str;
 use rustls::pki_types::CertificateDer;
 
-use crate::adapter::api::Error;
+/// Why a request is refused; the API layer turns it into a `metav1.Status`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// No credential, or one that is not trusted (401).
+    #[error("Unauthorized")]
+    Unauthorized,
+    /// Authenticated, but not allowed (403); worded as the API server words it, with the
+    /// object asked for.
+    #[error("{message}")]
+    Forbidden {
+        message: String,
+        name: Option<String>,
+        group: Option<String>,
+        kind: Option<String>,
+    },
+    /// The access review could not be made (500).
+    #[error("{0}")]
+    Review(String),
+}
 use attributes::Attributes;
 use delegate::Delegate;
 use trust::{RequestHeaders, Signer, Trust};
@@ -182,7 +200,7 @@ impl Auth {
         match delegate.authorize(user, attributes).await {
             Ok(decision) if decision.allowed => Ok(()),
             Ok(decision) => Err(forbidden(user, attributes, decision.reason.as_deref())),
-            Err(error) => Err(Error::Internal(format!("authorizing the request: {error}"))),
+            Err(error) => Err(Error::Review(format!("authorizing the request: {error}"))),
         }
     }
 }

@@ -19,38 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use super::exporter_page::{ExporterPage, NODE_METRICS, POD_METRICS};
-use crate::adapter::store::{Labels, Sample, SnapshotBuilder, oldest_fresh};
+use crate::adapter::store::{Inventory, Sample, SnapshotBuilder, oldest_fresh};
 use crate::resources::GroupResource;
-
-/// A pod as the reflectors see it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PodInfo {
-    pub namespace: String,
-    pub name: String,
-    pub uid: Option<String>,
-    pub labels: Labels,
-    /// The Deployment or StatefulSet it belongs to, resolved through its ReplicaSet.
-    pub workload: Option<(GroupResource, String)>,
-}
-
-/// A Deployment or StatefulSet.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkloadInfo {
-    pub namespace: String,
-    pub resource: GroupResource,
-    pub name: String,
-    pub uid: Option<String>,
-    pub labels: Labels,
-}
-
-/// Everything the reflectors know, stripped to what is served.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Inventory {
-    pub pods: Vec<PodInfo>,
-    pub workloads: Vec<WorkloadInfo>,
-    pub nodes: Vec<(String, Labels)>,
-    pub namespaces: Vec<(String, Labels)>,
-}
 
 /// One measured value and when it was measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -318,6 +288,7 @@ pub fn assemble(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapter::store::{Labels, PodInfo, WorkloadInfo};
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         pairs
