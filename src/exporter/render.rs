@@ -259,8 +259,26 @@ fn vllm(signals: &Signals) -> Option<&super::servers::vllm::VllmSignals> {
     }
 }
 
+/// The page: NVML health, per-GPU and per-MIG series, per-pod GPU use, per-server signals,
+/// then the exporter's own health.
 pub fn render(c: &Collection<'_>) -> String {
     let mut w = Writer::new();
+    nvml_health(&mut w, c);
+    for (name, help, value) in GPU_FAMILIES {
+        gpu_family(&mut w, c, name, help, value);
+    }
+    mig_families(&mut w, c);
+    pod_gpu_families(&mut w, c);
+    for (name, help, value) in server_families() {
+        server_family(&mut w, c, name, help, value);
+    }
+    collection_health(&mut w, c);
+    target_health(&mut w, c);
+    w.finish()
+}
+
+/// `kubemind_nvml_up`.
+fn nvml_health(w: &mut Writer, c: &Collection<'_>) {
     let node = [("node", c.node)];
     w.family(
         "kubemind_nvml_up",
@@ -272,11 +290,10 @@ pub fn render(c: &Collection<'_>) -> String {
         &node,
         if c.gpus.nvml_up { 1.0 } else { 0.0 },
     );
+}
 
-    for (name, help, value) in GPU_FAMILIES {
-        gpu_family(&mut w, c, name, help, value);
-    }
-
+/// Memory per MIG instance, per holder.
+fn mig_families(w: &mut Writer, c: &Collection<'_>) {
     for (name, help, used) in [
         (
             "kubemind_mig_memory_used_bytes",
@@ -304,17 +321,15 @@ pub fn render(c: &Collection<'_>) -> String {
                     ("uuid", gpu.uuid.as_str()),
                     ("mig_uuid", mig.uuid.as_str()),
                 ];
-                per_holder(
-                    &mut w,
-                    name,
-                    &base,
-                    &mig_holders(&mig.uuid, c.holders),
-                    value,
-                );
+                per_holder(w, name, &base, &mig_holders(&mig.uuid, c.holders), value);
             }
         }
     }
+}
 
+/// GPU use summed per pod: utilization over its whole GPUs, memory over its GPUs and MIG
+/// instances.
+fn pod_gpu_families(w: &mut Writer, c: &Collection<'_>) {
     let pods = pod_gpus(c);
     fn pod_labels<'a>(key: &(&'a str, &'a str), node: &'a str) -> [(&'static str, &'a str); 3] {
         [("namespace", key.0), ("pod", key.1), ("node", node)]
@@ -358,11 +373,11 @@ pub fn render(c: &Collection<'_>) -> String {
             pod.memory_total as f64,
         );
     }
+}
 
-    for (name, help, value) in server_families() {
-        server_family(&mut w, c, name, help, value);
-    }
-
+/// How the last collection went: its duration and time, NVML's, the kubelet's answer.
+fn collection_health(w: &mut Writer, c: &Collection<'_>) {
+    let node = [("node", c.node)];
     w.family(
         "kubemind_exporter_collection_duration_seconds",
         MetricType::Gauge,
@@ -403,6 +418,10 @@ pub fn render(c: &Collection<'_>) -> String {
         &node,
         if c.pod_resources_up { 1.0 } else { 0.0 },
     );
+}
+
+/// Each inference server: up, last success, failures by reason.
+fn target_health(w: &mut Writer, c: &Collection<'_>) {
     w.family(
         "kubemind_exporter_target_up",
         MetricType::Gauge,
@@ -462,7 +481,6 @@ pub fn render(c: &Collection<'_>) -> String {
             );
         }
     }
-    w.finish()
 }
 
 #[cfg(test)]

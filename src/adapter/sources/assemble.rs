@@ -123,15 +123,38 @@ fn from_inventory(resource: &GroupResource) -> bool {
         || workload_resources().contains(resource)
 }
 
-/// Builds the snapshot contents at `now` from the inventory and every source's values.
+/// Each object's metrics: for each, the newest fresh value over all sources.
+type Merged<'a> = BTreeMap<&'a ObjectKey, BTreeMap<&'a str, Value>>;
+
+/// Builds the snapshot contents at `now` from the inventory and every source's values: the
+/// metrics declared, the values merged, then pods (gathering their workloads' values),
+/// workloads with their aggregates, nodes and namespaces, and the objects only a source names.
 pub fn assemble(
     inventory: &Inventory,
     sources: &[&SourceValues],
     now: SystemTime,
 ) -> SnapshotBuilder {
     let mut builder = SnapshotBuilder::new();
+    declare(&mut builder, sources);
+    let merged = merge(sources, now);
+    let workload_values = put_pods(&mut builder, inventory, &merged);
+    put_workloads(&mut builder, inventory, &merged, &workload_values, now);
+    put_cluster_scoped(&mut builder, inventory, &merged);
+    for (key, values) in &merged {
+        if from_inventory(&key.resource) {
+            continue;
+        }
+        if let Some(object) = builder.object(key.namespace.as_deref(), &key.resource, &key.name) {
+            put(&mut object.metrics, values);
+        }
+    }
+    builder
+}
+
+/// Every metric a source declares (and, for a pod metric, its workload aggregates), for
+/// discovery before any value arrives.
+fn declare(builder: &mut SnapshotBuilder, sources: &[&SourceValues]) {
     let pods = GroupResource::pods();
-    let nodes = GroupResource::parse("nodes");
     for source in sources {
         for (resource, metric) in &source.declared {
             builder.declare(resource, metric);
@@ -150,9 +173,11 @@ pub fn assemble(
     for workload in workload_resources() {
         builder.declare(&workload, "request_imbalance_ratio");
     }
+}
 
-    // for each object, each metric's newest fresh value over all sources
-    let mut merged: BTreeMap<&ObjectKey, BTreeMap<&str, Value>> = BTreeMap::new();
+/// For each object, each metric's newest value that is fresh and finite, over all sources.
+fn merge<'a>(sources: &[&'a SourceValues], now: SystemTime) -> Merged<'a> {
+    let mut merged: Merged<'a> = BTreeMap::new();
     for source in sources {
         let cutoff = oldest_fresh(now, source.max_age);
         for (key, metrics) in &source.objects {
@@ -172,32 +197,49 @@ pub fn assemble(
             }
         }
     }
-    let values_of = |resource: &GroupResource, namespace: Option<&str>, name: &str| {
-        let key = ObjectKey {
-            resource: resource.clone(),
-            namespace: namespace.map(str::to_string),
-            name: name.to_string(),
-        };
-        merged.get(&key)
-    };
-    let put = |metrics: &mut crate::adapter::store::MetricSamples,
-               values: &BTreeMap<&str, Value>| {
-        for (metric, value) in values {
-            if let Some(sample) = Sample::new(value.value, value.at) {
-                metrics.insert((*metric).into(), sample);
-            }
-        }
-    };
+    merged
+}
 
-    // per workload, per metric: the value of each of its pods
-    let mut workload_values: BTreeMap<(&str, &GroupResource, &str), OverPods<'_>> = BTreeMap::new();
+fn values_of<'m>(
+    merged: &'m Merged<'_>,
+    resource: &GroupResource,
+    namespace: Option<&str>,
+    name: &str,
+) -> Option<&'m BTreeMap<&'m str, Value>> {
+    let key = ObjectKey {
+        resource: resource.clone(),
+        namespace: namespace.map(str::to_string),
+        name: name.to_string(),
+    };
+    merged.get(&key)
+}
+
+fn put(metrics: &mut crate::adapter::store::MetricSamples, values: &BTreeMap<&str, Value>) {
+    for (metric, value) in values {
+        if let Some(sample) = Sample::new(value.value, value.at) {
+            metrics.insert((*metric).into(), sample);
+        }
+    }
+}
+
+/// Per workload (namespace, resource, name), per metric: its pods' values.
+type WorkloadValues<'a> = BTreeMap<(&'a str, &'a GroupResource, &'a str), OverPods<'a>>;
+
+/// The inventory's pods with their labels and values; returns each workload's pods' values.
+fn put_pods<'a>(
+    builder: &mut SnapshotBuilder,
+    inventory: &'a Inventory,
+    merged: &'a Merged<'a>,
+) -> WorkloadValues<'a> {
+    let pods = GroupResource::pods();
+    let mut workload_values: WorkloadValues<'a> = BTreeMap::new();
     for pod in &inventory.pods {
         let Some(object) = builder.object(Some(&pod.namespace), &pods, &pod.name) else {
             continue;
         };
         object.labels = pod.labels.clone();
         object.uid = pod.uid.clone();
-        let Some(values) = values_of(&pods, Some(&pod.namespace), &pod.name) else {
+        let Some(values) = values_of(merged, &pods, Some(&pod.namespace), &pod.name) else {
             continue;
         };
         put(&mut object.metrics, values);
@@ -210,6 +252,19 @@ pub fn assemble(
             }
         }
     }
+    workload_values
+}
+
+/// The inventory's Deployments and StatefulSets: their own values, and over their pods'
+/// values `_max`, `_avg`, `_sum` (stamped with the oldest contributing sample) and
+/// `request_imbalance_ratio`.
+fn put_workloads(
+    builder: &mut SnapshotBuilder,
+    inventory: &Inventory,
+    merged: &Merged<'_>,
+    workload_values: &WorkloadValues<'_>,
+    now: SystemTime,
+) {
     for workload in &inventory.workloads {
         let Some(object) = builder.object(
             Some(&workload.namespace),
@@ -221,6 +276,7 @@ pub fn assemble(
         object.labels = workload.labels.clone();
         object.uid = workload.uid.clone();
         if let Some(values) = values_of(
+            merged,
             &workload.resource,
             Some(&workload.namespace),
             &workload.name,
@@ -259,7 +315,11 @@ pub fn assemble(
             }
         }
     }
-    let namespaces = GroupResource::namespaces();
+}
+
+/// The inventory's nodes and namespaces, with their labels and values.
+fn put_cluster_scoped(builder: &mut SnapshotBuilder, inventory: &Inventory, merged: &Merged<'_>) {
+    let (nodes, namespaces) = (GroupResource::parse("nodes"), GroupResource::namespaces());
     for (resource, listed) in [
         (&nodes, &inventory.nodes),
         (&namespaces, &inventory.namespaces),
@@ -269,20 +329,11 @@ pub fn assemble(
                 continue;
             };
             object.labels = labels.clone();
-            if let Some(values) = values_of(resource, None, name) {
+            if let Some(values) = values_of(merged, resource, None, name) {
                 put(&mut object.metrics, values);
             }
         }
     }
-    for (key, values) in &merged {
-        if from_inventory(&key.resource) {
-            continue;
-        }
-        if let Some(object) = builder.object(key.namespace.as_deref(), &key.resource, &key.name) {
-            put(&mut object.metrics, values);
-        }
-    }
-    builder
 }
 
 #[cfg(test)]
