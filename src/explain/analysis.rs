@@ -61,6 +61,11 @@ pub struct MetricSpec {
     pub described: Option<(String, String)>,
 }
 
+/// An HPA object without a spec: nothing to explain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the HPA has no spec")]
+pub struct NoSpec;
+
 /// The HPA, stripped to what is explained.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HpaView {
@@ -165,11 +170,11 @@ fn selector_text(
 }
 
 impl HpaView {
-    pub fn from_hpa(hpa: &HorizontalPodAutoscaler, namespace: &str) -> anyhow::Result<HpaView> {
+    pub fn from_hpa(hpa: &HorizontalPodAutoscaler, namespace: &str) -> Result<HpaView, NoSpec> {
         let spec = hpa
             .spec
             .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("the HPA has no spec"))?;
+            .ok_or(NoSpec)?;
         let target = &spec.scale_target_ref;
         let mut metrics = Vec::new();
         for metric in spec.metrics.iter().flatten() {

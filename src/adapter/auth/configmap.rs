@@ -66,11 +66,20 @@ impl TrustWatch {
         }
     }
 
-    fn apply(&self, data: &std::collections::BTreeMap<String, String>) -> anyhow::Result<()> {
+    fn apply(&self, data: &std::collections::BTreeMap<String, String>) -> Result<(), ApplyError> {
         let sources = TrustSources::from_configmap(data)?.overridden_by(&self.flags);
         let trust = Trust::build(&sources, &self.local_client_roots)?;
         self.tls.set_client_roots(trust.roots.clone())?;
         self.auth.set_trust(trust);
         Ok(())
     }
+}
+
+/// Why a ConfigMap's trust was not put in force.
+#[derive(Debug, thiserror::Error)]
+enum ApplyError {
+    #[error("{0}")]
+    Trust(#[from] super::trust::Error),
+    #[error("{0}")]
+    Tls(#[from] crate::adapter::tls::Error),
 }

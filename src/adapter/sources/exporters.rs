@@ -108,12 +108,22 @@ impl ExporterSource {
     }
 }
 
-async fn fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<ExporterPage> {
+/// Why an exporter's page could not be read.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error("{0}")]
+    Fetch(#[from] crate::page_fetch::FetchError),
+    #[error("the page is not UTF-8")]
+    NotText,
+    #[error("{0}")]
+    Page(#[from] exporter_page::PageError),
+}
+
+async fn fetch(client: &reqwest::Client, url: &str) -> Result<ExporterPage, FetchError> {
     let body = crate::page_fetch::fetch(client, url, MAX_PAGE_BYTES).await?;
-    let page = crate::page_fetch::parse(body, |body| {
-        let text = std::str::from_utf8(body)?;
-        anyhow::Ok(exporter_page::read(text, MAX_SAMPLES)?)
+    crate::page_fetch::parse(body, |body| {
+        let text = std::str::from_utf8(body).map_err(|_| FetchError::NotText)?;
+        Ok(exporter_page::read(text, MAX_SAMPLES)?)
     })
-    .await??;
-    Ok(page)
+    .await?
 }

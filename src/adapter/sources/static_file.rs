@@ -204,15 +204,15 @@ impl StaticMetrics {
             problem,
         };
         let text = std::str::from_utf8(bytes).map_err(|e| fail(format!("not UTF-8: {e}")))?;
-        StaticMetrics::parse(text).map_err(fail)
+        StaticMetrics::parse(text).map_err(|e| fail(e.to_string()))
     }
 
     /// Parses and validates file contents; the error names the entry and the problem.
-    pub fn parse(text: &str) -> Result<StaticMetrics, String> {
+    pub fn parse(text: &str) -> Result<StaticMetrics, ParseError> {
         let contents: FileContents = if text.trim().is_empty() {
             return Ok(StaticMetrics::default());
         } else {
-            serde_norway::from_str(text).map_err(|e| e.to_string())?
+            serde_norway::from_str(text).map_err(|e| ParseError::Syntax(e.to_string()))?
         };
         let mut metrics = StaticMetrics::default();
         for (index, pod) in contents.pods.into_iter().enumerate() {
@@ -239,13 +239,15 @@ impl StaticMetrics {
                     Some(ns)
                 }
                 (true, None) => {
-                    return Err(format!(
-                        "{place}: {resource} is namespaced, so a namespace is required"
+                    return Err(ParseError::entry(
+                        &place,
+                        format!("{resource} is namespaced, so a namespace is required"),
                     ));
                 }
                 (false, Some(_)) => {
-                    return Err(format!(
-                        "{place}: {resource} is cluster-scoped, so it takes no namespace"
+                    return Err(ParseError::entry(
+                        &place,
+                        format!("{resource} is cluster-scoped, so it takes no namespace"),
                     ));
                 }
                 (false, None) => None,
@@ -334,12 +336,41 @@ impl Value {
     }
 }
 
-fn require_name(place: &str, field: &str, value: &str) -> Result<(), String> {
+/// What is wrong with a values file, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Not YAML or JSON of the expected shape (with line and column).
+    #[error("{0}")]
+    Syntax(String),
+    /// An entry that cannot be served.
+    #[error("{place}: {problem}")]
+    Entry { place: String, problem: String },
+}
+
+impl ParseError {
+    fn entry(place: &str, problem: String) -> ParseError {
+        ParseError::Entry {
+            place: place.to_string(),
+            problem,
+        }
+    }
+
+    /// Whether the message says `text` (for tests and logs).
+    pub fn contains(&self, text: &str) -> bool {
+        self.to_string().contains(text)
+    }
+}
+
+fn require_name(place: &str, field: &str, value: &str) -> Result<(), ParseError> {
     if value.is_empty() {
-        Err(format!("{place}: {field} must not be empty"))
+        Err(ParseError::entry(
+            place,
+            format!("{field} must not be empty"),
+        ))
     } else if value.contains('/') || value == "." || value == ".." {
-        Err(format!(
-            "{place}: {field} {value:?} is not a single path segment"
+        Err(ParseError::entry(
+            place,
+            format!("{field} {value:?} is not a single path segment"),
         ))
     } else {
         Ok(())
@@ -349,7 +380,7 @@ fn require_name(place: &str, field: &str, value: &str) -> Result<(), String> {
 fn values(
     place: &str,
     entries: BTreeMap<String, MetricEntry>,
-) -> Result<Vec<(String, Value)>, String> {
+) -> Result<Vec<(String, Value)>, ParseError> {
     entries
         .into_iter()
         .map(|(metric, entry)| {
@@ -370,30 +401,37 @@ fn values(
         .collect()
 }
 
-fn value(place: &str, detailed: DetailedValue) -> Result<Value, String> {
+fn value(place: &str, detailed: DetailedValue) -> Result<Value, ParseError> {
     let value = match detailed.value {
         Number::Float(value) => value,
         Number::Text(text) => Quantity::parse(&text)
-            .map_err(|e| format!("{place}: {e}"))?
+            .map_err(|e| ParseError::entry(place, e.to_string()))?
             .as_f64(),
     };
     if let Some(window) = detailed.window
         && window <= 0
     {
-        return Err(format!(
-            "{place}: window must be a positive number of seconds"
+        return Err(ParseError::entry(
+            place,
+            "window must be a positive number of seconds".to_string(),
         ));
     }
     let time = match (detailed.timestamp, detailed.age) {
-        (Some(_), Some(_)) => return Err(format!("{place}: give timestamp or age, not both")),
+        (Some(_), Some(_)) => {
+            return Err(ParseError::entry(
+                place,
+                "give timestamp or age, not both".to_string(),
+            ));
+        }
         (Some(text), None) => {
-            let at: jiff::Timestamp = text
-                .parse()
-                .map_err(|e| format!("{place}: timestamp {text:?} is not RFC 3339: {e}"))?;
+            let at: jiff::Timestamp = text.parse().map_err(|e| {
+                ParseError::entry(place, format!("timestamp {text:?} is not RFC 3339: {e}"))
+            })?;
             SampleTime::At(SystemTime::from(at))
         }
         (None, Some(text)) => SampleTime::Ago(
-            humantime::parse_duration(&text).map_err(|e| format!("{place}: age {text:?}: {e}"))?,
+            humantime::parse_duration(&text)
+                .map_err(|e| ParseError::entry(place, format!("age {text:?}: {e}")))?,
         ),
         (None, None) => SampleTime::Now,
     };

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Context as _;
 use prometheus_http_query::response::Data;
 
 use super::breaker::Breaker;
@@ -37,6 +36,30 @@ pub struct Row {
     pub at: SystemTime,
 }
 
+/// Why the client cannot be built from its flags.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("--prometheus-ca-file {path}: {source}")]
+    ReadCa {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--prometheus-ca-file {path}: not a PEM bundle: {source}")]
+    CaBundle {
+        path: std::path::PathBuf,
+        source: reqwest::Error,
+    },
+    #[error("--prometheus-bearer-token-file {0}")]
+    Token(#[from] super::token::TokenError),
+    #[error("the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("--prometheus-url {url}: {source}")]
+    Url {
+        url: String,
+        source: prometheus_http_query::Error,
+    },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("Prometheus is failing; queries are held back for a while (circuit open)")]
@@ -54,16 +77,26 @@ pub struct PrometheusClient {
 }
 
 impl PrometheusClient {
-    pub fn new(endpoint: &Endpoint, telemetry: Arc<Telemetry>) -> anyhow::Result<PrometheusClient> {
+    pub fn new(
+        endpoint: &Endpoint,
+        telemetry: Arc<Telemetry>,
+    ) -> Result<PrometheusClient, ClientError> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(endpoint.timeout)
             .timeout(endpoint.timeout)
             .danger_accept_invalid_certs(endpoint.insecure_skip_tls_verify);
         if let Some(path) = &endpoint.ca_file {
-            let pem = std::fs::read(path).with_context(|| path.display().to_string())?;
-            for certificate in reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("{}: not a PEM bundle", path.display()))?
-            {
+            let pem = std::fs::read(path).map_err(|source| ClientError::ReadCa {
+                path: path.clone(),
+                source,
+            })?;
+            let bundle = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+                ClientError::CaBundle {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            for certificate in bundle {
                 builder = builder.add_root_certificate(certificate);
             }
         }
@@ -72,8 +105,12 @@ impl PrometheusClient {
             .as_deref()
             .map(TokenFile::open)
             .transpose()?;
-        let client = prometheus_http_query::Client::from(builder.build()?, &endpoint.url)
-            .with_context(|| format!("--prometheus-url {}", endpoint.url))?;
+        let client = prometheus_http_query::Client::from(builder.build()?, &endpoint.url).map_err(
+            |source| ClientError::Url {
+                url: endpoint.url.clone(),
+                source,
+            },
+        )?;
         Ok(PrometheusClient {
             client,
             token,
@@ -110,8 +147,7 @@ impl PrometheusClient {
         self.telemetry
             .count_prometheus_query(purpose, answer.is_ok());
         // with its causes: "failed to send request" alone does not say a certificate was refused
-        let answer =
-            answer.map_err(|e| QueryError::Failed(format!("{:#}", anyhow::Error::new(e))))?;
+        let answer = answer.map_err(|e| QueryError::Failed(error_chain(&e)))?;
         let rows = match answer.data() {
             Data::Vector(vector) => vector
                 .iter()
@@ -158,4 +194,17 @@ pub fn quote(value: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// An error and its causes, `outer: inner: …` (a refused certificate shows beneath "error
+/// sending request").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use anyhow::Context as _;
 use reqwest::header::HeaderValue;
 
 /// What tells one version of the file from the next without reading it. The inode changes with
@@ -35,17 +34,36 @@ fn version_of(path: &Path) -> Option<FileVersion> {
     })
 }
 
+/// Why a token file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: the token file is empty")]
+    Empty { path: PathBuf },
+    #[error("{path}: not a usable token (it must be visible ASCII)")]
+    Unusable { path: PathBuf },
+}
+
 /// `Authorization: Bearer …` from the file's contents, surrounding whitespace trimmed.
-fn read_header(path: &Path) -> anyhow::Result<HeaderValue> {
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+fn read_header(path: &Path) -> Result<HeaderValue, TokenError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let token = text.trim();
-    anyhow::ensure!(
-        !token.is_empty(),
-        "{}: the token file is empty",
-        path.display()
-    );
-    let mut header = HeaderValue::try_from(format!("Bearer {token}"))
-        .with_context(|| format!("{}: not a usable token", path.display()))?;
+    if token.is_empty() {
+        return Err(TokenError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut header =
+        HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| TokenError::Unusable {
+            path: path.to_path_buf(),
+        })?;
     header.set_sensitive(true);
     Ok(header)
 }
@@ -64,7 +82,7 @@ pub struct TokenFile {
 
 impl TokenFile {
     /// Reads the token now: a file unreadable or empty at start is an error.
-    pub fn open(path: &Path) -> anyhow::Result<TokenFile> {
+    pub fn open(path: &Path) -> Result<TokenFile, TokenError> {
         let version = version_of(path);
         let header = read_header(path)?;
         Ok(TokenFile {
