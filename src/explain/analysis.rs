@@ -171,10 +171,7 @@ fn selector_text(
 
 impl HpaView {
     pub fn from_hpa(hpa: &HorizontalPodAutoscaler, namespace: &str) -> Result<HpaView, NoSpec> {
-        let spec = hpa
-            .spec
-            .as_ref()
-            .ok_or(NoSpec)?;
+        let spec = hpa.spec.as_ref().ok_or(NoSpec)?;
         let target = &spec.scale_target_ref;
         let mut metrics = Vec::new();
         for metric in spec.metrics.iter().flatten() {

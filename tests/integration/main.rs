@@ -30,6 +30,7 @@ mod podresources;
 mod prometheus;
 mod prometheus_auth;
 mod prometheus_server;
+mod regression;
 mod security;
 mod standalone;
 mod standin;
