@@ -1,7 +1,7 @@
 //! kubemind: GPU- and queue-aware metrics for the Kubernetes HorizontalPodAutoscaler.
 //!
 //! One crate, one binary, a folder per role: [`adapter`] serves the custom and external metrics
-//! APIs from an in-memory snapshot. Shared pieces: [`quantity`] (Kubernetes quantities),
+//! APIs from an in-memory snapshot. Shared pieces: [`catalogue`] (every metric name, once), [`quantity`] (Kubernetes quantities),
 //! [`promtext`] (the Prometheus text format),
 //! [`selector`] (label selectors), [`resources`] (group-resources), [`serve`] (the hardened
 //! accept loop both servers listen with), [`page_fetch`] (a capped `/metrics` fetch),
@@ -9,6 +9,7 @@
 //! flags and dispatches), [`logging`].
 
 pub mod adapter;
+pub mod catalogue;
 pub mod cli;
 pub mod demo;
 pub mod explain;

@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 use super::gpu::{GpuReading, GpuSnapshot};
 use super::pods::{DeviceId, Holder};
 use super::servers::scrape::{Signals, TargetReport};
+use crate::catalogue::{self, Series};
 use crate::promtext::{MetricType, Writer};
 
 /// Everything one collection produced.
@@ -91,94 +92,63 @@ fn per_holder(w: &mut Writer, name: &str, base: &[(&str, &str)], holders: &[&Hol
 
 type GpuValue = fn(&GpuReading) -> Option<f64>;
 
-/// The per-GPU families: name, help, value.
-const GPU_FAMILIES: [(&str, &str, GpuValue); 5] = [
-    (
-        "kubemind_gpu_utilization_ratio",
-        "GPU busy fraction over NVML's last sample period (absent in MIG mode)",
-        |g| g.utilization_ratio,
-    ),
-    ("kubemind_gpu_memory_used_bytes", "GPU memory in use", |g| {
+/// The per-GPU families: series, value.
+const GPU_FAMILIES: [(Series, GpuValue); 5] = [
+    (catalogue::GPU_UTILIZATION, |g| g.utilization_ratio),
+    (catalogue::GPU_MEMORY_USED, |g| {
         Some(g.memory_used_bytes as f64)
     }),
-    (
-        "kubemind_gpu_memory_total_bytes",
-        "GPU memory installed",
-        |g| Some(g.memory_total_bytes as f64),
-    ),
-    ("kubemind_gpu_power_watts", "GPU power draw", |g| {
-        g.power_watts
+    (catalogue::GPU_MEMORY_TOTAL, |g| {
+        Some(g.memory_total_bytes as f64)
     }),
-    ("kubemind_gpu_temperature_celsius", "GPU temperature", |g| {
-        g.temperature_celsius
-    }),
+    (catalogue::GPU_POWER, |g| g.power_watts),
+    (catalogue::GPU_TEMPERATURE, |g| g.temperature_celsius),
 ];
 
 type ServerValue = fn(&Signals) -> Option<f64>;
 
 /// The per-server families: name, help, value (absent where the server kind has none).
-fn server_families() -> [(&'static str, &'static str, ServerValue); 11] {
+fn server_families() -> [(Series, ServerValue); 11] {
     [
-        (
-            "kubemind_triton_queue_time_seconds",
-            "Request-weighted mean queue time over the window, all models (absent when stalled)",
-            |s| triton(s)?.queue_time_seconds,
-        ),
-        (
-            "kubemind_triton_queue_compute_ratio",
-            "Queue time over compute time over the window",
-            |s| triton(s)?.queue_compute_ratio,
-        ),
-        (
-            "kubemind_triton_pending_requests",
-            "Requests queued and not yet executing, all models",
-            |s| Some(triton(s)?.pending_requests),
-        ),
-        (
-            "kubemind_triton_request_rate",
-            "Successful requests per second over the window",
-            |s| Some(triton(s)?.request_rate),
-        ),
-        (
-            "kubemind_triton_rejected_rate",
-            "Rejected (queue timeout) requests per second over the window",
-            |s| Some(triton(s)?.rejected_rate),
-        ),
-        (
-            "kubemind_triton_stalled",
-            "1 when requests are pending and none completed over the window",
-            |s| Some(if triton(s)?.stalled { 1.0 } else { 0.0 }),
-        ),
-        (
-            "kubemind_vllm_requests_waiting",
-            "Requests waiting, all engines",
-            |s| Some(vllm(s)?.requests_waiting),
-        ),
-        (
-            "kubemind_vllm_requests_running",
-            "Requests running, all engines",
-            |s| Some(vllm(s)?.requests_running),
-        ),
-        (
-            "kubemind_vllm_kv_cache_usage_ratio",
-            "KV-cache fullness of the fullest engine",
-            |s| vllm(s)?.kv_cache_usage_ratio,
-        ),
-        (
-            "kubemind_vllm_queue_time_seconds",
-            "Mean time requests waited before running, over the window",
-            |s| vllm(s)?.mean_queue_time_seconds,
-        ),
-        (
-            "kubemind_vllm_request_rate",
-            "Finished requests per second over the window",
-            |s| Some(vllm(s)?.request_rate),
-        ),
+        (catalogue::TRITON_QUEUE_TIME, |s| {
+            triton(s)?.queue_time_seconds
+        }),
+        (catalogue::TRITON_QUEUE_COMPUTE_RATIO, |s| {
+            triton(s)?.queue_compute_ratio
+        }),
+        (catalogue::TRITON_PENDING_REQUESTS, |s| {
+            Some(triton(s)?.pending_requests)
+        }),
+        (catalogue::TRITON_REQUEST_RATE, |s| {
+            Some(triton(s)?.request_rate)
+        }),
+        (catalogue::TRITON_REJECTED_RATE, |s| {
+            Some(triton(s)?.rejected_rate)
+        }),
+        (catalogue::TRITON_STALLED, |s| {
+            Some(if triton(s)?.stalled { 1.0 } else { 0.0 })
+        }),
+        (catalogue::VLLM_REQUESTS_WAITING, |s| {
+            Some(vllm(s)?.requests_waiting)
+        }),
+        (catalogue::VLLM_REQUESTS_RUNNING, |s| {
+            Some(vllm(s)?.requests_running)
+        }),
+        (catalogue::VLLM_KV_CACHE_USAGE, |s| {
+            vllm(s)?.kv_cache_usage_ratio
+        }),
+        (catalogue::VLLM_QUEUE_TIME, |s| {
+            vllm(s)?.mean_queue_time_seconds
+        }),
+        (catalogue::VLLM_REQUEST_RATE, |s| {
+            Some(vllm(s)?.request_rate)
+        }),
     ]
 }
 
 /// One GPU-level family: a sample per GPU (and per holder), labelled as the catalogue says.
-fn gpu_family(w: &mut Writer, c: &Collection<'_>, name: &str, help: &str, value: GpuValue) {
+fn gpu_family(w: &mut Writer, c: &Collection<'_>, series: &Series, value: GpuValue) {
+    let (name, help) = (series.name, series.help);
     w.family(name, MetricType::Gauge, help);
     for gpu in &c.gpus.gpus {
         let Some(v) = value(gpu) else { continue };
@@ -227,7 +197,8 @@ fn pod_gpus<'a>(c: &Collection<'a>) -> BTreeMap<(&'a str, &'a str), PodGpus> {
 }
 
 /// A per-pod server family: a sample per target whose signals carry a value.
-fn server_family(w: &mut Writer, c: &Collection<'_>, name: &str, help: &str, value: ServerValue) {
+fn server_family(w: &mut Writer, c: &Collection<'_>, series: &Series, value: ServerValue) {
+    let (name, help) = (series.name, series.help);
     w.family(name, MetricType::Gauge, help);
     for report in c.servers {
         if let Some(v) = report.signals.as_ref().and_then(value) {
@@ -264,13 +235,13 @@ fn vllm(signals: &Signals) -> Option<&super::servers::vllm::VllmSignals> {
 pub fn render(c: &Collection<'_>) -> String {
     let mut w = Writer::new();
     nvml_health(&mut w, c);
-    for (name, help, value) in GPU_FAMILIES {
-        gpu_family(&mut w, c, name, help, value);
+    for (series, value) in GPU_FAMILIES {
+        gpu_family(&mut w, c, &series, value);
     }
     mig_families(&mut w, c);
     pod_gpu_families(&mut w, c);
-    for (name, help, value) in server_families() {
-        server_family(&mut w, c, name, help, value);
+    for (series, value) in server_families() {
+        server_family(&mut w, c, &series, value);
     }
     collection_health(&mut w, c);
     target_health(&mut w, c);
@@ -281,12 +252,12 @@ pub fn render(c: &Collection<'_>) -> String {
 fn nvml_health(w: &mut Writer, c: &Collection<'_>) {
     let node = [("node", c.node)];
     w.family(
-        "kubemind_nvml_up",
+        catalogue::NVML_UP.name,
         MetricType::Gauge,
-        "1 when NVML answered the last collection, else 0",
+        catalogue::NVML_UP.help,
     );
     w.sample(
-        "kubemind_nvml_up",
+        catalogue::NVML_UP.name,
         &node,
         if c.gpus.nvml_up { 1.0 } else { 0.0 },
     );
@@ -294,19 +265,12 @@ fn nvml_health(w: &mut Writer, c: &Collection<'_>) {
 
 /// Memory per MIG instance, per holder.
 fn mig_families(w: &mut Writer, c: &Collection<'_>) {
-    for (name, help, used) in [
-        (
-            "kubemind_mig_memory_used_bytes",
-            "MIG instance memory in use",
-            true,
-        ),
-        (
-            "kubemind_mig_memory_total_bytes",
-            "MIG instance memory",
-            false,
-        ),
+    for (series, used) in [
+        (catalogue::MIG_MEMORY_USED, true),
+        (catalogue::MIG_MEMORY_TOTAL, false),
     ] {
-        w.family(name, MetricType::Gauge, help);
+        let name = series.name;
+        w.family(name, MetricType::Gauge, series.help);
         for gpu in &c.gpus.gpus {
             let index = gpu.index.to_string();
             for mig in &gpu.mig {
@@ -335,40 +299,40 @@ fn pod_gpu_families(w: &mut Writer, c: &Collection<'_>) {
         [("namespace", key.0), ("pod", key.1), ("node", node)]
     }
     w.family(
-        "kubemind_pod_gpu_utilization_ratio",
+        catalogue::POD_GPU_UTILIZATION.name,
         MetricType::Gauge,
-        "Mean busy fraction over the whole GPUs a pod holds",
+        catalogue::POD_GPU_UTILIZATION.help,
     );
     for (key, pod) in &pods {
         if !pod.utilization.is_empty() {
             let mean = pod.utilization.iter().sum::<f64>() / pod.utilization.len() as f64;
             w.sample(
-                "kubemind_pod_gpu_utilization_ratio",
+                catalogue::POD_GPU_UTILIZATION.name,
                 &pod_labels(key, c.node),
                 mean,
             );
         }
     }
     w.family(
-        "kubemind_pod_gpu_memory_used_bytes",
+        catalogue::POD_GPU_MEMORY_USED.name,
         MetricType::Gauge,
-        "GPU memory in use on the GPUs and MIG instances a pod holds",
+        catalogue::POD_GPU_MEMORY_USED.help,
     );
     for (key, pod) in &pods {
         w.sample(
-            "kubemind_pod_gpu_memory_used_bytes",
+            catalogue::POD_GPU_MEMORY_USED.name,
             &pod_labels(key, c.node),
             pod.memory_used as f64,
         );
     }
     w.family(
-        "kubemind_pod_gpu_memory_total_bytes",
+        catalogue::POD_GPU_MEMORY_TOTAL.name,
         MetricType::Gauge,
-        "GPU memory on the GPUs and MIG instances a pod holds",
+        catalogue::POD_GPU_MEMORY_TOTAL.help,
     );
     for (key, pod) in &pods {
         w.sample(
-            "kubemind_pod_gpu_memory_total_bytes",
+            catalogue::POD_GPU_MEMORY_TOTAL.name,
             &pod_labels(key, c.node),
             pod.memory_total as f64,
         );
@@ -379,42 +343,42 @@ fn pod_gpu_families(w: &mut Writer, c: &Collection<'_>) {
 fn collection_health(w: &mut Writer, c: &Collection<'_>) {
     let node = [("node", c.node)];
     w.family(
-        "kubemind_exporter_collection_duration_seconds",
+        catalogue::COLLECTION_DURATION.name,
         MetricType::Gauge,
-        "Time the last collection took",
+        catalogue::COLLECTION_DURATION.help,
     );
     w.sample(
-        "kubemind_exporter_collection_duration_seconds",
+        catalogue::COLLECTION_DURATION.name,
         &node,
         c.duration.as_secs_f64(),
     );
     w.family(
-        "kubemind_exporter_last_collection_timestamp_seconds",
+        catalogue::LAST_COLLECTION.name,
         MetricType::Gauge,
-        "When the values on this page were collected (Unix time)",
+        catalogue::LAST_COLLECTION.help,
     );
     w.sample(
-        "kubemind_exporter_last_collection_timestamp_seconds",
+        catalogue::LAST_COLLECTION.name,
         &node,
         seconds_since_epoch(c.finished_at),
     );
     w.family(
-        "kubemind_exporter_nvml_collection_duration_seconds",
+        catalogue::NVML_COLLECTION_DURATION.name,
         MetricType::Gauge,
-        "Time the last NVML collection took",
+        catalogue::NVML_COLLECTION_DURATION.help,
     );
     w.sample(
-        "kubemind_exporter_nvml_collection_duration_seconds",
+        catalogue::NVML_COLLECTION_DURATION.name,
         &node,
         c.gpus.collection.as_secs_f64(),
     );
     w.family(
-        "kubemind_exporter_pod_resources_up",
+        catalogue::POD_RESOURCES_UP.name,
         MetricType::Gauge,
-        "1 when the kubelet pod-resources API answered the last call",
+        catalogue::POD_RESOURCES_UP.help,
     );
     w.sample(
-        "kubemind_exporter_pod_resources_up",
+        catalogue::POD_RESOURCES_UP.name,
         &node,
         if c.pod_resources_up { 1.0 } else { 0.0 },
     );
@@ -423,14 +387,14 @@ fn collection_health(w: &mut Writer, c: &Collection<'_>) {
 /// Each inference server: up, last success, failures by reason.
 fn target_health(w: &mut Writer, c: &Collection<'_>) {
     w.family(
-        "kubemind_exporter_target_up",
+        catalogue::TARGET_UP.name,
         MetricType::Gauge,
-        "1 when the last scrape of an inference server succeeded",
+        catalogue::TARGET_UP.help,
     );
     for report in c.servers {
         let t = &report.target;
         w.sample(
-            "kubemind_exporter_target_up",
+            catalogue::TARGET_UP.name,
             &[
                 ("namespace", &t.namespace),
                 ("pod", &t.pod),
@@ -441,15 +405,15 @@ fn target_health(w: &mut Writer, c: &Collection<'_>) {
         );
     }
     w.family(
-        "kubemind_exporter_target_last_success_timestamp_seconds",
+        catalogue::TARGET_LAST_SUCCESS.name,
         MetricType::Gauge,
-        "When an inference server was last scraped successfully (Unix time)",
+        catalogue::TARGET_LAST_SUCCESS.help,
     );
     for report in c.servers {
         if let Some(at) = report.last_success {
             let t = &report.target;
             w.sample(
-                "kubemind_exporter_target_last_success_timestamp_seconds",
+                catalogue::TARGET_LAST_SUCCESS.name,
                 &[
                     ("namespace", &t.namespace),
                     ("pod", &t.pod),
@@ -461,15 +425,15 @@ fn target_health(w: &mut Writer, c: &Collection<'_>) {
         }
     }
     w.family(
-        "kubemind_exporter_target_failures_total",
+        catalogue::TARGET_FAILURES.name,
         MetricType::Counter,
-        "Failed scrapes of inference servers, by reason",
+        catalogue::TARGET_FAILURES.help,
     );
     for report in c.servers {
         let t = &report.target;
         for (reason, count) in &report.failures {
             w.sample(
-                "kubemind_exporter_target_failures_total",
+                catalogue::TARGET_FAILURES.name,
                 &[
                     ("namespace", &t.namespace),
                     ("pod", &t.pod),

@@ -17,6 +17,7 @@
 
 mod alerts;
 mod api;
+mod catalogue;
 mod cluster;
 mod connections;
 mod dashboards;

@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use super::exporter_page::{ExporterPage, NODE_METRICS, POD_METRICS};
+use super::exporter_page::{ExporterPage, NODE_METRICS, pod_metrics};
 use crate::adapter::store::{Inventory, Sample, SnapshotBuilder, oldest_fresh};
 use crate::resources::GroupResource;
 
@@ -62,7 +62,7 @@ impl SourceValues {
         };
         let pods = GroupResource::pods();
         let nodes = GroupResource::parse("nodes");
-        for metric in POD_METRICS {
+        for metric in pod_metrics() {
             values.declared.insert((pods.clone(), metric.to_string()));
         }
         for metric in NODE_METRICS {

@@ -8,82 +8,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
+use crate::catalogue;
 use crate::promtext::{self, ParseError};
 
-/// How a per-pod exporter series maps onto a catalogue metric.
-struct PodMapping {
-    series: &'static str,
-    metric: &'static str,
-    scale: f64,
+/// The catalogue metrics an exporter can give for a pod, for discovery before data arrives.
+pub fn pod_metrics() -> Vec<&'static str> {
+    catalogue::pod_metrics()
 }
 
-const POD_MAPPINGS: &[PodMapping] = &[
-    PodMapping {
-        series: "kubemind_pod_gpu_utilization_ratio",
-        metric: "gpu_utilization_percent",
-        scale: 100.0,
-    },
-    PodMapping {
-        series: "kubemind_pod_gpu_memory_used_bytes",
-        metric: "gpu_memory_used_bytes",
-        scale: 1.0,
-    },
-    PodMapping {
-        series: "kubemind_triton_queue_time_seconds",
-        metric: "triton_queue_time_ms",
-        scale: 1000.0,
-    },
-    PodMapping {
-        series: "kubemind_triton_queue_compute_ratio",
-        metric: "triton_queue_compute_ratio",
-        scale: 1.0,
-    },
-    PodMapping {
-        series: "kubemind_triton_pending_requests",
-        metric: "triton_pending_requests",
-        scale: 1.0,
-    },
-    PodMapping {
-        series: "kubemind_triton_request_rate",
-        metric: "inference_request_rate",
-        scale: 1.0,
-    },
-    PodMapping {
-        series: "kubemind_vllm_request_rate",
-        metric: "inference_request_rate",
-        scale: 1.0,
-    },
-    PodMapping {
-        series: "kubemind_vllm_requests_waiting",
-        metric: "vllm_requests_waiting",
-        scale: 1.0,
-    },
-    PodMapping {
-        series: "kubemind_vllm_kv_cache_usage_ratio",
-        metric: "vllm_kv_cache_usage_percent",
-        scale: 100.0,
-    },
-];
-
-/// The catalogue metrics an exporter can give for a pod, for discovery before data arrives.
-pub const POD_METRICS: &[&str] = &[
-    "gpu_utilization_percent",
-    "gpu_memory_used_bytes",
-    "gpu_memory_used_percent",
-    "triton_queue_time_ms",
-    "triton_queue_compute_ratio",
-    "triton_pending_requests",
-    "inference_request_rate",
-    "vllm_requests_waiting",
-    "vllm_kv_cache_usage_percent",
-];
-
 /// The catalogue metrics an exporter gives for its node.
-pub const NODE_METRICS: &[&str] = &[
-    "gpu_utilization_percent",
-    "gpu_memory_used_bytes",
-    "gpu_memory_used_percent",
-];
+pub const NODE_METRICS: &[&str] = catalogue::NODE_METRICS;
 
 /// What one exporter page says, in catalogue terms.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,7 +52,7 @@ pub fn read(text: &str, max_samples: usize) -> Result<ExporterPage, PageError> {
         if !sample.value.is_finite() {
             continue;
         }
-        if sample.name == "kubemind_exporter_last_collection_timestamp_seconds" {
+        if sample.name == catalogue::LAST_COLLECTION.name {
             collected_at = Duration::try_from_secs_f64(sample.value)
                 .ok()
                 .map(|since_epoch| SystemTime::UNIX_EPOCH + since_epoch);
@@ -131,34 +65,39 @@ pub fn read(text: &str, max_samples: usize) -> Result<ExporterPage, PageError> {
                 sample.label("pod")?.to_string(),
             ))
         };
-        if let Some(mapping) = POD_MAPPINGS.iter().find(|m| m.series == sample.name) {
+        let serves = catalogue::SERIES
+            .iter()
+            .find(|s| s.name == sample.name)
+            .and_then(|s| s.serves);
+        if let Some(serves) = serves {
             if let Some(key) = pod_key() {
                 pods.entry(key)
                     .or_default()
-                    .insert(mapping.metric, sample.value * mapping.scale);
+                    .insert(serves.metric, sample.value * serves.scale);
             }
             continue;
         }
-        match sample.name {
-            "kubemind_pod_gpu_memory_total_bytes" => {
-                if let Some(key) = pod_key() {
-                    memory_total.insert(key, sample.value);
-                }
+        if sample.name == catalogue::POD_GPU_MEMORY_TOTAL.name {
+            if let Some(key) = pod_key() {
+                memory_total.insert(key, sample.value);
             }
-            "kubemind_gpu_utilization_ratio"
-            | "kubemind_gpu_memory_used_bytes"
-            | "kubemind_gpu_memory_total_bytes" => {
-                let Some(uuid) = sample.label("uuid") else {
-                    continue;
-                };
-                let gpu = gpus.entry(uuid.to_string()).or_default();
-                match sample.name {
-                    "kubemind_gpu_utilization_ratio" => gpu.0 = Some(sample.value),
-                    "kubemind_gpu_memory_used_bytes" => gpu.1 = sample.value,
-                    _ => gpu.2 = sample.value,
-                }
+            continue;
+        }
+        let per_gpu = [
+            catalogue::GPU_UTILIZATION.name,
+            catalogue::GPU_MEMORY_USED.name,
+            catalogue::GPU_MEMORY_TOTAL.name,
+        ];
+        if let Some(which) = per_gpu.iter().position(|name| *name == sample.name) {
+            let Some(uuid) = sample.label("uuid") else {
+                continue;
+            };
+            let gpu = gpus.entry(uuid.to_string()).or_default();
+            match which {
+                0 => gpu.0 = Some(sample.value),
+                1 => gpu.1 = sample.value,
+                _ => gpu.2 = sample.value,
             }
-            _ => {}
         }
     }
     for (key, total) in memory_total {
@@ -166,7 +105,7 @@ pub fn read(text: &str, max_samples: usize) -> Result<ExporterPage, PageError> {
             && let Some(&used) = values.get("gpu_memory_used_bytes")
             && total > 0.0
         {
-            values.insert("gpu_memory_used_percent", used / total * 100.0);
+            values.insert(catalogue::GPU_MEMORY_USED_PERCENT, used / total * 100.0);
         }
     }
     let mut node_values = BTreeMap::new();
@@ -182,7 +121,7 @@ pub fn read(text: &str, max_samples: usize) -> Result<ExporterPage, PageError> {
         let total: f64 = gpus.values().map(|g| g.2).sum();
         node_values.insert("gpu_memory_used_bytes", used);
         if total > 0.0 {
-            node_values.insert("gpu_memory_used_percent", used / total * 100.0);
+            node_values.insert(catalogue::GPU_MEMORY_USED_PERCENT, used / total * 100.0);
         }
     }
     Ok(ExporterPage {
@@ -282,7 +221,7 @@ mod tests {
         assert_eq!(page.node_values["gpu_memory_used_bytes"], 40.0);
         for metric in pod.keys() {
             assert!(
-                POD_METRICS.contains(metric),
+                pod_metrics().contains(metric),
                 "{metric} is listed for discovery"
             );
         }

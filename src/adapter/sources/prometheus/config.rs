@@ -338,64 +338,10 @@ pub fn is_label_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Rules that produce kubemind's metric catalogue (README) from the exporter's series in
-/// Prometheus, for clusters where Prometheus is the only path. Same format, same code path.
-pub const BUILTIN: &str = r#"
-rules:
-- seriesQuery: 'kubemind_pod_gpu_utilization_ratio{namespace!="",pod!=""}'
-  resources: {template: "<<.Resource>>"}
-  name: {as: gpu_utilization_percent}
-  metricsQuery: '100 * max by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
-- seriesQuery: 'kubemind_pod_gpu_memory_used_bytes{namespace!="",pod!=""}'
-  resources: {template: "<<.Resource>>"}
-  name: {as: gpu_memory_used_bytes}
-  metricsQuery: 'max by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
-- seriesQuery: 'kubemind_pod_gpu_memory_used_bytes{namespace!="",pod!=""}'
-  resources: {template: "<<.Resource>>"}
-  name: {as: gpu_memory_used_percent}
-  metricsQuery: '100 * max by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>}) / max by (<<.GroupBy>>) (kubemind_pod_gpu_memory_total_bytes{<<.LabelMatchers>>} > 0)'
-- seriesQuery: 'kubemind_triton_queue_time_seconds{namespace!="",pod!=""}'
-  resources: {template: "<<.Resource>>"}
-  name: {as: triton_queue_time_ms}
-  metricsQuery: '1000 * max by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
-- seriesQuery: 'kubemind_triton_queue_compute_ratio{namespace!="",pod!=""}'
-  resources: {template: "<<.Resource>>"}
-  name: {as: triton_queue_compute_ratio}
-  metricsQuery: 'max by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
-- seriesQuery: 'kubemind_triton_pending_requests{namespace!="",pod!=""}'
-  resources: {template: "<<.Resource>>"}
-  name: {as: triton_pending_requests}
-  metricsQuery: 'max by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
-- seriesQuery: '{__name__=~"kubemind_(triton|vllm)_request_rate",namespace!="",pod!=""}'
-  resources: {template: "<<.Resource>>"}
-  name: {as: inference_request_rate}
-  metricsQuery: 'max by (<<.GroupBy>>) ({__name__=~"kubemind_(triton|vllm)_request_rate",<<.LabelMatchers>>})'
-- seriesQuery: 'kubemind_vllm_requests_waiting{namespace!="",pod!=""}'
-  resources: {template: "<<.Resource>>"}
-  name: {as: vllm_requests_waiting}
-  metricsQuery: 'max by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
-- seriesQuery: 'kubemind_vllm_kv_cache_usage_ratio{namespace!="",pod!=""}'
-  resources: {template: "<<.Resource>>"}
-  name: {as: vllm_kv_cache_usage_percent}
-  metricsQuery: '100 * max by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
-- seriesQuery: 'kubemind_gpu_utilization_ratio{node!=""}'
-  resources: {overrides: {node: {resource: node}}}
-  name: {as: gpu_utilization_percent}
-  metricsQuery: '100 * avg by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
-- seriesQuery: 'kubemind_gpu_memory_used_bytes{node!=""}'
-  resources: {overrides: {node: {resource: node}}}
-  name: {as: gpu_memory_used_bytes}
-  metricsQuery: 'sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
-- seriesQuery: 'kubemind_gpu_memory_used_bytes{node!=""}'
-  resources: {overrides: {node: {resource: node}}}
-  name: {as: gpu_memory_used_percent}
-  metricsQuery: '100 * sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>}) / sum by (<<.GroupBy>>) (kubemind_gpu_memory_total_bytes{<<.LabelMatchers>>}) > 0'
-"#;
-
 /// The built-in rules, checked.
 pub fn builtin() -> Rules {
-    // BUILTIN is a constant checked by the tests below; an error here is a bug in this file.
-    parse(BUILTIN, "built-in rules").unwrap_or_else(|e| panic!("{e}"))
+    // generated from the catalogue and checked by the tests below: an error is a bug there
+    parse(&crate::catalogue::prometheus_rules(), "built-in rules").unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[cfg(test)]
@@ -537,7 +483,7 @@ rules:
     #[test]
     fn the_builtin_rules_are_valid_and_cover_the_pod_catalogue() {
         let rules = builtin();
-        for metric in crate::adapter::sources::exporter_page::POD_METRICS {
+        for metric in crate::adapter::sources::exporter_page::pod_metrics() {
             assert!(
                 rules.custom().any(|r| r.name_as == *metric
                     && r.resources.iter().any(|(_, g)| *g == GroupResource::pods())),

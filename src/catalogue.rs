@@ -1,0 +1,395 @@
+//! One list of metric names: every series the exporter writes (name, help, what it is per)
+//! and, for the ones the HPA reads, the catalogue metric it becomes and the unit conversion
+//! (`kubemind_triton_queue_time_seconds` × 1000 → `triton_queue_time_ms`). The exporter's
+//! renderer names its families from here, the adapter's page reader maps series onto the
+//! catalogue from here, and the built-in Prometheus rules are generated from here — so adding
+//! a signal is one row, and nothing spells a name twice. A test checks that the dashboards and
+//! alert rules name only series that exist. (Workload aggregates — `<metric>_max`, `_avg`,
+//! `_sum`, `request_imbalance_ratio` — are derived from the pod metrics by the adapter.)
+
+/// What a series has one sample per.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Per {
+    Node,
+    Gpu,
+    MigInstance,
+    Pod,
+    /// An inference server (a pod's Triton or vLLM).
+    Server,
+}
+
+/// An exporter series the HPA reads per pod, and how: `value × scale` as `metric`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Serves {
+    pub metric: &'static str,
+    pub scale: f64,
+}
+
+/// One exporter series, in base units (seconds, bytes, ratios 0–1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Series {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub per: Per,
+    /// The catalogue metric it gives per pod, if the HPA reads it.
+    pub serves: Option<Serves>,
+}
+
+const fn series(name: &'static str, per: Per, help: &'static str) -> Series {
+    Series {
+        name,
+        help,
+        per,
+        serves: None,
+    }
+}
+
+const fn serving(
+    name: &'static str,
+    per: Per,
+    help: &'static str,
+    metric: &'static str,
+    scale: f64,
+) -> Series {
+    Series {
+        name,
+        help,
+        per,
+        serves: Some(Serves { metric, scale }),
+    }
+}
+
+pub const NVML_UP: Series = series(
+    "kubemind_nvml_up",
+    Per::Node,
+    "1 when NVML answered the last collection, else 0",
+);
+pub const GPU_UTILIZATION: Series = series(
+    "kubemind_gpu_utilization_ratio",
+    Per::Gpu,
+    "GPU busy fraction over NVML's last sample period (absent in MIG mode)",
+);
+pub const GPU_MEMORY_USED: Series = series(
+    "kubemind_gpu_memory_used_bytes",
+    Per::Gpu,
+    "GPU memory in use",
+);
+pub const GPU_MEMORY_TOTAL: Series = series(
+    "kubemind_gpu_memory_total_bytes",
+    Per::Gpu,
+    "GPU memory installed",
+);
+pub const GPU_POWER: Series = series("kubemind_gpu_power_watts", Per::Gpu, "GPU power draw");
+pub const GPU_TEMPERATURE: Series = series(
+    "kubemind_gpu_temperature_celsius",
+    Per::Gpu,
+    "GPU temperature",
+);
+pub const MIG_MEMORY_USED: Series = series(
+    "kubemind_mig_memory_used_bytes",
+    Per::MigInstance,
+    "MIG instance memory in use",
+);
+pub const MIG_MEMORY_TOTAL: Series = series(
+    "kubemind_mig_memory_total_bytes",
+    Per::MigInstance,
+    "MIG instance memory",
+);
+pub const POD_GPU_UTILIZATION: Series = serving(
+    "kubemind_pod_gpu_utilization_ratio",
+    Per::Pod,
+    "Mean busy fraction over the whole GPUs a pod holds",
+    "gpu_utilization_percent",
+    100.0,
+);
+pub const POD_GPU_MEMORY_USED: Series = serving(
+    "kubemind_pod_gpu_memory_used_bytes",
+    Per::Pod,
+    "GPU memory in use on the GPUs and MIG instances a pod holds",
+    "gpu_memory_used_bytes",
+    1.0,
+);
+pub const POD_GPU_MEMORY_TOTAL: Series = series(
+    "kubemind_pod_gpu_memory_total_bytes",
+    Per::Pod,
+    "GPU memory on the GPUs and MIG instances a pod holds",
+);
+pub const TRITON_QUEUE_TIME: Series = serving(
+    "kubemind_triton_queue_time_seconds",
+    Per::Server,
+    "Request-weighted mean queue time over the window, all models (absent when stalled)",
+    "triton_queue_time_ms",
+    1000.0,
+);
+pub const TRITON_QUEUE_COMPUTE_RATIO: Series = serving(
+    "kubemind_triton_queue_compute_ratio",
+    Per::Server,
+    "Queue time over compute time over the window",
+    "triton_queue_compute_ratio",
+    1.0,
+);
+pub const TRITON_PENDING_REQUESTS: Series = serving(
+    "kubemind_triton_pending_requests",
+    Per::Server,
+    "Requests queued and not yet executing, all models",
+    "triton_pending_requests",
+    1.0,
+);
+pub const TRITON_REQUEST_RATE: Series = serving(
+    "kubemind_triton_request_rate",
+    Per::Server,
+    "Successful requests per second over the window",
+    "inference_request_rate",
+    1.0,
+);
+pub const TRITON_REJECTED_RATE: Series = series(
+    "kubemind_triton_rejected_rate",
+    Per::Server,
+    "Rejected (queue timeout) requests per second over the window",
+);
+pub const TRITON_STALLED: Series = series(
+    "kubemind_triton_stalled",
+    Per::Server,
+    "1 when requests are pending and none completed over the window",
+);
+pub const VLLM_REQUESTS_WAITING: Series = serving(
+    "kubemind_vllm_requests_waiting",
+    Per::Server,
+    "Requests waiting, all engines",
+    "vllm_requests_waiting",
+    1.0,
+);
+pub const VLLM_REQUESTS_RUNNING: Series = series(
+    "kubemind_vllm_requests_running",
+    Per::Server,
+    "Requests running, all engines",
+);
+pub const VLLM_KV_CACHE_USAGE: Series = serving(
+    "kubemind_vllm_kv_cache_usage_ratio",
+    Per::Server,
+    "KV-cache fullness of the fullest engine",
+    "vllm_kv_cache_usage_percent",
+    100.0,
+);
+pub const VLLM_QUEUE_TIME: Series = series(
+    "kubemind_vllm_queue_time_seconds",
+    Per::Server,
+    "Mean time requests waited before running, over the window",
+);
+pub const VLLM_REQUEST_RATE: Series = serving(
+    "kubemind_vllm_request_rate",
+    Per::Server,
+    "Finished requests per second over the window",
+    "inference_request_rate",
+    1.0,
+);
+pub const COLLECTION_DURATION: Series = series(
+    "kubemind_exporter_collection_duration_seconds",
+    Per::Node,
+    "Time the last collection took",
+);
+pub const LAST_COLLECTION: Series = series(
+    "kubemind_exporter_last_collection_timestamp_seconds",
+    Per::Node,
+    "When the values on this page were collected (Unix time)",
+);
+pub const NVML_COLLECTION_DURATION: Series = series(
+    "kubemind_exporter_nvml_collection_duration_seconds",
+    Per::Node,
+    "Time the last NVML collection took",
+);
+pub const POD_RESOURCES_UP: Series = series(
+    "kubemind_exporter_pod_resources_up",
+    Per::Node,
+    "1 when the kubelet pod-resources API answered the last call",
+);
+pub const TARGET_UP: Series = series(
+    "kubemind_exporter_target_up",
+    Per::Server,
+    "1 when the last scrape of an inference server succeeded",
+);
+pub const TARGET_LAST_SUCCESS: Series = series(
+    "kubemind_exporter_target_last_success_timestamp_seconds",
+    Per::Server,
+    "When an inference server was last scraped successfully (Unix time)",
+);
+pub const TARGET_FAILURES: Series = series(
+    "kubemind_exporter_target_failures_total",
+    Per::Server,
+    "Failed scrapes of inference servers, by reason",
+);
+
+/// Every series an exporter page holds (besides its connection accounting, which
+/// [`crate::serve::ConnectionStats`] names).
+pub const SERIES: &[Series] = &[
+    NVML_UP,
+    GPU_UTILIZATION,
+    GPU_MEMORY_USED,
+    GPU_MEMORY_TOTAL,
+    GPU_POWER,
+    GPU_TEMPERATURE,
+    MIG_MEMORY_USED,
+    MIG_MEMORY_TOTAL,
+    POD_GPU_UTILIZATION,
+    POD_GPU_MEMORY_USED,
+    POD_GPU_MEMORY_TOTAL,
+    TRITON_QUEUE_TIME,
+    TRITON_QUEUE_COMPUTE_RATIO,
+    TRITON_PENDING_REQUESTS,
+    TRITON_REQUEST_RATE,
+    TRITON_REJECTED_RATE,
+    TRITON_STALLED,
+    VLLM_REQUESTS_WAITING,
+    VLLM_REQUESTS_RUNNING,
+    VLLM_KV_CACHE_USAGE,
+    VLLM_QUEUE_TIME,
+    VLLM_REQUEST_RATE,
+    COLLECTION_DURATION,
+    LAST_COLLECTION,
+    NVML_COLLECTION_DURATION,
+    POD_RESOURCES_UP,
+    TARGET_UP,
+    TARGET_LAST_SUCCESS,
+    TARGET_FAILURES,
+];
+
+/// The per-pod catalogue metric computed from two series: memory used over total, in percent.
+pub const GPU_MEMORY_USED_PERCENT: &str = "gpu_memory_used_percent";
+
+/// The catalogue metrics an exporter can give for a pod: each series' metric, and the memory
+/// percentage.
+pub fn pod_metrics() -> Vec<&'static str> {
+    let mut metrics: Vec<&'static str> = Vec::new();
+    for served in SERIES.iter().filter_map(|s| s.serves) {
+        if !metrics.contains(&served.metric) {
+            metrics.push(served.metric);
+        }
+    }
+    metrics.push(GPU_MEMORY_USED_PERCENT);
+    metrics
+}
+
+/// The catalogue metrics an exporter gives for its node, over all its GPUs.
+pub const NODE_METRICS: &[&str] = &[
+    "gpu_utilization_percent",
+    "gpu_memory_used_bytes",
+    GPU_MEMORY_USED_PERCENT,
+];
+
+/// prometheus-adapter rules giving the catalogue from the exporter's series in Prometheus (the
+/// Prometheus source's built-in rules): one per catalogue metric of a pod — the series that
+/// serve it, scaled — and the node metrics over the node's GPUs.
+pub fn prometheus_rules() -> String {
+    let mut rules = String::from("rules:\n");
+    let mut served: Vec<(&str, f64, Vec<&str>)> = Vec::new();
+    for series in SERIES {
+        let Some(serves) = series.serves else {
+            continue;
+        };
+        match served
+            .iter_mut()
+            .find(|(metric, _, _)| *metric == serves.metric)
+        {
+            Some((_, _, names)) => names.push(series.name),
+            None => served.push((serves.metric, serves.scale, vec![series.name])),
+        }
+    }
+    let pod_rule = |rules: &mut String, query: &str, metric: &str, expression: &str| {
+        rules.push_str(&format!(
+            "- seriesQuery: '{query}'\n  resources: {{template: \"<<.Resource>>\"}}\n  name: {{as: {metric}}}\n  metricsQuery: '{expression}'\n"
+        ));
+    };
+    for (metric, scale, names) in &served {
+        let factor = if *scale == 1.0 {
+            String::new()
+        } else {
+            format!("{scale} * ")
+        };
+        if let [name] = names.as_slice() {
+            pod_rule(
+                &mut rules,
+                &format!("{name}{{namespace!=\"\",pod!=\"\"}}"),
+                metric,
+                &format!("{factor}max by (<<.GroupBy>>) (<<.Series>>{{<<.LabelMatchers>>}})"),
+            );
+        } else {
+            let any = format!("__name__=~\"{}\"", names.join("|"));
+            pod_rule(
+                &mut rules,
+                &format!("{{{any},namespace!=\"\",pod!=\"\"}}"),
+                metric,
+                &format!("{factor}max by (<<.GroupBy>>) ({{{any},<<.LabelMatchers>>}})"),
+            );
+        }
+    }
+    pod_rule(
+        &mut rules,
+        &format!("{}{{namespace!=\"\",pod!=\"\"}}", POD_GPU_MEMORY_USED.name),
+        GPU_MEMORY_USED_PERCENT,
+        &format!(
+            "100 * max by (<<.GroupBy>>) (<<.Series>>{{<<.LabelMatchers>>}}) / max by (<<.GroupBy>>) ({}{{<<.LabelMatchers>>}} > 0)",
+            POD_GPU_MEMORY_TOTAL.name
+        ),
+    );
+    let node_rule = |rules: &mut String, series: &str, metric: &str, expression: String| {
+        rules.push_str(&format!(
+            "- seriesQuery: '{series}{{node!=\"\"}}'\n  resources: {{overrides: {{node: {{resource: node}}}}}}\n  name: {{as: {metric}}}\n  metricsQuery: '{expression}'\n"
+        ));
+    };
+    node_rule(
+        &mut rules,
+        GPU_UTILIZATION.name,
+        "gpu_utilization_percent",
+        "100 * avg by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})".into(),
+    );
+    node_rule(
+        &mut rules,
+        GPU_MEMORY_USED.name,
+        "gpu_memory_used_bytes",
+        "sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})".into(),
+    );
+    node_rule(
+        &mut rules,
+        GPU_MEMORY_USED.name,
+        GPU_MEMORY_USED_PERCENT,
+        format!(
+            "100 * sum by (<<.GroupBy>>) (<<.Series>>{{<<.LabelMatchers>>}}) / sum by (<<.GroupBy>>) ({}{{<<.LabelMatchers>>}}) > 0",
+            GPU_MEMORY_TOTAL.name
+        ),
+    );
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_carry_their_unit() {
+        let mut names: Vec<&str> = SERIES.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(names.len(), before, "a series is listed twice");
+        for series in SERIES {
+            assert!(series.name.starts_with("kubemind_"), "{}", series.name);
+            if let Some(serves) = series.serves {
+                // ratios become percent, seconds milliseconds, the rest keep their unit
+                if series.name.ends_with("_ratio") && serves.metric.ends_with("_percent") {
+                    assert_eq!(serves.scale, 100.0, "{}", series.name);
+                }
+                if series.name.ends_with("_seconds") {
+                    assert!(serves.metric.ends_with("_ms") && serves.scale == 1000.0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_node_metric_is_also_a_pod_metric() {
+        let pods = pod_metrics();
+        for metric in NODE_METRICS {
+            assert!(pods.contains(metric), "{metric}");
+        }
+    }
+}
