@@ -4,7 +4,6 @@
 //! attribution as the kubelet would give it, and the page rendered by the exporter's renderer
 //! and read back by the adapter — the same text a real adapter scrapes.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -17,8 +16,7 @@ use crate::adapter::store::{Inventory, PodInfo, WorkloadInfo};
 use crate::exporter::gpu::{GpuReading, GpuSnapshot};
 use crate::exporter::pods::{DeviceId, Holder};
 use crate::exporter::render::{Collection, render};
-use crate::exporter::servers::scrape::{ServerKind, Signals, Target, TargetReport};
-use crate::exporter::servers::triton::{self, TritonReading};
+use crate::exporter::servers::scrape::{Readings, ServerKind, Target};
 use crate::resources::GroupResource;
 
 const GIB: u64 = 1 << 30;
@@ -79,7 +77,10 @@ impl Nvml {
 pub struct Node {
     pub name: String,
     namespace: String,
-    previous: HashMap<String, (TritonReading, f64)>,
+    /// The exporter's own record of its inference servers.
+    readings: Readings,
+    /// Simulated time 0, as the monotonic clock the readings are stamped with.
+    epoch: Instant,
 }
 
 impl Node {
@@ -87,7 +88,8 @@ impl Node {
         Node {
             name: name.to_string(),
             namespace: namespace.to_string(),
-            previous: HashMap::new(),
+            readings: Readings::default(),
+            epoch: Instant::now(),
         }
     }
 
@@ -100,6 +102,7 @@ impl Node {
     ) -> anyhow::Result<ExporterPage> {
         let started = Instant::now();
         let mut servers = Vec::new();
+        let mut targets = Vec::new();
         let mut holders = Vec::new();
         for pod in &world.pods {
             holders.push((
@@ -117,28 +120,22 @@ impl Node {
             if !pod.is_ready(world.now) {
                 continue;
             }
+            // the exporter's own scrape step, over the simulated page
+            let target = Target {
+                namespace: self.namespace.clone(),
+                pod: pod.name.clone(),
+                kind: ServerKind::Triton,
+                url: format!("http://{}.{}:8002/metrics", pod.name, self.namespace),
+            };
             let text = pod.triton_metrics();
-            let exposition = crate::promtext::parse(&text).context("the simulated Triton text")?;
-            let reading = TritonReading::from_exposition(&exposition);
-            let signals = self.previous.get(&pod.name).and_then(|(previous, at)| {
-                triton::signals(previous, &reading, Duration::from_secs_f64(world.now - at))
-            });
-            self.previous.insert(pod.name.clone(), (reading, world.now));
-            servers.push(TargetReport {
-                target: Target {
-                    namespace: self.namespace.clone(),
-                    pod: pod.name.clone(),
-                    kind: ServerKind::Triton,
-                    url: format!("http://{}.{}:8002/metrics", pod.name, self.namespace),
-                },
-                up: true,
-                signals: signals.map(Signals::Triton),
-                last_success: Some(now),
-                failures: Default::default(),
-            });
+            let at = self.epoch + Duration::from_secs_f64(world.now);
+            targets.push(target.clone());
+            servers.push(
+                self.readings
+                    .record_page(&target, Ok(&text), at, MAX_SAMPLES),
+            );
         }
-        self.previous
-            .retain(|name, _| world.pods.iter().any(|p| p.name == *name));
+        self.readings.retain(&targets);
         let own: Vec<GpuReading> = gpus
             .iter()
             .filter(|g| world.pods.iter().any(|p| p.gpu_uuid == g.uuid))

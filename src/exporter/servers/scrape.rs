@@ -163,12 +163,76 @@ struct TargetState {
     failures: BTreeMap<FailureReason, u64>,
 }
 
-/// Scrapes targets and remembers each one's previous reading.
+/// What the exporter remembers of each inference server between collections — its previous
+/// reading, signals, last success and failures — and how one more reading (or failure)
+/// changes it. The [`Scraper`] feeds it pages fetched over HTTP; the demo feeds it simulated
+/// pages, through the same code.
+#[derive(Default)]
+pub struct Readings {
+    states: HashMap<Target, TargetState>,
+}
+
+impl Readings {
+    /// Forgets the targets no longer listed.
+    pub fn retain(&mut self, targets: &[Target]) {
+        self.states.retain(|target, _| targets.contains(target));
+    }
+
+    /// Records a page's text for `target` read at `at` (or why there is none): parsed as its
+    /// kind says, with at most `max_samples` samples.
+    pub fn record_page(
+        &mut self,
+        target: &Target,
+        page: Result<&str, FailureReason>,
+        at: Instant,
+        max_samples: usize,
+    ) -> TargetReport {
+        let reading = page.and_then(|text| read(target.kind, text.as_bytes(), max_samples));
+        self.record(target, reading, at)
+    }
+
+    fn record(
+        &mut self,
+        target: &Target,
+        result: Result<Reading, FailureReason>,
+        at: Instant,
+    ) -> TargetReport {
+        let state = self.states.entry(target.clone()).or_default();
+        let up = match result {
+            Ok(reading) => {
+                if let Some((previous, then)) = &state.previous {
+                    state.signals = signals(previous, &reading, at.duration_since(*then));
+                }
+                if state.signals.as_ref().is_some_and(|s| !s.is_finite()) {
+                    *state.failures.entry(FailureReason::NonFinite).or_default() += 1;
+                    state.signals = None;
+                }
+                state.previous = Some((reading, at));
+                state.last_success = Some(SystemTime::now());
+                true
+            }
+            Err(reason) => {
+                *state.failures.entry(reason).or_default() += 1;
+                state.signals = None;
+                false
+            }
+        };
+        TargetReport {
+            target: target.clone(),
+            up,
+            signals: state.signals.clone(),
+            last_success: state.last_success,
+            failures: state.failures.clone(),
+        }
+    }
+}
+
+/// Scrapes targets over HTTP into [`Readings`].
 pub struct Scraper {
     client: reqwest::Client,
     timeout: Duration,
     max_samples: usize,
-    states: HashMap<Target, TargetState>,
+    readings: Readings,
 }
 
 impl Scraper {
@@ -177,13 +241,13 @@ impl Scraper {
             client: crate::page_fetch::client(timeout)?,
             timeout,
             max_samples,
-            states: HashMap::new(),
+            readings: Readings::default(),
         })
     }
 
     /// Scrapes every target at once and reports on each; forgets targets no longer listed.
     pub async fn scrape_all(&mut self, targets: &[Target]) -> Vec<TargetReport> {
-        self.states.retain(|target, _| targets.contains(target));
+        self.readings.retain(targets);
         let rounds = targets.iter().map(|target| {
             let client = self.client.clone();
             let (timeout, max_samples) = (self.timeout, self.max_samples);
@@ -195,37 +259,10 @@ impl Scraper {
             }
         });
         let results = futures::future::join_all(rounds).await;
-        let mut reports = Vec::with_capacity(results.len());
-        for (target, result, at) in results {
-            let state = self.states.entry(target.clone()).or_default();
-            let up = match result {
-                Ok(reading) => {
-                    if let Some((previous, then)) = &state.previous {
-                        state.signals = signals(previous, &reading, at.duration_since(*then));
-                    }
-                    if state.signals.as_ref().is_some_and(|s| !s.is_finite()) {
-                        *state.failures.entry(FailureReason::NonFinite).or_default() += 1;
-                        state.signals = None;
-                    }
-                    state.previous = Some((reading, at));
-                    state.last_success = Some(SystemTime::now());
-                    true
-                }
-                Err(reason) => {
-                    *state.failures.entry(reason).or_default() += 1;
-                    state.signals = None;
-                    false
-                }
-            };
-            reports.push(TargetReport {
-                target: target.clone(),
-                up,
-                signals: state.signals.clone(),
-                last_success: state.last_success,
-                failures: state.failures.clone(),
-            });
-        }
-        reports
+        results
+            .into_iter()
+            .map(|(target, result, at)| self.readings.record(target, result, at))
+            .collect()
     }
 }
 
