@@ -59,161 +59,161 @@ const fn serving(
     }
 }
 
-pub const NVML_UP: Series = series(
+pub(crate) const NVML_UP: Series = series(
     "kubemind_nvml_up",
     Per::Node,
     "1 when NVML answered the last collection, else 0",
 );
-pub const GPU_UTILIZATION: Series = series(
+pub(crate) const GPU_UTILIZATION: Series = series(
     "kubemind_gpu_utilization_ratio",
     Per::Gpu,
     "GPU busy fraction over NVML's last sample period (absent in MIG mode)",
 );
-pub const GPU_MEMORY_USED: Series = series(
+pub(crate) const GPU_MEMORY_USED: Series = series(
     "kubemind_gpu_memory_used_bytes",
     Per::Gpu,
     "GPU memory in use",
 );
-pub const GPU_MEMORY_TOTAL: Series = series(
+pub(crate) const GPU_MEMORY_TOTAL: Series = series(
     "kubemind_gpu_memory_total_bytes",
     Per::Gpu,
     "GPU memory installed",
 );
-pub const GPU_POWER: Series = series("kubemind_gpu_power_watts", Per::Gpu, "GPU power draw");
-pub const GPU_TEMPERATURE: Series = series(
+pub(crate) const GPU_POWER: Series = series("kubemind_gpu_power_watts", Per::Gpu, "GPU power draw");
+pub(crate) const GPU_TEMPERATURE: Series = series(
     "kubemind_gpu_temperature_celsius",
     Per::Gpu,
     "GPU temperature",
 );
-pub const MIG_MEMORY_USED: Series = series(
+pub(crate) const MIG_MEMORY_USED: Series = series(
     "kubemind_mig_memory_used_bytes",
     Per::MigInstance,
     "MIG instance memory in use",
 );
-pub const MIG_MEMORY_TOTAL: Series = series(
+pub(crate) const MIG_MEMORY_TOTAL: Series = series(
     "kubemind_mig_memory_total_bytes",
     Per::MigInstance,
     "MIG instance memory",
 );
-pub const POD_GPU_UTILIZATION: Series = serving(
+pub(crate) const POD_GPU_UTILIZATION: Series = serving(
     "kubemind_pod_gpu_utilization_ratio",
     Per::Pod,
     "Mean busy fraction over the whole GPUs a pod holds",
     "gpu_utilization_percent",
     100.0,
 );
-pub const POD_GPU_MEMORY_USED: Series = serving(
+pub(crate) const POD_GPU_MEMORY_USED: Series = serving(
     "kubemind_pod_gpu_memory_used_bytes",
     Per::Pod,
     "GPU memory in use on the GPUs and MIG instances a pod holds",
     "gpu_memory_used_bytes",
     1.0,
 );
-pub const POD_GPU_MEMORY_TOTAL: Series = series(
+pub(crate) const POD_GPU_MEMORY_TOTAL: Series = series(
     "kubemind_pod_gpu_memory_total_bytes",
     Per::Pod,
     "GPU memory on the GPUs and MIG instances a pod holds",
 );
-pub const TRITON_QUEUE_TIME: Series = serving(
+pub(crate) const TRITON_QUEUE_TIME: Series = serving(
     "kubemind_triton_queue_time_seconds",
     Per::Server,
     "Request-weighted mean queue time over the window, all models (absent when stalled)",
     "triton_queue_time_ms",
     1000.0,
 );
-pub const TRITON_QUEUE_COMPUTE_RATIO: Series = serving(
+pub(crate) const TRITON_QUEUE_COMPUTE_RATIO: Series = serving(
     "kubemind_triton_queue_compute_ratio",
     Per::Server,
     "Queue time over compute time over the window",
     "triton_queue_compute_ratio",
     1.0,
 );
-pub const TRITON_PENDING_REQUESTS: Series = serving(
+pub(crate) const TRITON_PENDING_REQUESTS: Series = serving(
     "kubemind_triton_pending_requests",
     Per::Server,
     "Requests queued and not yet executing, all models",
     "triton_pending_requests",
     1.0,
 );
-pub const TRITON_REQUEST_RATE: Series = serving(
+pub(crate) const TRITON_REQUEST_RATE: Series = serving(
     "kubemind_triton_request_rate",
     Per::Server,
     "Successful requests per second over the window",
     "inference_request_rate",
     1.0,
 );
-pub const TRITON_REJECTED_RATE: Series = series(
+pub(crate) const TRITON_REJECTED_RATE: Series = series(
     "kubemind_triton_rejected_rate",
     Per::Server,
     "Rejected (queue timeout) requests per second over the window",
 );
-pub const TRITON_STALLED: Series = series(
+pub(crate) const TRITON_STALLED: Series = series(
     "kubemind_triton_stalled",
     Per::Server,
     "1 when requests are pending and none completed over the window",
 );
-pub const VLLM_REQUESTS_WAITING: Series = serving(
+pub(crate) const VLLM_REQUESTS_WAITING: Series = serving(
     "kubemind_vllm_requests_waiting",
     Per::Server,
     "Requests waiting, all engines",
     "vllm_requests_waiting",
     1.0,
 );
-pub const VLLM_REQUESTS_RUNNING: Series = series(
+pub(crate) const VLLM_REQUESTS_RUNNING: Series = series(
     "kubemind_vllm_requests_running",
     Per::Server,
     "Requests running, all engines",
 );
-pub const VLLM_KV_CACHE_USAGE: Series = serving(
+pub(crate) const VLLM_KV_CACHE_USAGE: Series = serving(
     "kubemind_vllm_kv_cache_usage_ratio",
     Per::Server,
     "KV-cache fullness of the fullest engine",
     "vllm_kv_cache_usage_percent",
     100.0,
 );
-pub const VLLM_QUEUE_TIME: Series = series(
+pub(crate) const VLLM_QUEUE_TIME: Series = series(
     "kubemind_vllm_queue_time_seconds",
     Per::Server,
     "Mean time requests waited before running, over the window",
 );
-pub const VLLM_REQUEST_RATE: Series = serving(
+pub(crate) const VLLM_REQUEST_RATE: Series = serving(
     "kubemind_vllm_request_rate",
     Per::Server,
     "Finished requests per second over the window",
     "inference_request_rate",
     1.0,
 );
-pub const COLLECTION_DURATION: Series = series(
+pub(crate) const COLLECTION_DURATION: Series = series(
     "kubemind_exporter_collection_duration_seconds",
     Per::Node,
     "Time the last collection took",
 );
-pub const LAST_COLLECTION: Series = series(
+pub(crate) const LAST_COLLECTION: Series = series(
     "kubemind_exporter_last_collection_timestamp_seconds",
     Per::Node,
     "When the values on this page were collected (Unix time)",
 );
-pub const NVML_COLLECTION_DURATION: Series = series(
+pub(crate) const NVML_COLLECTION_DURATION: Series = series(
     "kubemind_exporter_nvml_collection_duration_seconds",
     Per::Node,
     "Time the last NVML collection took",
 );
-pub const POD_RESOURCES_UP: Series = series(
+pub(crate) const POD_RESOURCES_UP: Series = series(
     "kubemind_exporter_pod_resources_up",
     Per::Node,
     "1 when the kubelet pod-resources API answered the last call",
 );
-pub const TARGET_UP: Series = series(
+pub(crate) const TARGET_UP: Series = series(
     "kubemind_exporter_target_up",
     Per::Server,
     "1 when the last scrape of an inference server succeeded",
 );
-pub const TARGET_LAST_SUCCESS: Series = series(
+pub(crate) const TARGET_LAST_SUCCESS: Series = series(
     "kubemind_exporter_target_last_success_timestamp_seconds",
     Per::Server,
     "When an inference server was last scraped successfully (Unix time)",
 );
-pub const TARGET_FAILURES: Series = series(
+pub(crate) const TARGET_FAILURES: Series = series(
     "kubemind_exporter_target_failures_total",
     Per::Server,
     "Failed scrapes of inference servers, by reason",
@@ -254,11 +254,11 @@ pub const SERIES: &[Series] = &[
 ];
 
 /// The per-pod catalogue metric computed from two series: memory used over total, in percent.
-pub const GPU_MEMORY_USED_PERCENT: &str = "gpu_memory_used_percent";
+pub(crate) const GPU_MEMORY_USED_PERCENT: &str = "gpu_memory_used_percent";
 
 /// The catalogue metrics an exporter can give for a pod: each series' metric, and the memory
 /// percentage.
-pub fn pod_metrics() -> Vec<&'static str> {
+pub(crate) fn pod_metrics() -> Vec<&'static str> {
     let mut metrics: Vec<&'static str> = Vec::new();
     for served in SERIES.iter().filter_map(|s| s.serves) {
         if !metrics.contains(&served.metric) {
@@ -270,7 +270,7 @@ pub fn pod_metrics() -> Vec<&'static str> {
 }
 
 /// The catalogue metrics an exporter gives for its node, over all its GPUs.
-pub const NODE_METRICS: &[&str] = &[
+pub(crate) const NODE_METRICS: &[&str] = &[
     "gpu_utilization_percent",
     "gpu_memory_used_bytes",
     GPU_MEMORY_USED_PERCENT,
@@ -279,7 +279,7 @@ pub const NODE_METRICS: &[&str] = &[
 /// prometheus-adapter rules giving the catalogue from the exporter's series in Prometheus (the
 /// Prometheus source's built-in rules): one per catalogue metric of a pod — the series that
 /// serve it, scaled — and the node metrics over the node's GPUs.
-pub fn prometheus_rules() -> String {
+pub(crate) fn prometheus_rules() -> String {
     let mut rules = String::from("rules:\n");
     let mut served: Vec<(&str, f64, Vec<&str>)> = Vec::new();
     for series in SERIES {

@@ -22,14 +22,14 @@ impl ConfigError {
 }
 
 /// Parses a duration flag (`250ms`, `1s`, `5m`).
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, humantime::DurationError> {
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, humantime::DurationError> {
     humantime::parse_duration(text)
 }
 
 /// Registers for SIGTERM (what the kubelet sends) and SIGINT (Ctrl-C) now, and returns a future
 /// that resolves on the first of them. Registering up front matters: a signal that arrives
 /// before a handler exists kills the process without draining.
-pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+pub(crate) fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;

@@ -303,7 +303,7 @@ fn parse_value(text: &str) -> Option<f64> {
 /// Writes Prometheus text format 0.0.4: a `# HELP` and `# TYPE` line per family, then its
 /// samples with escaped label values. A family with no samples is left out entirely.
 #[derive(Debug, Default)]
-pub struct Writer {
+pub(crate) struct Writer {
     out: String,
     /// The header of the family begun last, written with its first sample.
     pending_header: Option<String>,

@@ -122,7 +122,7 @@ impl GroupResource {
 
     /// Reads a resource as prometheus-adapter's configuration names it: singular or plural, any
     /// case (`pod`, `Deployment` with group `apps`, `services`).
-    pub fn from_config(resource: &str, group: &str) -> GroupResource {
+    pub(crate) fn from_config(resource: &str, group: &str) -> GroupResource {
         let lower = resource.to_ascii_lowercase();
         let group = group.to_ascii_lowercase();
         let found = KNOWN.iter().find(|k| {
@@ -137,7 +137,7 @@ impl GroupResource {
 
     /// The well-known resources' singular names and groups (`pod`, `deployment`/`apps`), for
     /// label templates such as `kubernetes_<<.Resource>>`.
-    pub fn well_known_singulars() -> impl Iterator<Item = (String, &'static str)> {
+    pub(crate) fn well_known_singulars() -> impl Iterator<Item = (String, &'static str)> {
         KNOWN.iter().map(|k| (k.kind.to_ascii_lowercase(), k.group))
     }
 
@@ -149,7 +149,7 @@ impl GroupResource {
 
     /// Whether objects of this resource live in a namespace. Unknown resources are assumed
     /// namespaced, as almost every custom resource is.
-    pub fn is_namespaced(&self) -> bool {
+    pub(crate) fn is_namespaced(&self) -> bool {
         self.known().is_none_or(|k| k.namespaced)
     }
 
@@ -159,7 +159,7 @@ impl GroupResource {
     }
 
     /// The `apiVersion` of a described object (`v1`, `apps/v1`), when known.
-    pub fn api_version(&self) -> Option<&'static str> {
+    pub(crate) fn api_version(&self) -> Option<&'static str> {
         self.known().map(|k| k.api_version)
     }
 }

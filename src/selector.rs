@@ -15,7 +15,7 @@ use std::fmt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 /// Longest selector accepted, in bytes. Real scale-target selectors are a few hundred bytes.
-pub const MAX_LEN: usize = 16 * 1024;
+pub(crate) const MAX_LEN: usize = 16 * 1024;
 
 /// A parsed selector: every requirement must hold. Requirements are kept sorted by key, as Go does.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -24,7 +24,7 @@ pub struct Selector {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Requirement {
+pub(crate) struct Requirement {
     key: String,
     op: Operator,
 }
@@ -40,7 +40,7 @@ impl Requirement {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Operator {
+pub(crate) enum Operator {
     Equals(String),
     NotEquals(String),
     In(BTreeSet<String>),
@@ -445,7 +445,7 @@ impl Selector {
     }
 
     /// The requirements, sorted by key.
-    pub fn requirements(&self) -> &[Requirement] {
+    pub(crate) fn requirements(&self) -> &[Requirement] {
         &self.requirements
     }
 

@@ -50,7 +50,7 @@ use tokio::task::JoinSet;
 
 /// The client certificates a connection presented and rustls verified, if any.
 #[derive(Debug, Clone, Default)]
-pub struct PeerCertificates(pub Option<Arc<[CertificateDer<'static>]>>);
+pub(crate) struct PeerCertificates(pub Option<Arc<[CertificateDer<'static>]>>);
 
 /// What one peer, and all of them, may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +180,7 @@ pub struct ConnectionStats {
 impl ConnectionStats {
     /// Registers the series as `PREFIX_connections_open`, `…_accepted_total`,
     /// `…_refused_total{reason}`, `…_closed_total{reason}`.
-    pub fn register(&self, registry: &mut Registry, prefix: &str) {
+    pub(crate) fn register(&self, registry: &mut Registry, prefix: &str) {
         registry.register(
             format!("{prefix}_connections_open"),
             "Connections held now",

@@ -21,7 +21,7 @@ pub fn trim<K: Resource>(object: &mut K, keep_annotations: bool) {
 }
 
 /// Starts a reflector over every `K` that `config` selects and returns its cache.
-pub fn reflect<K>(
+pub(crate) fn reflect<K>(
     client: &kube::Client,
     config: watcher::Config,
     keep_annotations: bool,

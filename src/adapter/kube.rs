@@ -92,7 +92,7 @@ impl Cluster {
     }
 
     /// Running pods (in any namespace) whose labels match `selector`, with their IPs.
-    pub fn running_pods(&self, selector: &Selector) -> Vec<(String, String, String)> {
+    pub(crate) fn running_pods(&self, selector: &Selector) -> Vec<(String, String, String)> {
         self.pods
             .state()
             .iter()
@@ -111,7 +111,7 @@ impl Cluster {
     }
 
     /// Everything the snapshot is assembled from.
-    pub fn inventory(&self) -> Inventory {
+    pub(crate) fn inventory(&self) -> Inventory {
         let deployment_of: HashMap<(String, String), String> = self
             .replicasets
             .state()

@@ -70,7 +70,7 @@ pub async fn serve(store: Arc<Store>, kubeconfig_path: &Path) -> anyhow::Result<
 
 /// Writes a kubeconfig for `server` (whose CA is `ca_pem`) with a client certificate from
 /// `authority` for `user` in `system:masters`: the one credential the local server trusts.
-pub fn write_kubeconfig(
+pub(crate) fn write_kubeconfig(
     path: &Path,
     server: &str,
     ca_pem: String,

@@ -90,7 +90,7 @@ pub struct Settings {
 
 impl Settings {
     /// Checks the flags and reads the files they name; touches no socket.
-    pub fn from_args(args: AdapterArgs) -> Result<Settings, ConfigError> {
+    pub(crate) fn from_args(args: AdapterArgs) -> Result<Settings, ConfigError> {
         if args.max_age.is_zero() {
             return Err(ConfigError::new("--max-age", "must be more than zero"));
         }
@@ -129,7 +129,7 @@ impl Settings {
 
     /// The longest any value may be served: the store hides what is older, the publisher
     /// applies each source's own max-age.
-    pub fn longest_max_age(&self) -> Duration {
+    pub(crate) fn longest_max_age(&self) -> Duration {
         match &self.mode {
             Mode::Cluster(cluster) => cluster
                 .prometheus

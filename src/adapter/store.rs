@@ -68,13 +68,13 @@ impl Sample {
 
     /// True if the sample was taken at or after `cutoff` (see [`oldest_fresh`]); one comparison,
     /// for loops over many samples.
-    pub fn is_newer_than(&self, cutoff: SystemTime) -> bool {
+    pub(crate) fn is_newer_than(&self, cutoff: SystemTime) -> bool {
         self.sample_time >= cutoff
     }
 }
 
 /// The oldest sample time still fresh at `now` under `max_age`.
-pub fn oldest_fresh(now: SystemTime, max_age: Duration) -> SystemTime {
+pub(crate) fn oldest_fresh(now: SystemTime, max_age: Duration) -> SystemTime {
     now.checked_sub(max_age).unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
@@ -122,7 +122,7 @@ impl serde::Serialize for Timestamp {
 
 /// Samples by metric name. Looked up once per object on every request, so hashed with
 /// foldhash: keys are our own metric names, not attacker-chosen.
-pub type MetricSamples = HashMap<Arc<str>, Sample, foldhash::fast::RandomState>;
+pub(crate) type MetricSamples = HashMap<Arc<str>, Sample, foldhash::fast::RandomState>;
 
 /// An object a metric can describe: a pod, a workload, a node, a namespace.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -184,7 +184,7 @@ impl Snapshot {
     }
 
     /// Number of samples held (custom and external), for telemetry.
-    pub fn sample_count(&self) -> usize {
+    pub(crate) fn sample_count(&self) -> usize {
         self.sample_count
     }
 
@@ -233,12 +233,12 @@ impl SnapshotBuilder {
     }
 
     /// Lists `metric` for `resource` in discovery even while no object has a value for it.
-    pub fn declare(&mut self, resource: &GroupResource, metric: &str) {
+    pub(crate) fn declare(&mut self, resource: &GroupResource, metric: &str) {
         self.declared.insert((resource.clone(), Arc::from(metric)));
     }
 
     /// Lists the external metric `metric` in discovery; its values are read on demand.
-    pub fn declare_external(&mut self, metric: &str) {
+    pub(crate) fn declare_external(&mut self, metric: &str) {
         self.declared_external.insert(Arc::from(metric));
     }
 
@@ -308,7 +308,7 @@ impl Store {
     }
 
     /// Samples older than this are absent.
-    pub fn max_age(&self) -> Duration {
+    pub(crate) fn max_age(&self) -> Duration {
         self.max_age
     }
 }
@@ -391,7 +391,7 @@ impl Readiness {
 
 /// A pod as the reflectors see it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PodInfo {
+pub(crate) struct PodInfo {
     pub namespace: String,
     pub name: String,
     pub uid: Option<String>,
@@ -402,7 +402,7 @@ pub struct PodInfo {
 
 /// A Deployment or StatefulSet.
 #[derive(Debug, Clone, PartialEq)]
-pub struct WorkloadInfo {
+pub(crate) struct WorkloadInfo {
     pub namespace: String,
     pub resource: GroupResource,
     pub name: String,
@@ -412,7 +412,7 @@ pub struct WorkloadInfo {
 
 /// Everything the reflectors know, stripped to what is served.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Inventory {
+pub(crate) struct Inventory {
     pub pods: Vec<PodInfo>,
     pub workloads: Vec<WorkloadInfo>,
     pub nodes: Vec<(String, Labels)>,

@@ -80,7 +80,7 @@ fn latency_histogram() -> Histogram {
 }
 
 /// Outcome label of a refresh or reload.
-pub fn result_label(ok: bool) -> &'static str {
+pub(crate) fn result_label(ok: bool) -> &'static str {
     if ok { "ok" } else { "error" }
 }
 

@@ -101,14 +101,14 @@ impl ServingIdentity {
 
 /// A certificate authority made at start-up, for serving and client certificates when no files
 /// are given.
-pub struct LocalAuthority {
+pub(crate) struct LocalAuthority {
     issuer: Issuer<'static, KeyPair>,
     certificate: CertificateDer<'static>,
     certificate_pem: String,
 }
 
 /// A certificate with its key, in PEM.
-pub struct IssuedPem {
+pub(crate) struct IssuedPem {
     pub certificate: String,
     pub key: String,
 }
@@ -141,7 +141,7 @@ impl LocalAuthority {
         })
     }
 
-    pub fn certificate_pem(&self) -> &str {
+    pub(crate) fn certificate_pem(&self) -> &str {
         &self.certificate_pem
     }
 
@@ -169,7 +169,7 @@ impl LocalAuthority {
     }
 
     /// A serving certificate for the given DNS names and IP addresses.
-    pub fn serving_identity(&self, names: &[String]) -> Result<ServingIdentity, Error> {
+    pub(crate) fn serving_identity(&self, names: &[String]) -> Result<ServingIdentity, Error> {
         let common_name = names.first().map_or("kubemind", String::as_str);
         let (certificate, key) = self.issue(
             names.to_vec(),
@@ -184,7 +184,7 @@ impl LocalAuthority {
     }
 
     /// A client certificate: user = `common_name`, groups = `organizations`.
-    pub fn client_certificate(
+    pub(crate) fn client_certificate(
         &self,
         common_name: &str,
         organizations: &[&str],
@@ -204,7 +204,7 @@ impl LocalAuthority {
 
 /// The rustls server configuration: h2 and HTTP/1.1; client certificates from `client_roots`
 /// requested and verified when presented.
-pub fn server_config(
+pub(crate) fn server_config(
     identity: ServingIdentity,
     client_roots: &[CertificateDer<'static>],
 ) -> Result<Arc<rustls::ServerConfig>, Error> {
@@ -231,7 +231,7 @@ pub fn server_config(
 
 /// The live TLS configuration: the serving identity and the trusted client CAs, rebuilt into a
 /// new rustls config (swapped atomically) whenever either changes.
-pub struct ServerTls {
+pub(crate) struct ServerTls {
     config: RustlsConfig,
     parts: std::sync::Mutex<(ServingIdentity, Vec<CertificateDer<'static>>)>,
 }
@@ -249,17 +249,20 @@ impl ServerTls {
     }
 
     /// The config the listener serves with (follows every rebuild).
-    pub fn rustls_config(&self) -> RustlsConfig {
+    pub(crate) fn rustls_config(&self) -> RustlsConfig {
         self.config.clone()
     }
 
     /// Serves `identity` to new connections.
-    pub fn set_identity(&self, identity: ServingIdentity) -> Result<(), Error> {
+    pub(crate) fn set_identity(&self, identity: ServingIdentity) -> Result<(), Error> {
         self.rebuild(|parts| parts.0 = identity)
     }
 
     /// Trusts exactly `roots` for client certificates on new connections.
-    pub fn set_client_roots(&self, roots: Vec<CertificateDer<'static>>) -> Result<(), Error> {
+    pub(crate) fn set_client_roots(
+        &self,
+        roots: Vec<CertificateDer<'static>>,
+    ) -> Result<(), Error> {
         self.rebuild(|parts| parts.1 = roots)
     }
 
@@ -279,7 +282,7 @@ impl ServerTls {
 }
 
 /// Watches the serving certificate files and hands changes to [`ServerTls`].
-pub struct CertificateReloader {
+pub(crate) struct CertificateReloader {
     pub cert_path: PathBuf,
     pub key_path: PathBuf,
     pub tls: Arc<ServerTls>,

@@ -27,20 +27,20 @@ pub enum ScalingPolicy {
 }
 
 /// The HPAs' bounds.
-pub const MIN_REPLICAS: i32 = 3;
-pub const MAX_REPLICAS: i32 = 10;
+pub(crate) const MIN_REPLICAS: i32 = 3;
+pub(crate) const MAX_REPLICAS: i32 = 10;
 
 /// The kubemind HPA's metrics and targets.
-pub const KUBEMIND_METRICS: [(&str, f64); 2] = [
+pub(crate) const KUBEMIND_METRICS: [(&str, f64); 2] = [
     ("triton_queue_time_ms", 500.0),
     ("gpu_utilization_percent", 70.0),
 ];
 /// The CPU HPA's target utilization.
-pub const CPU_TARGET_PERCENT: f64 = 60.0;
+pub(crate) const CPU_TARGET_PERCENT: f64 = 60.0;
 
 /// One metric as a sync read it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MetricRead {
+pub(crate) struct MetricRead {
     pub name: &'static str,
     pub target: f64,
     /// Values by pod, or why there were none.
@@ -57,7 +57,7 @@ impl MetricRead {
 
 /// What one sync decided.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SyncOutcome {
+pub(crate) struct SyncOutcome {
     pub current: i32,
     pub desired: i32,
     pub scale_to: Option<i32>,
@@ -67,7 +67,7 @@ pub struct SyncOutcome {
     pub imbalance: Option<f64>,
 }
 
-pub struct Controller {
+pub(crate) struct Controller {
     policy: ScalingPolicy,
     namespace: String,
     autoscaler: Autoscaler,

@@ -24,7 +24,7 @@ const GIB: u64 = 1 << 30;
 const MAX_SAMPLES: usize = 100_000;
 
 /// The simulated NVML library, loaded once through nvml-wrapper.
-pub struct Nvml {
+pub(crate) struct Nvml {
     nvml: nvml_wrapper::Nvml,
     script: PathBuf,
 }
@@ -161,7 +161,7 @@ impl Node {
 
     /// What the API server would list for this scenario: its pods (Pending ones too), the
     /// Deployment, the node and the namespace.
-    pub fn add_inventory(&self, world: &World, inventory: &mut Inventory) {
+    pub(crate) fn add_inventory(&self, world: &World, inventory: &mut Inventory) {
         let labels: Labels = [("app".to_string(), "triton".to_string())].into();
         let deployment = GroupResource::new("deployments", "apps");
         for pod in &world.pods {

@@ -58,7 +58,7 @@ pub struct Summary {
 }
 
 /// Collects what happens as the run goes.
-pub struct Recorder {
+pub(crate) struct Recorder {
     output: DemoOutput,
     duration: u64,
     live: bool,
@@ -178,7 +178,7 @@ impl Recorder {
     }
 
     /// Accumulates per-second figures (while requests flow) and redraws the progress line.
-    pub fn progress(&mut self, scenarios: &[Scenario], second: u64) {
+    pub(crate) fn progress(&mut self, scenarios: &[Scenario], second: u64) {
         for scenario in scenarios {
             let world = &scenario.world;
             if world.backlog == 0 && world.pods.iter().all(|p| p.pending() == 0) {
@@ -330,7 +330,7 @@ fn seconds(ms: f64) -> String {
 }
 
 /// Prints the final tables, or the JSON summary.
-pub fn print(summary: &Summary, output: DemoOutput, url: &str) {
+pub(crate) fn print(summary: &Summary, output: DemoOutput, url: &str) {
     if output == DemoOutput::Json {
         match serde_json::to_string_pretty(summary) {
             Ok(text) => out!("{text}"),

@@ -7,12 +7,12 @@ use super::node::Node;
 use super::world::World;
 
 /// Simulated seconds between HPA syncs (the controller's default).
-pub const SYNC_SECONDS: u64 = 15;
+pub(crate) const SYNC_SECONDS: u64 = 15;
 /// Replicas at the start.
-pub const START_REPLICAS: usize = 3;
+pub(crate) const START_REPLICAS: usize = 3;
 
 /// One scenario being run.
-pub struct Scenario {
+pub(crate) struct Scenario {
     pub name: ScenarioName,
     pub namespace: String,
     pub world: World,

@@ -12,11 +12,11 @@
 use std::collections::VecDeque;
 
 /// Time one request occupies the GPU at nominal load.
-pub const SERVICE_SECONDS: f64 = 0.05;
+pub(crate) const SERVICE_SECONDS: f64 = 0.05;
 /// The client's gRPC deadline.
-pub const DEADLINE_SECONDS: f64 = 10.0;
+pub(crate) const DEADLINE_SECONDS: f64 = 10.0;
 /// From scale-up to serving: scheduling, image pull, model load.
-pub const STARTUP_SECONDS: f64 = 40.0;
+pub(crate) const STARTUP_SECONDS: f64 = 40.0;
 /// CPU use of a pod: idle, plus this much more when its GPU is busy all the time (percent of
 /// its CPU request).
 const CPU_IDLE_PERCENT: f64 = 5.0;
@@ -59,12 +59,12 @@ impl Pod {
     }
 
     /// CPU use, percent of the pod's CPU request.
-    pub fn cpu_percent(&self) -> f64 {
+    pub(crate) fn cpu_percent(&self) -> f64 {
         CPU_IDLE_PERCENT + CPU_BUSY_PERCENT * self.busy
     }
 
     /// The pod's /metrics as Triton writes it.
-    pub fn triton_metrics(&self) -> String {
+    pub(crate) fn triton_metrics(&self) -> String {
         let model = r#"model="resnet50",version="1""#;
         format!(
             "# TYPE nv_inference_request_success counter\n\
@@ -159,7 +159,7 @@ impl World {
 
     /// Scales the Deployment: new pods start Pending; removed pods are the newest, and their
     /// queued requests are lost with them (counted as dropped).
-    pub fn scale_to(&mut self, replicas: usize) {
+    pub(crate) fn scale_to(&mut self, replicas: usize) {
         while self.pods.len() < replicas {
             self.add_pod(self.now + STARTUP_SECONDS);
         }
@@ -242,7 +242,7 @@ impl World {
     }
 
     /// The pods serving now.
-    pub fn ready_pods(&self) -> impl Iterator<Item = &Pod> {
+    pub(crate) fn ready_pods(&self) -> impl Iterator<Item = &Pod> {
         self.pods.iter().filter(|p| p.is_ready(self.now))
     }
 }

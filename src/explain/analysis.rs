@@ -19,7 +19,7 @@ use crate::sim::hpa::{
 };
 
 /// The Kubernetes release whose HPA controller `explain` computes.
-pub const UPSTREAM_RELEASE: &str = "v1.35";
+pub(crate) const UPSTREAM_RELEASE: &str = "v1.35";
 /// The controller's sync period (`--horizontal-pod-autoscaler-sync-period`).
 const SYNC_PERIOD: Duration = Duration::from_secs(15);
 /// Older than this, a value is worth a word: the HPA syncs every 15 s.
@@ -34,7 +34,7 @@ const RUNAWAY_FACTOR: i32 = 8;
 const RUNAWAY_PODS: i32 = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricKind {
+pub(crate) enum MetricKind {
     Pods,
     Object,
     External,
@@ -42,7 +42,7 @@ pub enum MetricKind {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TargetType {
+pub(crate) enum TargetType {
     Value,
     AverageValue,
     Utilization,
@@ -50,7 +50,7 @@ pub enum TargetType {
 
 /// One entry of `spec.metrics`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MetricSpec {
+pub(crate) struct MetricSpec {
     pub kind: MetricKind,
     pub name: String,
     pub target_type: TargetType,
@@ -64,11 +64,11 @@ pub struct MetricSpec {
 /// An HPA object without a spec: nothing to explain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the HPA has no spec")]
-pub struct NoSpec;
+pub(crate) struct NoSpec;
 
 /// The HPA, stripped to what is explained.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HpaView {
+pub(crate) struct HpaView {
     pub name: String,
     pub namespace: String,
     pub target_kind: String,
@@ -98,7 +98,7 @@ pub struct Item {
 
 /// A metric and what reading it gave: items, or the error the HPA would get.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MetricRead {
+pub(crate) struct MetricRead {
     pub spec: MetricSpec,
     pub items: Result<Vec<Item>, String>,
 }
@@ -170,7 +170,10 @@ fn selector_text(
 }
 
 impl HpaView {
-    pub fn from_hpa(hpa: &HorizontalPodAutoscaler, namespace: &str) -> Result<HpaView, NoSpec> {
+    pub(crate) fn from_hpa(
+        hpa: &HorizontalPodAutoscaler,
+        namespace: &str,
+    ) -> Result<HpaView, NoSpec> {
         let spec = hpa.spec.as_ref().ok_or(NoSpec)?;
         let target = &spec.scale_target_ref;
         let mut metrics = Vec::new();
@@ -267,7 +270,7 @@ impl HpaView {
     }
 
     /// The scale subresource's path.
-    pub fn scale_path(&self) -> Option<String> {
+    pub(crate) fn scale_path(&self) -> Option<String> {
         let resource = self.target_resource.as_deref()?;
         let (plural, group) = resource.split_once('.').unwrap_or((resource, ""));
         let prefix = if group.is_empty() {
@@ -310,14 +313,14 @@ pub struct Report {
 
 /// A Kafka topic's partition count, read beside an HPA's lag metric.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Partitions {
+pub(crate) struct Partitions {
     pub topic: String,
     pub count: f64,
 }
 
 /// What `explain` read, for [`analyze`].
 #[derive(Debug, Clone, Copy)]
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     pub hpa: &'a HpaView,
     /// The pods the target's selector matches, when they could be listed.
     pub pods: Option<&'a [PodState]>,
@@ -665,7 +668,7 @@ fn idle_consumers(hpa: &HpaView, partitions: &Partitions) -> Option<String> {
 }
 
 /// Runs the controller's algorithm over what was read and collects findings.
-pub fn analyze(inputs: Inputs) -> Report {
+pub(crate) fn analyze(inputs: Inputs) -> Report {
     let hpa = inputs.hpa;
     let tolerances = Autoscaler::new(hpa.spec.clone()).tolerances();
     let mut findings = Vec::new();

@@ -16,12 +16,12 @@ use kube::runtime::watcher;
 
 use super::servers::scrape::{ServerKind, Target};
 
-pub const SCRAPE: &str = "kubemind.io/scrape";
-pub const PORT: &str = "kubemind.io/port";
+pub(crate) const SCRAPE: &str = "kubemind.io/scrape";
+pub(crate) const PORT: &str = "kubemind.io/port";
 pub const PATH: &str = "kubemind.io/path";
 
 /// The target a pod's annotations describe, if any (`Err` names a bad annotation).
-pub fn target_of(pod: &Pod) -> Result<Option<Target>, String> {
+pub(crate) fn target_of(pod: &Pod) -> Result<Option<Target>, String> {
     let annotations = pod.metadata.annotations.as_ref();
     let Some(kind) = annotations.and_then(|a| a.get(SCRAPE)) else {
         return Ok(None);
@@ -73,7 +73,7 @@ pub fn target_of(pod: &Pod) -> Result<Option<Target>, String> {
 
 /// Starts the reflector over this node's pods (annotations kept: they name the targets); the
 /// store answers at once, empty until listed.
-pub fn watch_node_pods(client: kube::Client, node: &str) -> Store<Pod> {
+pub(crate) fn watch_node_pods(client: kube::Client, node: &str) -> Store<Pod> {
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
     crate::watch::reflect(&client, config, true)
 }

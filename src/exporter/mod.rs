@@ -56,7 +56,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_args(args: ExporterArgs) -> Result<Settings, ConfigError> {
+    pub(crate) fn from_args(args: ExporterArgs) -> Result<Settings, ConfigError> {
         if args.interval < Duration::from_millis(100) {
             return Err(ConfigError::new("--interval", "must be at least 100ms"));
         }

@@ -24,7 +24,7 @@ use tonic::transport::{Endpoint, Uri};
 
 /// `ListPodResourcesRequest {}`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct ListPodResourcesRequest {}
+pub(crate) struct ListPodResourcesRequest {}
 
 /// `ListPodResourcesResponse { repeated PodResources pod_resources = 1; }`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -63,7 +63,7 @@ pub struct ContainerDevices {
 }
 
 /// The gRPC method path.
-pub const LIST_PATH: &str = "/v1.PodResourcesLister/List";
+pub(crate) const LIST_PATH: &str = "/v1.PodResourcesLister/List";
 /// Largest answer accepted (tonic's default is 4 MiB).
 const MAX_DECODE_BYTES: usize = 64 * 1024 * 1024;
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);

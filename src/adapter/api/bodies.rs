@@ -38,7 +38,7 @@ impl CustomVersion {
         }
     }
 
-    pub fn group_version(self) -> &'static str {
+    pub(crate) fn group_version(self) -> &'static str {
         match self {
             CustomVersion::V1beta1 => "custom.metrics.k8s.io/v1beta1",
             CustomVersion::V1beta2 => "custom.metrics.k8s.io/v1beta2",
@@ -46,11 +46,11 @@ impl CustomVersion {
     }
 }
 
-pub const EXTERNAL_GROUP_VERSION: &str = "external.metrics.k8s.io/v1beta1";
+pub(crate) const EXTERNAL_GROUP_VERSION: &str = "external.metrics.k8s.io/v1beta1";
 
 /// What every item of one custom-metrics answer shares: the described objects' kind, apiVersion
 /// and namespace, and the metric with its echoed selector. Rendered once per answer.
-pub struct Common<'a> {
+pub(crate) struct Common<'a> {
     pub kind: Option<&'static str>,
     pub api_version: Option<&'static str>,
     pub namespace: Option<&'a str>,
@@ -68,7 +68,7 @@ pub struct Item<'a> {
 }
 
 /// One value of an external metric.
-pub struct ExternalMetricValue<'a> {
+pub(crate) struct ExternalMetricValue<'a> {
     pub metric_name: &'a str,
     pub metric_labels: &'a Labels,
     pub timestamp: Timestamp,
@@ -163,7 +163,7 @@ fn list<T>(
 
 /// Serializes a `MetricValueList` in the requested version. The described object is written
 /// `kind, namespace, name, uid, apiVersion`, each left out when unknown, as Go's `omitempty` does.
-pub fn metric_value_list(
+pub(crate) fn metric_value_list(
     version: CustomVersion,
     common: &Common<'_>,
     items: &[Item<'_>],
@@ -227,7 +227,7 @@ pub fn metric_value_list(
 }
 
 /// Serializes an `ExternalMetricValueList`.
-pub fn external_metric_value_list(items: &[ExternalMetricValue<'_>]) -> Vec<u8> {
+pub(crate) fn external_metric_value_list(items: &[ExternalMetricValue<'_>]) -> Vec<u8> {
     list(
         "ExternalMetricValueList",
         EXTERNAL_GROUP_VERSION,

@@ -25,7 +25,7 @@ fn group_version(group_version: &str, version: &str) -> GroupVersionForDiscovery
 }
 
 /// `APIGroup` for one of our groups, or `None` for any other name.
-pub fn api_group(name: &str) -> Option<APIGroup> {
+pub(crate) fn api_group(name: &str) -> Option<APIGroup> {
     let versions: Vec<GroupVersionForDiscovery> = match name {
         CUSTOM_GROUP => CustomVersion::ALL
             .iter()
@@ -45,7 +45,7 @@ pub fn api_group(name: &str) -> Option<APIGroup> {
 /// `APIGroupList` with both groups, custom first. Go leaves the groups' own `kind` and
 /// `apiVersion` empty (and so out); k8s-openapi writes them on every `APIGroup`, so they are
 /// taken off here to match the aggregator's bytes.
-pub fn api_group_list() -> Value {
+pub(crate) fn api_group_list() -> Value {
     let list = APIGroupList {
         groups: [CUSTOM_GROUP, EXTERNAL_GROUP]
             .into_iter()
@@ -74,7 +74,7 @@ fn api_resource(name: String, namespaced: bool, kind: &str) -> APIResource {
 }
 
 /// `APIResourceList` for a custom-metrics version.
-pub fn custom_resources(catalogue: &Catalogue, version: CustomVersion) -> APIResourceList {
+pub(crate) fn custom_resources(catalogue: &Catalogue, version: CustomVersion) -> APIResourceList {
     APIResourceList {
         group_version: version.group_version().into(),
         resources: catalogue
@@ -92,7 +92,7 @@ pub fn custom_resources(catalogue: &Catalogue, version: CustomVersion) -> APIRes
 }
 
 /// `APIResourceList` for the external-metrics version.
-pub fn external_resources(catalogue: &Catalogue) -> APIResourceList {
+pub(crate) fn external_resources(catalogue: &Catalogue) -> APIResourceList {
     APIResourceList {
         group_version: EXTERNAL_GROUP_VERSION.into(),
         resources: catalogue

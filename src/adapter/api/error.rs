@@ -78,7 +78,7 @@ fn metric_not_found_message(
 }
 
 impl Error {
-    pub fn status_code(&self) -> StatusCode {
+    pub(crate) fn status_code(&self) -> StatusCode {
         match self {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -136,7 +136,7 @@ impl Error {
     }
 
     /// The `metav1.Status` body for this error.
-    pub fn to_status(&self) -> Status {
+    pub(crate) fn to_status(&self) -> Status {
         Status {
             status: Some("Failure".into()),
             message: Some(self.to_string()),

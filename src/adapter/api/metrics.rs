@@ -19,7 +19,7 @@ use crate::adapter::store::{ExternalSeries, Object, Sample, Snapshot, oldest_fre
 
 /// When a sample counts: taken at `now`, no older than `max_age`.
 #[derive(Debug, Clone, Copy)]
-pub struct Freshness {
+pub(crate) struct Freshness {
     pub now: SystemTime,
     pub max_age: Duration,
 }
@@ -31,7 +31,7 @@ impl Freshness {
 }
 
 /// What a custom read produced: the serialized body and how many items it holds.
-pub struct Answer {
+pub(crate) struct Answer {
     pub body: Vec<u8>,
     pub items: usize,
 }
@@ -159,7 +159,7 @@ pub fn external(
 }
 
 /// Answers an external-metrics read from `series` (a snapshot's, or a Prometheus answer).
-pub fn external_series(
+pub(crate) fn external_series(
     series: &[ExternalSeries],
     request: &ExternalRequest,
     freshness: Freshness,

@@ -77,7 +77,7 @@ pub struct ApiState {
 
 /// The route a response answered, recorded by the request-metrics layer (bounded set).
 #[derive(Debug, Clone, Copy)]
-pub struct RouteLabel(pub &'static str);
+pub(crate) struct RouteLabel(pub &'static str);
 
 /// Largest request body accepted: reads carry none.
 const MAX_BODY_BYTES: usize = 16 * 1024;

@@ -12,17 +12,17 @@ use super::error::Error;
 
 /// The body format a request gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Json,
     /// `apidiscovery.k8s.io/v2` `APIGroupDiscoveryList`.
     DiscoveryV2,
 }
 
-pub const DISCOVERY_V2_CONTENT_TYPE: &str =
+pub(crate) const DISCOVERY_V2_CONTENT_TYPE: &str =
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// Picks the format for a request; `discovery_v2` says whether this path can serve v2 discovery.
-pub fn negotiate(headers: &HeaderMap, discovery_v2: bool) -> Result<Format, Error> {
+pub(crate) fn negotiate(headers: &HeaderMap, discovery_v2: bool) -> Result<Format, Error> {
     let mut accept_values = headers.get_all(header::ACCEPT).iter().peekable();
     if accept_values.peek().is_none() {
         return Ok(Format::Json);

@@ -211,7 +211,7 @@ pub fn v2() -> &'static [u8] {
 }
 
 /// OpenAPI 3.0 for one group-version, or `None` if it is not served.
-pub fn v3_group_version(group_version: &str) -> Option<&'static [u8]> {
+pub(crate) fn v3_group_version(group_version: &str) -> Option<&'static [u8]> {
     static DOCS: OnceLock<Vec<(&'static str, Vec<u8>)>> = OnceLock::new();
     let docs = DOCS.get_or_init(|| {
         group_versions()
@@ -258,7 +258,7 @@ fn v3_document(group_version: &str) -> Vec<u8> {
 }
 
 /// The `/openapi/v3` index: each group-version's document with a content hash in its URL.
-pub fn v3_index() -> &'static [u8] {
+pub(crate) fn v3_index() -> &'static [u8] {
     static DOC: OnceLock<Vec<u8>> = OnceLock::new();
     DOC.get_or_init(|| {
         let mut paths = Map::new();

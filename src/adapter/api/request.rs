@@ -28,7 +28,7 @@ pub enum Target {
 
 /// A custom-metrics read.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CustomRequest {
+pub(crate) struct CustomRequest {
     /// The namespace in the path; `None` on the root-scoped form.
     pub namespace: Option<String>,
     pub resource: GroupResource,
@@ -42,7 +42,7 @@ pub struct CustomRequest {
 
 /// An external-metrics read.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExternalRequest {
+pub(crate) struct ExternalRequest {
     pub namespace: String,
     pub metric: String,
     pub selector: Selector,
@@ -89,7 +89,7 @@ pub struct Query {
 const MAX_QUERY_LEN: usize = 2 * crate::selector::MAX_LEN + 1024;
 
 /// Decodes `a=b&c=d` with `+` as a space; the first of repeated keys wins, as in Go's `Get`.
-pub fn parse_query(raw: Option<&str>) -> Result<Query, Error> {
+pub(crate) fn parse_query(raw: Option<&str>) -> Result<Query, Error> {
     let mut query = Query::default();
     let Some(raw) = raw else {
         return Ok(query);

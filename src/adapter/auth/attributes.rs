@@ -89,7 +89,7 @@ impl Attributes {
         }
     }
 
-    pub fn resource_attributes(&self) -> Option<ResourceAttributes> {
+    pub(crate) fn resource_attributes(&self) -> Option<ResourceAttributes> {
         match self {
             Attributes::Resource(r) => Some(ResourceAttributes {
                 verb: Some(r.verb.into()),
@@ -105,7 +105,7 @@ impl Attributes {
         }
     }
 
-    pub fn non_resource_attributes(&self) -> Option<NonResourceAttributes> {
+    pub(crate) fn non_resource_attributes(&self) -> Option<NonResourceAttributes> {
         match self {
             Attributes::NonResource { path } => Some(NonResourceAttributes {
                 path: Some(path.clone()),
@@ -116,7 +116,7 @@ impl Attributes {
     }
 
     /// The `Forbidden` message the API server would write, and the Status details.
-    pub fn forbidden_message(&self, user: &str, reason: Option<&str>) -> String {
+    pub(crate) fn forbidden_message(&self, user: &str, reason: Option<&str>) -> String {
         let mut message = match self {
             Attributes::Resource(r) => {
                 let name = r.name.as_deref().unwrap_or("");

@@ -18,11 +18,11 @@ use super::Auth;
 use super::trust::{Trust, TrustSources};
 use crate::adapter::tls::ServerTls;
 
-pub const NAMESPACE: &str = "kube-system";
+pub(crate) const NAMESPACE: &str = "kube-system";
 pub const NAME: &str = "extension-apiserver-authentication";
 
 /// What a change needs to be put in force.
-pub struct TrustWatch {
+pub(crate) struct TrustWatch {
     pub client: kube::Client,
     /// Values from flags, which win over the ConfigMap.
     pub flags: TrustSources,

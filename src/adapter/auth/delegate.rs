@@ -19,7 +19,7 @@ use super::User;
 use super::attributes::Attributes;
 
 /// How long an answer is reused.
-pub const CACHE_TTL: Duration = Duration::from_secs(10);
+pub(crate) const CACHE_TTL: Duration = Duration::from_secs(10);
 /// Longest wait for the API server.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Cached answers held at most, per cache.

@@ -56,10 +56,10 @@ use attributes::Attributes;
 use delegate::Delegate;
 use trust::{RequestHeaders, Signer, Trust};
 
-pub const AUTHENTICATED: &str = "system:authenticated";
-pub const UNAUTHENTICATED: &str = "system:unauthenticated";
-pub const ANONYMOUS: &str = "system:anonymous";
-pub const MASTERS: &str = "system:masters";
+pub(crate) const AUTHENTICATED: &str = "system:authenticated";
+pub(crate) const UNAUTHENTICATED: &str = "system:unauthenticated";
+pub(crate) const ANONYMOUS: &str = "system:anonymous";
+pub(crate) const MASTERS: &str = "system:masters";
 
 /// An authenticated (or anonymous) caller.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -107,7 +107,7 @@ impl Auth {
     }
 
     /// Refuses requests without credentials with a 401 (`--anonymous-auth=false`).
-    pub fn without_anonymous(self) -> Auth {
+    pub(crate) fn without_anonymous(self) -> Auth {
         Auth {
             anonymous: false,
             ..self
@@ -119,7 +119,7 @@ impl Auth {
     }
 
     /// Puts new trust in force for the following requests.
-    pub fn set_trust(&self, trust: Trust) {
+    pub(crate) fn set_trust(&self, trust: Trust) {
         self.trust.store(Arc::new(trust));
     }
 

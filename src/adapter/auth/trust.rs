@@ -58,7 +58,7 @@ fn json_list(data: &BTreeMap<String, String>, key: &'static str) -> Result<Vec<S
 
 impl TrustSources {
     /// Reads the `extension-apiserver-authentication` ConfigMap's data.
-    pub fn from_configmap(data: &BTreeMap<String, String>) -> Result<TrustSources, Error> {
+    pub(crate) fn from_configmap(data: &BTreeMap<String, String>) -> Result<TrustSources, Error> {
         Ok(TrustSources {
             client_ca_pem: data.get("client-ca-file").cloned(),
             requestheader_ca_pem: data.get("requestheader-client-ca-file").cloned(),
@@ -71,7 +71,7 @@ impl TrustSources {
     }
 
     /// These settings with every value that `flags` sets taking precedence.
-    pub fn overridden_by(mut self, flags: &TrustSources) -> TrustSources {
+    pub(crate) fn overridden_by(mut self, flags: &TrustSources) -> TrustSources {
         fn take<T: Clone>(mine: &mut T, theirs: &T, set: bool) {
             if set {
                 *mine = theirs.clone();
@@ -128,7 +128,7 @@ pub struct RequestHeaders {
 
 impl RequestHeaders {
     /// Every header name this configuration reads, so untrusted copies can be removed.
-    pub fn all_names<'a>(&'a self, headers: &'a axum::http::HeaderMap) -> Vec<HeaderName> {
+    pub(crate) fn all_names<'a>(&'a self, headers: &'a axum::http::HeaderMap) -> Vec<HeaderName> {
         let mut names: Vec<HeaderName> = self
             .username
             .iter()
@@ -243,7 +243,7 @@ fn request_headers(sources: &TrustSources) -> Result<RequestHeaders, Error> {
 
 /// Which trusted CA signed a presented chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signer {
+pub(crate) enum Signer {
     FrontProxy,
     ClientCa,
     Neither,
@@ -293,7 +293,7 @@ impl Trust {
     }
 
     /// Attributes a chain to the CA that signed it (front proxy first, as the API server does).
-    pub fn signer(&self, chain: &[CertificateDer<'static>]) -> Signer {
+    pub(crate) fn signer(&self, chain: &[CertificateDer<'static>]) -> Signer {
         let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
         for certificate in chain {
             digest.update(&(certificate.len() as u64).to_be_bytes());

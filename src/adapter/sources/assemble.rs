@@ -31,7 +31,7 @@ pub struct Value {
 
 /// An object a source has values for. `namespace` is `None` for cluster-scoped resources.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ObjectKey {
+pub(crate) struct ObjectKey {
     pub resource: GroupResource,
     pub namespace: Option<String>,
     pub name: String,
@@ -39,7 +39,7 @@ pub struct ObjectKey {
 
 /// What one source contributes to the snapshot.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct SourceValues {
+pub(crate) struct SourceValues {
     /// Values older than this (at assembly) take no part.
     pub max_age: Duration,
     /// Values by object, then by metric.
@@ -52,7 +52,7 @@ pub struct SourceValues {
 
 impl SourceValues {
     /// The exporters' pages as one source: for each pod and node, the newest page's values.
-    pub fn from_exporter_pages<'a>(
+    pub(crate) fn from_exporter_pages<'a>(
         pages: impl IntoIterator<Item = &'a ExporterPage>,
         max_age: Duration,
     ) -> SourceValues {
@@ -108,7 +108,7 @@ impl SourceValues {
 type OverPods<'a> = BTreeMap<&'a str, Vec<Value>>;
 
 /// The workload resources that get aggregates.
-pub fn workload_resources() -> [GroupResource; 2] {
+pub(crate) fn workload_resources() -> [GroupResource; 2] {
     [
         GroupResource::new("deployments", "apps"),
         GroupResource::new("statefulsets", "apps"),
@@ -129,7 +129,7 @@ type Merged<'a> = BTreeMap<&'a ObjectKey, BTreeMap<&'a str, Value>>;
 /// Builds the snapshot contents at `now` from the inventory and every source's values: the
 /// metrics declared, the values merged, then pods (gathering their workloads' values),
 /// workloads with their aggregates, nodes and namespaces, and the objects only a source names.
-pub fn assemble(
+pub(crate) fn assemble(
     inventory: &Inventory,
     sources: &[&SourceValues],
     now: SystemTime,

@@ -12,12 +12,12 @@ use crate::catalogue;
 use crate::promtext::{self, ParseError};
 
 /// The catalogue metrics an exporter can give for a pod, for discovery before data arrives.
-pub fn pod_metrics() -> Vec<&'static str> {
+pub(crate) fn pod_metrics() -> Vec<&'static str> {
     catalogue::pod_metrics()
 }
 
 /// The catalogue metrics an exporter gives for its node.
-pub const NODE_METRICS: &[&str] = catalogue::NODE_METRICS;
+pub(crate) const NODE_METRICS: &[&str] = catalogue::NODE_METRICS;
 
 /// What one exporter page says, in catalogue terms.
 #[derive(Debug, Clone, PartialEq)]

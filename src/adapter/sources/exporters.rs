@@ -23,7 +23,7 @@ const MAX_PAGE_BYTES: usize = 32 * 1024 * 1024;
 /// Most samples read from one exporter's page.
 const MAX_SAMPLES: usize = 200_000;
 
-pub struct ExporterSource {
+pub(crate) struct ExporterSource {
     pub cluster: Cluster,
     pub selector: Selector,
     pub port: u16,

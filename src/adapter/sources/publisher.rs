@@ -17,7 +17,7 @@ use crate::adapter::kube::Cluster;
 use crate::adapter::store::Readiness;
 use crate::adapter::store::Store;
 
-pub struct Publisher {
+pub(crate) struct Publisher {
     pub cluster: Cluster,
     pub sources: Vec<watch::Receiver<Arc<SourceValues>>>,
     pub refresh: Duration,

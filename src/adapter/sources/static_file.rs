@@ -198,7 +198,7 @@ impl StaticMetrics {
     }
 
     /// Parses contents already read from `path` (named in the error).
-    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<StaticMetrics, LoadError> {
+    pub(crate) fn from_bytes(path: &Path, bytes: &[u8]) -> Result<StaticMetrics, LoadError> {
         let fail = |problem: String| LoadError {
             path: path.into(),
             problem,
@@ -284,7 +284,7 @@ impl StaticMetrics {
     }
 
     /// Number of objects (pods included) in the file.
-    pub fn object_count(&self) -> usize {
+    pub(crate) fn object_count(&self) -> usize {
         self.objects.len()
     }
 
@@ -444,7 +444,7 @@ fn value(place: &str, detailed: DetailedValue) -> Result<Value, ParseError> {
 }
 
 /// Re-reads the file every `refresh` and publishes a snapshot from the last good contents.
-pub struct StaticFileSource {
+pub(crate) struct StaticFileSource {
     pub path: PathBuf,
     pub refresh: Duration,
     pub store: Arc<Store>,

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use crate::promtext::Sample;
 
 /// A series' identity within one family: its labels, sorted.
-pub type SeriesKey = Vec<(String, String)>;
+pub(crate) type SeriesKey = Vec<(String, String)>;
 
 pub(crate) fn series_key(sample: &Sample<'_>) -> SeriesKey {
     let mut key: SeriesKey = sample

@@ -14,7 +14,7 @@ use super::vllm::{self, VllmReading, VllmSignals};
 use crate::promtext;
 
 /// Largest /metrics body read from a target.
-pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ServerKind {
@@ -39,7 +39,7 @@ impl ServerKind {
     }
 
     /// Where the server exposes metrics unless annotated otherwise.
-    pub fn default_port_and_path(self) -> (u16, &'static str) {
+    pub(crate) fn default_port_and_path(self) -> (u16, &'static str) {
         match self {
             ServerKind::Triton => (8002, "/metrics"),
             ServerKind::Vllm => (8000, "/metrics"),
@@ -58,7 +58,7 @@ pub struct Target {
 
 impl Target {
     /// Reads `--static-target KIND:NAMESPACE/POD=URL`.
-    pub fn parse_static(text: &str) -> Result<Target, String> {
+    pub(crate) fn parse_static(text: &str) -> Result<Target, String> {
         let usage = || format!("{text:?} is not KIND:NAMESPACE/POD=URL (KIND triton or vllm)");
         let (kind, rest) = text.split_once(':').ok_or_else(usage)?;
         let kind = ServerKind::parse(kind).ok_or_else(usage)?;
@@ -168,19 +168,19 @@ struct TargetState {
 /// changes it. The [`Scraper`] feeds it pages fetched over HTTP; the demo feeds it simulated
 /// pages, through the same code.
 #[derive(Default)]
-pub struct Readings {
+pub(crate) struct Readings {
     states: HashMap<Target, TargetState>,
 }
 
 impl Readings {
     /// Forgets the targets no longer listed.
-    pub fn retain(&mut self, targets: &[Target]) {
+    pub(crate) fn retain(&mut self, targets: &[Target]) {
         self.states.retain(|target, _| targets.contains(target));
     }
 
     /// Records a page's text for `target` read at `at` (or why there is none): parsed as its
     /// kind says, with at most `max_samples` samples.
-    pub fn record_page(
+    pub(crate) fn record_page(
         &mut self,
         target: &Target,
         page: Result<&str, FailureReason>,

@@ -28,7 +28,7 @@ pub struct TritonReading {
 
 impl TritonReading {
     /// Picks the families Triton's signals come from; NaN and negative values are ignored.
-    pub fn from_exposition(exposition: &Exposition<'_>) -> TritonReading {
+    pub(crate) fn from_exposition(exposition: &Exposition<'_>) -> TritonReading {
         let mut reading = TritonReading::default();
         for sample in &exposition.samples {
             if !sample.value.is_finite() || sample.value < 0.0 {

@@ -25,7 +25,7 @@ pub struct VllmReading {
 }
 
 impl VllmReading {
-    pub fn from_exposition(exposition: &Exposition<'_>) -> VllmReading {
+    pub(crate) fn from_exposition(exposition: &Exposition<'_>) -> VllmReading {
         let mut reading = VllmReading::default();
         let mut legacy_kv = None::<f64>;
         for sample in &exposition.samples {

@@ -65,7 +65,7 @@ pub struct Rules {
 
 impl Rules {
     /// The API server's scale-up default: 4 pods or 100 % per 15 s, the larger; no window.
-    pub fn default_scale_up() -> Rules {
+    pub(crate) fn default_scale_up() -> Rules {
         Rules {
             stabilization_seconds: 0,
             policies: vec![Policy::pods(4, 15), Policy::percent(100, 15)],
@@ -75,7 +75,7 @@ impl Rules {
     }
 
     /// The scale-down default: 100 % per 15 s, behind the controller's 300 s window.
-    pub fn default_scale_down() -> Rules {
+    pub(crate) fn default_scale_down() -> Rules {
         Rules {
             stabilization_seconds: super::DEFAULT_DOWNSCALE_STABILIZATION_SECONDS,
             policies: vec![Policy::percent(100, 15)],
@@ -123,7 +123,7 @@ impl Rules {
     }
 
     /// The longest policy period: scale events older than it no longer matter.
-    pub fn longest_period(&self) -> i32 {
+    pub(crate) fn longest_period(&self) -> i32 {
         self.policies
             .iter()
             .map(|p| p.period_seconds)
@@ -150,7 +150,7 @@ impl Default for Behavior {
 }
 
 impl Behavior {
-    pub fn from_spec(spec: &HorizontalPodAutoscalerBehavior) -> Behavior {
+    pub(crate) fn from_spec(spec: &HorizontalPodAutoscalerBehavior) -> Behavior {
         Behavior {
             scale_up: Rules::from_spec(spec.scale_up.as_ref(), Rules::default_scale_up()),
             scale_down: Rules::from_spec(spec.scale_down.as_ref(), Rules::default_scale_down()),

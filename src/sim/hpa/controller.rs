@@ -76,7 +76,7 @@ impl Autoscaler {
 
     /// A controller that already remembers `history` (an empty one is not seeded: the
     /// controller seeds only a history it has never had).
-    pub fn with_history(spec: HpaSpec, history: History) -> Autoscaler {
+    pub(crate) fn with_history(spec: HpaSpec, history: History) -> Autoscaler {
         Autoscaler {
             history: Some(history),
             ..Autoscaler::new(spec)
@@ -91,7 +91,7 @@ impl Autoscaler {
     /// `tolerancesForHpa`: the controller's tolerance, replaced per direction by
     /// `behavior.scaleUp.tolerance` / `behavior.scaleDown.tolerance` where set (the
     /// HPAConfigurableTolerance feature, beta and on since v1.35).
-    pub fn tolerances(&self) -> Tolerances {
+    pub(crate) fn tolerances(&self) -> Tolerances {
         let mut tolerances = Tolerances {
             scale_down: self.controller_tolerance,
             scale_up: self.controller_tolerance,

@@ -29,13 +29,13 @@ pub use controller::{Autoscaler, HpaSpec, MetricOutcome, Reconciliation};
 pub use replicas::{CalcError, Calculation, PodGroups};
 
 /// Milli-units, as `resource.Quantity::MilliValue` gives them.
-pub type Milli = i64;
+pub(crate) type Milli = i64;
 
 /// The controller's tolerance when the HPA sets none (`--horizontal-pod-autoscaler-tolerance`).
-pub const DEFAULT_TOLERANCE: f64 = 0.1;
+pub(crate) const DEFAULT_TOLERANCE: f64 = 0.1;
 /// The controller's default scale-down stabilization window
 /// (`--horizontal-pod-autoscaler-downscale-stabilization`), in seconds.
-pub const DEFAULT_DOWNSCALE_STABILIZATION_SECONDS: i32 = 300;
+pub(crate) const DEFAULT_DOWNSCALE_STABILIZATION_SECONDS: i32 = 300;
 
 /// The band in which a usage ratio changes nothing: `1 − scale_down ≤ ratio ≤ 1 + scale_up`
 /// (`Tolerances.isWithin` in `replica_calculator.go`; both ends included).
@@ -55,12 +55,12 @@ impl Default for Tolerances {
 }
 
 impl Tolerances {
-    pub fn is_within(&self, ratio: f64) -> bool {
+    pub(crate) fn is_within(&self, ratio: f64) -> bool {
         1.0 - self.scale_down <= ratio && ratio <= 1.0 + self.scale_up
     }
 
     /// `[0.9, 1.1]`, as printed in working lines.
-    pub fn band(&self) -> String {
+    pub(crate) fn band(&self) -> String {
         format!(
             "[{}, {}]",
             ratio_text(1.0 - self.scale_down),
@@ -122,7 +122,7 @@ impl PodState {
         }
     }
 
-    pub fn from_pod(pod: &k8s_openapi::api::core::v1::Pod) -> PodState {
+    pub(crate) fn from_pod(pod: &k8s_openapi::api::core::v1::Pod) -> PodState {
         let status = pod.status.as_ref();
         let ready = status
             .and_then(|s| s.conditions.as_ref())
@@ -138,13 +138,13 @@ impl PodState {
     }
 
     /// Counted by the Value formulas of Object and External metrics (`getReadyPodsCount`).
-    pub fn is_running_and_ready(&self) -> bool {
+    pub(crate) fn is_running_and_ready(&self) -> bool {
         self.phase == Phase::Running && self.ready
     }
 }
 
 /// A milli-value in the metric's own unit: `1500` → `1.5`, `2000` → `2`.
-pub fn milli_text(value: Milli) -> String {
+pub(crate) fn milli_text(value: Milli) -> String {
     let whole = value / 1000;
     let fraction = (value % 1000).abs();
     if fraction == 0 {
@@ -157,7 +157,7 @@ pub fn milli_text(value: Milli) -> String {
 }
 
 /// A ratio with up to four decimals, trailing zeros dropped.
-pub fn ratio_text(ratio: f64) -> String {
+pub(crate) fn ratio_text(ratio: f64) -> String {
     let text = format!("{ratio:.4}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
     if text == "-0" {

@@ -17,13 +17,13 @@
 use super::behavior::{Behavior, PolicyKind, Rules, Select};
 
 /// `scaleUpLimitFactor` and `scaleUpLimitMinimum` of the legacy path.
-pub const LEGACY_SCALE_UP_FACTOR: f64 = 2.0;
+pub(crate) const LEGACY_SCALE_UP_FACTOR: f64 = 2.0;
 const LEGACY_SCALE_UP_MINIMUM: f64 = 4.0;
 
 /// A recommendation: (time in seconds, desired replicas before normalization).
-pub type Recommendation = (f64, i32);
+pub(crate) type Recommendation = (f64, i32);
 /// A scale event: (time in seconds, replicas added or removed).
-pub type ScaleEvent = (f64, i32);
+pub(crate) type ScaleEvent = (f64, i32);
 
 /// What the controller remembers of one HPA.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -77,7 +77,7 @@ fn record(history: &mut History, old_slot: Option<usize>, desired: i32, now: f64
 }
 
 /// `stabilizeRecommendationWithBehaviors`.
-pub fn stabilize_with_behavior(
+pub(crate) fn stabilize_with_behavior(
     history: &mut History,
     current: i32,
     desired: i32,
@@ -111,7 +111,7 @@ pub fn stabilize_with_behavior(
 }
 
 /// `getReplicasChangePerPeriod`: the replicas changed by events newer than `period` seconds.
-pub fn change_in_period(period_seconds: i32, events: &[ScaleEvent], now: f64) -> i32 {
+pub(crate) fn change_in_period(period_seconds: i32, events: &[ScaleEvent], now: f64) -> i32 {
     let cutoff = now - f64::from(period_seconds);
     events
         .iter()
@@ -128,7 +128,7 @@ fn period_start(current: i32, period: i32, history: &History, now: f64) -> i32 {
 }
 
 /// `calculateScaleUpLimitWithScalingRules`.
-pub fn scale_up_limit(current: i32, history: &History, rules: &Rules, now: f64) -> i32 {
+pub(crate) fn scale_up_limit(current: i32, history: &History, rules: &Rules, now: f64) -> i32 {
     let select: fn(i32, i32) -> i32 = match rules.select {
         Select::Disabled => return current,
         Select::Min => i32::min,
@@ -153,7 +153,7 @@ pub fn scale_up_limit(current: i32, history: &History, rules: &Rules, now: f64) 
 }
 
 /// `calculateScaleDownLimitWithBehaviors`.
-pub fn scale_down_limit(current: i32, history: &History, rules: &Rules, now: f64) -> i32 {
+pub(crate) fn scale_down_limit(current: i32, history: &History, rules: &Rules, now: f64) -> i32 {
     // for a scale-down the smallest change is the largest count
     let select: fn(i32, i32) -> i32 = match rules.select {
         Select::Disabled => return current,
@@ -179,7 +179,7 @@ pub fn scale_down_limit(current: i32, history: &History, rules: &Rules, now: f64
 }
 
 /// `convertDesiredReplicasWithBehaviorRate`.
-pub fn convert_with_behavior_rate(
+pub(crate) fn convert_with_behavior_rate(
     current: i32,
     desired: i32,
     min: i32,
@@ -231,7 +231,7 @@ pub fn convert_with_behavior_rate(
 }
 
 /// `normalizeDesiredReplicasWithBehaviors`.
-pub fn with_behavior(
+pub(crate) fn with_behavior(
     history: &mut History,
     current: i32,
     desired: i32,
@@ -273,7 +273,12 @@ pub fn with_behavior(
 }
 
 /// `stabilizeRecommendation` (legacy path): the highest recommendation within the window.
-pub fn stabilize_legacy(history: &mut History, desired: i32, window_seconds: i32, now: f64) -> i32 {
+pub(crate) fn stabilize_legacy(
+    history: &mut History,
+    desired: i32,
+    window_seconds: i32,
+    now: f64,
+) -> i32 {
     let cutoff = now - f64::from(window_seconds);
     let mut highest = desired;
     let mut old_slot = None;
@@ -290,12 +295,12 @@ pub fn stabilize_legacy(history: &mut History, desired: i32, window_seconds: i32
 
 /// `calculateScaleUpLimit` (legacy path): `max(factor × current, 4)`; the factor is
 /// [`LEGACY_SCALE_UP_FACTOR`] (upstream's unit tests set 8).
-pub fn legacy_scale_up_limit(current: i32, factor: f64) -> i32 {
+pub(crate) fn legacy_scale_up_limit(current: i32, factor: f64) -> i32 {
     (factor * f64::from(current)).max(LEGACY_SCALE_UP_MINIMUM) as i32
 }
 
 /// `convertDesiredReplicasWithRules` (legacy path).
-pub fn convert_with_rules(
+pub(crate) fn convert_with_rules(
     current: i32,
     desired: i32,
     min: i32,
@@ -380,7 +385,7 @@ pub fn legacy(
 /// `storeScaleEvent`: remembers a change, for HPAs with `behavior` only; events older than the
 /// direction's longest policy period are dropped (the controller marks them outdated and
 /// reuses their slot).
-pub fn store_scale_event(
+pub(crate) fn store_scale_event(
     history: &mut History,
     behavior: Option<&Behavior>,
     previous: i32,

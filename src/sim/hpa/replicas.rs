@@ -64,7 +64,7 @@ impl Calculation {
 /// `groupPods` for any metric but CPU: a pod being deleted or Failed is ignored, a Pending pod
 /// is unready, a pod without a value is missing, every other pod counts — its Ready
 /// condition is not looked at.
-pub fn group_pods(pods: &[PodState], values: &BTreeMap<String, Milli>) -> PodGroups {
+pub(crate) fn group_pods(pods: &[PodState], values: &BTreeMap<String, Milli>) -> PodGroups {
     let mut groups = PodGroups::default();
     for pod in pods {
         if pod.deleting || pod.phase == Phase::Failed {
@@ -306,7 +306,7 @@ pub fn object_value(
 
 /// An Object metric with an AverageValue target (`GetObjectPerPodMetricReplicas`): the ratio
 /// is taken over `status.replicas`, the proposal is `ceil(value / target)`.
-pub fn object_average_value(
+pub(crate) fn object_average_value(
     status_replicas: i32,
     value: Milli,
     target: Milli,
@@ -371,7 +371,7 @@ fn sum_text(values: &[Milli], sum: Milli) -> String {
 
 /// An External metric with a Value target (`GetExternalMetricReplicas`): the series' values
 /// are summed.
-pub fn external_value(
+pub(crate) fn external_value(
     current: i32,
     pods: &[PodState],
     values: &[Milli],
@@ -394,7 +394,7 @@ pub fn external_value(
 }
 
 /// An External metric with an AverageValue target (`GetExternalPerPodMetricReplicas`).
-pub fn external_average_value(
+pub(crate) fn external_average_value(
     status_replicas: i32,
     values: &[Milli],
     target: Milli,
@@ -450,7 +450,7 @@ pub fn external_average_value(
 /// HPA. `usage` and `requests` are per pod in milli-units. CPU readiness is simplified: a
 /// Running pod that is not Ready counts as unready (upstream also looks at the pod's start
 /// time and when its readiness last changed).
-pub fn resource_utilization(
+pub(crate) fn resource_utilization(
     current: i32,
     pods: &[PodState],
     usage: &BTreeMap<String, Milli>,

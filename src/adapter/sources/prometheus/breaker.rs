@@ -7,9 +7,9 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub const FAILURES_TO_OPEN: u32 = 3;
-pub const FIRST_COOL_DOWN: Duration = Duration::from_secs(2);
-pub const MAX_COOL_DOWN: Duration = Duration::from_secs(60);
+pub(crate) const FAILURES_TO_OPEN: u32 = 3;
+pub(crate) const FIRST_COOL_DOWN: Duration = Duration::from_secs(2);
+pub(crate) const MAX_COOL_DOWN: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 enum State {
@@ -29,7 +29,7 @@ enum State {
 }
 
 #[derive(Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     state: Mutex<State>,
 }
 
@@ -64,7 +64,7 @@ impl Breaker {
     }
 
     /// Records a call's outcome.
-    pub fn record(&self, ok: bool, now: Instant) {
+    pub(crate) fn record(&self, ok: bool, now: Instant) {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
@@ -95,7 +95,7 @@ impl Breaker {
     }
 
     /// Whether calls are being held back.
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.state
             .lock()
             .map(|s| !matches!(*s, State::Closed { .. }))

@@ -181,7 +181,7 @@ fn to_system_time(seconds: f64) -> SystemTime {
 }
 
 /// A label value as a PromQL string literal (double-quoted, escaped).
-pub fn quote(value: &str) -> String {
+pub(crate) fn quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('"');
     for c in value.chars() {

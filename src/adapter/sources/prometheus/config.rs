@@ -111,7 +111,7 @@ pub struct Rule {
 
 impl Rule {
     /// The label that holds the namespace, if the rule maps one.
-    pub fn namespace_label(&self) -> Option<&str> {
+    pub(crate) fn namespace_label(&self) -> Option<&str> {
         self.resources
             .iter()
             .find(|(_, resource)| *resource == GroupResource::namespaces())
@@ -330,7 +330,7 @@ fn compile(kind: RuleKind, origin: &str, rule: RuleConfig) -> Result<Rule, Compi
 }
 
 /// `[a-zA-Z_][a-zA-Z0-9_]*`
-pub fn is_label_name(name: &str) -> bool {
+pub(crate) fn is_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()
@@ -339,7 +339,7 @@ pub fn is_label_name(name: &str) -> bool {
 }
 
 /// The built-in rules, checked.
-pub fn builtin() -> Rules {
+pub(crate) fn builtin() -> Rules {
     // generated from the catalogue and checked by the tests below: an error is a bug there
     parse(&crate::catalogue::prometheus_rules(), "built-in rules").unwrap_or_else(|e| panic!("{e}"))
 }

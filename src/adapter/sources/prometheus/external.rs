@@ -33,10 +33,10 @@ pub struct Fetched {
     pub fetched_at: Instant,
 }
 
-pub type Answer = Arc<Fetched>;
+pub(crate) type Answer = Arc<Fetched>;
 
 /// The external metrics a rule serves: metric → (rule, series name).
-pub type Served = BTreeMap<String, (Arc<Rule>, String)>;
+pub(crate) type Served = BTreeMap<String, (Arc<Rule>, String)>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -86,12 +86,12 @@ impl ExternalQueries {
     }
 
     /// Replaces the metrics served (from discovery).
-    pub fn set_served(&self, served: Served) {
+    pub(crate) fn set_served(&self, served: Served) {
         self.served.store(Arc::new(served));
     }
 
     /// The external metrics served, for discovery.
-    pub fn served_names(&self) -> BTreeSet<String> {
+    pub(crate) fn served_names(&self) -> BTreeSet<String> {
         self.served.load().keys().cloned().collect()
     }
 
@@ -184,12 +184,12 @@ impl ExternalQueries {
     }
 
     /// The max-age of external answers.
-    pub fn max_age(&self) -> Duration {
+    pub(crate) fn max_age(&self) -> Duration {
         self.max_age
     }
 
     /// When the freshest answer held was evaluated.
-    pub fn newest(&self) -> Option<SystemTime> {
+    pub(crate) fn newest(&self) -> Option<SystemTime> {
         self.last_good
             .iter()
             .flat_map(|(_, answer)| answer.series.iter().map(|s| s.sample.sample_time).max())

@@ -42,7 +42,7 @@ const CONCURRENT_QUERIES: usize = 8;
 /// Most units evaluated per cycle; beyond it the rest are dropped with a warning.
 const MAX_UNITS: usize = 20_000;
 
-pub struct PrometheusSource {
+pub(crate) struct PrometheusSource {
     pub client: Arc<PrometheusClient>,
     pub rules: Rules,
     pub interval: Duration,

@@ -21,7 +21,7 @@ use crate::selector::{Operator, Selector};
 
 /// One query evaluated every interval.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Unit {
+pub(crate) struct Unit {
     /// Index of the rule in the rule set.
     pub rule: usize,
     /// The metric served.
@@ -44,7 +44,7 @@ pub fn discovery_query(rule: &Rule) -> String {
 }
 
 /// The units of a custom rule, from its discovery answer.
-pub fn units(rule_index: usize, rule: &Rule, rows: &[Row]) -> BTreeSet<Unit> {
+pub(crate) fn units(rule_index: usize, rule: &Rule, rows: &[Row]) -> BTreeSet<Unit> {
     let namespace_label = rule.namespace_label();
     // metric → its first series name (sorted), so the choice is stable
     let mut series_of: BTreeMap<String, String> = BTreeMap::new();
@@ -91,7 +91,7 @@ pub fn units(rule_index: usize, rule: &Rule, rows: &[Row]) -> BTreeSet<Unit> {
 }
 
 /// The query of one unit.
-pub fn unit_query(rule: &Rule, unit: &Unit) -> String {
+pub(crate) fn unit_query(rule: &Rule, unit: &Unit) -> String {
     let mut matchers = Vec::new();
     if let (Some(namespace), Some(label)) = (&unit.namespace, rule.namespace_label()) {
         matchers.push(format!("{label}={}", quote(namespace)));
@@ -108,7 +108,7 @@ pub fn unit_query(rule: &Rule, unit: &Unit) -> String {
 }
 
 /// Reads a unit's answer: each row names its object in the unit's label.
-pub fn read_unit(unit: &Unit, rows: &[Row]) -> Vec<(ObjectKey, Value)> {
+pub(crate) fn read_unit(unit: &Unit, rows: &[Row]) -> Vec<(ObjectKey, Value)> {
     rows.iter()
         .filter_map(|row| {
             let name = row.labels.get(&unit.label).filter(|n| !n.is_empty())?;
@@ -128,7 +128,7 @@ pub fn read_unit(unit: &Unit, rows: &[Row]) -> Vec<(ObjectKey, Value)> {
 }
 
 /// The metrics an external rule serves, each with the series `<<.Series>>` names.
-pub fn external_metrics(rule: &Rule, rows: &[Row]) -> BTreeMap<String, String> {
+pub(crate) fn external_metrics(rule: &Rule, rows: &[Row]) -> BTreeMap<String, String> {
     let mut metrics: BTreeMap<String, String> = BTreeMap::new();
     for row in rows {
         let Some(series) = row.labels.get("__name__") else {

@@ -75,7 +75,7 @@ struct Current {
 }
 
 /// A bearer token file, re-read when it changes.
-pub struct TokenFile {
+pub(crate) struct TokenFile {
     path: PathBuf,
     current: Mutex<Current>,
 }
