@@ -1,8 +1,14 @@
 # kubemind: the two commands a new user needs are `make demo` and `make test`.
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+## the image the manifests name; make deploy IMAGE=… installs another
+IMAGE ?= ghcr.io/kubemind/kubemind:$(VERSION)
+## default, custom-only (beside KEDA), external-only (beside prometheus-adapter), prometheus,
+## cert-manager, generated
+OVERLAY ?= default
 
-.PHONY: all build demo standalone test lint modules manifests alerts certs bench fuzz clean
+.PHONY: all build demo standalone test lint modules manifests alerts certs deploy undeploy bench fuzz clean
 
 all: build
 
@@ -45,6 +51,15 @@ certs:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## deploy: kubemind preflight (refuses to take over KEDA's or prometheus-adapter's APIService),
+## then kubectl apply -k the OVERLAY with IMAGE; DRY_RUN=1 prints what it would apply instead
+deploy: build
+	apiservice/deploy.sh $(OVERLAY) $(IMAGE) $(if $(DRY_RUN),--dry-run,)
+
+## undeploy: kubectl delete -k the OVERLAY
+undeploy:
+	apiservice/deploy.sh $(OVERLAY) $(IMAGE) delete
 
 ## bench: the adapter's serving latency, throughput and memory, and the exporter's memory and
 ## CPU, against the budget in docs/architecture.md (release build)

@@ -15,6 +15,7 @@ use crate::demo::args::DemoArgs;
 use crate::explain::args::ExplainArgs;
 use crate::exporter::args::ExporterArgs;
 use crate::logging::LogFormat;
+use crate::preflight::args::PreflightArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,6 +41,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Explain why an HPA does or does not scale, pod by pod.
     Explain(ExplainArgs),
+    /// Before installing: refuse to take over an APIService another Service (KEDA,
+    /// prometheus-adapter) serves.
+    Preflight(PreflightArgs),
 }
 
 /// EX_USAGE: bad flags or configuration files.
@@ -72,6 +76,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Demo(args) => run_async(crate::demo::run(args), Flavor::MultiThread),
         Command::Explain(args) => run_async(crate::explain::run(args), Flavor::CurrentThread),
+        Command::Preflight(args) => run_async(crate::preflight::run(args), Flavor::CurrentThread),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod explain;
 pub mod exporter;
 pub mod logging;
 pub mod page_fetch;
+pub mod preflight;
 pub mod process;
 pub mod promtext;
 pub mod quantity;

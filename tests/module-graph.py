@@ -21,7 +21,7 @@ import sys
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 # modules whose parts are nodes of their own
 SPLIT = {"adapter", "exporter", "sim", "demo", "explain"}
-ROLES = {"adapter", "exporter", "demo", "explain"}
+ROLES = {"adapter", "exporter", "demo", "explain", "preflight"}
 # role -> roles it may import (composition): the demo runs the exporter's and the adapter's
 # code; explain reads the HPA algorithm from sim; the CLI composes everything
 ALLOWED_ROLE_EDGES = {
@@ -29,6 +29,7 @@ ALLOWED_ROLE_EDGES = {
     "explain": {"sim"},
     "adapter": {"sim"},
     "exporter": set(),
+    "preflight": set(),
 }
 
 

@@ -28,6 +28,7 @@ mod fixtures;
 mod hostile;
 mod nvml;
 mod podresources;
+mod preflight;
 mod prometheus;
 mod prometheus_auth;
 mod prometheus_server;
