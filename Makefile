@@ -8,7 +8,7 @@ IMAGE ?= ghcr.io/kubemind/kubemind:$(VERSION)
 ## cert-manager, generated
 OVERLAY ?= default
 
-.PHONY: all build demo standalone test lint modules manifests alerts certs deploy undeploy bench fuzz clean
+.PHONY: all build demo standalone test lint modules manifests alerts certs image deploy undeploy bench fuzz clean
 
 all: build
 
@@ -51,6 +51,13 @@ certs:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## image: the container image from Containerfile, tagged IMAGE, with podman or docker
+## (whichever is installed; ENGINE=… to choose)
+ENGINE ?= $(shell command -v podman || command -v docker)
+image:
+	@test -n "$(ENGINE)" || { echo "make image needs podman or docker"; exit 1; }
+	$(ENGINE) build -f Containerfile --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 ## deploy: kubemind preflight (refuses to take over KEDA's or prometheus-adapter's APIService),
 ## then kubectl apply -k the OVERLAY with IMAGE; DRY_RUN=1 prints what it would apply instead

@@ -28,12 +28,25 @@ pub enum FetchError {
 
 /// An HTTP client for scraping: the deadline for connecting and for the whole exchange, no
 /// redirects followed.
+///
+/// HTTPS servers are verified against the system's CA certificates. Where there are none (a
+/// minimal image without `/etc/ssl/certs`), the client is still built — plain HTTP, which
+/// inference servers and exporters speak, works; HTTPS targets then fail to verify — rather
+/// than leaving the exporter with no client at all.
 pub fn client(timeout: std::time::Duration) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
+    let builder = || {
+        reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+    };
+    builder().build().or_else(|error| {
+        tracing::warn!(
+            %error,
+            "no system CA certificates: HTTPS targets cannot be verified; plain HTTP works"
+        );
+        builder().tls_certs_only(Vec::new()).build()
+    })
 }
 
 /// GETs `url` and returns its body, refusing one larger than `max_bytes`.

@@ -26,6 +26,7 @@ mod explain;
 mod exporter;
 mod fixtures;
 mod hostile;
+mod image;
 mod nvml;
 mod podresources;
 mod preflight;

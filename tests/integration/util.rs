@@ -37,7 +37,9 @@ impl Process {
         Process::spawn(dir, name, &mut command)
     }
 
-    fn spawn(dir: &Path, name: &str, command: &mut Command) -> Process {
+    /// Starts `command` (kubemind run some other way: under `chroot`, say) as [`Process::start`]
+    /// does.
+    pub fn spawn(dir: &Path, name: &str, command: &mut Command) -> Process {
         let stderr_path = dir.join(format!("{name}.log"));
         let stderr = std::fs::File::create(&stderr_path).expect("log file");
         let child = command
