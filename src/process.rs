@@ -64,3 +64,16 @@ pub async fn kube_client(
     };
     Ok(kube::Client::try_from(config)?)
 }
+
+/// An error and its causes, `outer: inner: …` — what a transport error alone hides ("error
+/// sending request" over a refused certificate, tonic's "transport error").
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

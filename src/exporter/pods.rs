@@ -70,7 +70,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("connecting to {socket}: {}", chain(source))]
+    #[error("connecting to {socket}: {}", crate::process::error_chain(source))]
     Connect {
         socket: PathBuf,
         source: tonic::transport::Error,
@@ -79,18 +79,6 @@ pub enum Error {
     Call(#[from] tonic::Status),
     #[error("List timed out after {CALL_TIMEOUT:?}")]
     Timeout,
-}
-
-/// An error and its causes, `: `-separated (tonic's transport error alone says only "transport error").
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Calls `List` on the kubelet's socket.

@@ -147,7 +147,7 @@ impl PrometheusClient {
         self.telemetry
             .count_prometheus_query(purpose, answer.is_ok());
         // with its causes: "failed to send request" alone does not say a certificate was refused
-        let answer = answer.map_err(|e| QueryError::Failed(error_chain(&e)))?;
+        let answer = answer.map_err(|e| QueryError::Failed(crate::process::error_chain(&e)))?;
         let rows = match answer.data() {
             Data::Vector(vector) => vector
                 .iter()
@@ -194,17 +194,4 @@ pub(crate) fn quote(value: &str) -> String {
     }
     out.push('"');
     out
-}
-
-/// An error and its causes, `outer: inner: …` (a refused certificate shows beneath "error
-/// sending request").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
