@@ -121,6 +121,10 @@ pub struct AdapterArgs {
     /// Time for a client to complete the TLS handshake.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub tls_handshake_timeout: Duration,
+    /// Serve KEDA's external-scaler gRPC protocol on this port (same address and TLS as the
+    /// APIs; 0 picks a free one), for ScaledObjects that scale idle deployments to zero.
+    #[arg(long, env = "KUBEMIND_KEDA_PORT")]
+    pub keda_port: Option<u16>,
     /// Let requests without credentials through as system:anonymous, to be authorized (and
     /// usually denied, 403) like any user; false answers them 401, as kube-apiserver's flag.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]

@@ -21,6 +21,7 @@ pub mod settings;
 pub use settings::{CONNECTION_LIMITS, Settings};
 use settings::{Certificates, Mode};
 pub mod auth;
+pub mod keda;
 pub mod kube;
 pub mod kubeconfig;
 pub mod local;
@@ -85,6 +86,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         delegate,
         limits,
         anonymous,
+        keda_listen,
     } = settings;
     let security = start_security(
         SecurityInputs {
@@ -106,6 +108,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         &readiness,
         &telemetry,
     )?;
+    let keda = match keda_listen {
+        Some(address) => {
+            let scaler = Arc::new(keda::Scaler::new(store.clone()));
+            let server = serve::spawn(
+                address,
+                Some(security.tls.rustls_config()),
+                keda::router(scaler),
+                limits,
+                Arc::new(serve::ConnectionStats::default()),
+            )
+            .await
+            .with_context(|| format!("binding --keda-port {address}"))?;
+            tracing::info!(address = %server.local_addr, "serving KEDA's external scaler");
+            Some(server)
+        }
+        None => None,
+    };
     let connections = telemetry.connections();
     let app = api::router(ApiState {
         store,
@@ -132,6 +151,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("shutting down; draining in-flight requests");
     for task in security.tasks.iter().chain(&sources.tasks) {
         task.abort();
+    }
+    if let Some(keda) = keda {
+        keda.shutdown(SHUTDOWN_GRACE).await;
     }
     server.shutdown(SHUTDOWN_GRACE).await;
     Ok(())

@@ -86,6 +86,8 @@ pub struct Settings {
     pub limits: serve::Limits,
     /// `--anonymous-auth`.
     pub anonymous: bool,
+    /// Where KEDA's external scaler is served (`--keda-port`), if anywhere.
+    pub keda_listen: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -124,6 +126,7 @@ impl Settings {
                 ..args.connections.limits(CONNECTION_LIMITS)
             },
             anonymous: args.anonymous_auth,
+            keda_listen: args.keda_port.map(|port| SocketAddr::new(bind, port)),
         })
     }
 

@@ -27,6 +27,7 @@ mod exporter;
 mod fixtures;
 mod hostile;
 mod image;
+mod keda;
 mod nvml;
 mod podresources;
 mod preflight;
