@@ -271,19 +271,11 @@ type ActiveStream = Pin<Box<dyn Stream<Item = Result<IsActiveResponse, Status>> 
 pub fn router(scaler: Arc<Scaler>) -> Router {
     let is_active = {
         let scaler = scaler.clone();
-        tower::service_fn(move |request: http::Request<Body>| {
+        unary(move |object: ScaledObjectRef| {
             let scaler = scaler.clone();
             async move {
-                let method = tower::service_fn(move |request: Request<ScaledObjectRef>| {
-                    let scaler = scaler.clone();
-                    async move {
-                        let trigger = Trigger::of(request.get_ref())?;
-                        let result = scaler.is_active(&trigger)?;
-                        Ok::<_, Status>(Response::new(IsActiveResponse { result }))
-                    }
-                });
-                let mut grpc = Grpc::new(ProstCodec::default());
-                Ok::<_, Infallible>(grpc.unary(method, request).await)
+                let result = scaler.is_active(&Trigger::of(&object)?)?;
+                Ok(IsActiveResponse { result })
             }
         })
     };
@@ -305,49 +297,33 @@ pub fn router(scaler: Arc<Scaler>) -> Router {
             }
         })
     };
-    let metric_spec = tower::service_fn(move |request: http::Request<Body>| async move {
-        let method = tower::service_fn(move |request: Request<ScaledObjectRef>| async move {
-            let trigger = Trigger::of(request.get_ref())?;
-            Ok::<_, Status>(Response::new(GetMetricSpecResponse {
-                metric_specs: vec![MetricSpec {
-                    metric_name: trigger.metric.clone(),
-                    target_size: trigger.target.ceil() as i64,
-                    target_size_float: trigger.target,
-                }],
-            }))
-        });
-        let mut grpc = Grpc::new(ProstCodec::default());
-        Ok::<_, Infallible>(grpc.unary(method, request).await)
-    });
-    let metrics = {
-        let scaler = scaler.clone();
-        tower::service_fn(move |request: http::Request<Body>| {
-            let scaler = scaler.clone();
-            async move {
-                let method = tower::service_fn(move |request: Request<GetMetricsRequest>| {
-                    let scaler = scaler.clone();
-                    async move {
-                        let object = request
-                            .get_ref()
-                            .scaled_object_ref
-                            .clone()
-                            .ok_or_else(|| invalid("scaledObjectRef is required".into()))?;
-                        let trigger = Trigger::of(&object)?;
-                        let value = scaler.value(&trigger)?;
-                        Ok::<_, Status>(Response::new(GetMetricsResponse {
-                            metric_values: vec![MetricValue {
-                                metric_name: trigger.metric.clone(),
-                                metric_value: value.round() as i64,
-                                metric_value_float: value,
-                            }],
-                        }))
-                    }
-                });
-                let mut grpc = Grpc::new(ProstCodec::default());
-                Ok::<_, Infallible>(grpc.unary(method, request).await)
-            }
+    let metric_spec = unary(|object: ScaledObjectRef| async move {
+        let trigger = Trigger::of(&object)?;
+        Ok(GetMetricSpecResponse {
+            metric_specs: vec![MetricSpec {
+                metric_name: trigger.metric.clone(),
+                target_size: trigger.target.ceil() as i64,
+                target_size_float: trigger.target,
+            }],
         })
-    };
+    });
+    let metrics = unary(move |request: GetMetricsRequest| {
+        let scaler = scaler.clone();
+        async move {
+            let object = request
+                .scaled_object_ref
+                .ok_or_else(|| invalid("scaledObjectRef is required".into()))?;
+            let trigger = Trigger::of(&object)?;
+            let value = scaler.value(&trigger)?;
+            Ok(GetMetricsResponse {
+                metric_values: vec![MetricValue {
+                    metric_name: trigger.metric.clone(),
+                    metric_value: value.round() as i64,
+                    metric_value_float: value,
+                }],
+            })
+        }
+    });
     Router::new()
         .route_service(&format!("{SERVICE}/IsActive"), is_active)
         .route_service(&format!("{SERVICE}/StreamIsActive"), stream_is_active)
@@ -356,6 +332,38 @@ pub fn router(scaler: Arc<Scaler>) -> Router {
         // gRPC's answer for a method this server lacks (`StreamMetricSpec`, which KEDA
         // tries and then falls back from, or anything newer): a status, not an HTTP 404
         .fallback(|| async { Status::unimplemented("not served by kubemind").into_http::<Body>() })
+}
+
+/// A unary gRPC method as an HTTP service: decodes the request message, runs `handler`,
+/// encodes its answer or its status.
+fn unary<Q, R, F, Fut>(
+    handler: F,
+) -> impl tower::Service<
+    http::Request<Body>,
+    Response = http::Response<tonic::body::Body>,
+    Error = Infallible,
+    Future: Send,
+> + Clone
++ Send
++ Sync
++ 'static
+where
+    Q: prost::Message + Default + Send + 'static,
+    R: prost::Message + Send + 'static,
+    F: Fn(Q) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, Status>> + Send + 'static,
+{
+    tower::service_fn(move |request: http::Request<Body>| {
+        let handler = handler.clone();
+        async move {
+            let method = tower::service_fn(move |request: Request<Q>| {
+                let handler = handler.clone();
+                async move { handler(request.into_inner()).await.map(Response::new) }
+            });
+            let mut grpc = Grpc::new(ProstCodec::default());
+            Ok::<_, Infallible>(grpc.unary(method, request).await)
+        }
+    })
 }
 
 /// `StreamIsActive`: the activity now, then again whenever it changes (looked at every
