@@ -155,18 +155,76 @@ fn connection_budget() -> usize {
     usize::try_from(soft.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX)
 }
 
+/// Why a connection was refused: the `reason` of `…_connections_refused_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    /// At the total cap with no idle connection to close.
+    Total,
+    /// At the cap for one address.
+    PerPeer,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 2] = [Refusal::Total, Refusal::PerPeer];
+
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::Total => "total",
+            Refusal::PerPeer => "per_peer",
+        }
+    }
+}
+
+/// Why the server closed a connection: the `reason` of `…_connections_closed_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Closure {
+    /// Silent past the idle timeout.
+    Idle,
+    /// Closed at the cap to admit a new one.
+    Evicted,
+    /// TLS failed or timed out.
+    Handshake,
+    /// A TLS 1.2 client tried to renegotiate.
+    Renegotiation,
+}
+
+impl Closure {
+    const ALL: [Closure; 4] = [
+        Closure::Idle,
+        Closure::Evicted,
+        Closure::Handshake,
+        Closure::Renegotiation,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Closure::Idle => "idle",
+            Closure::Evicted => "evicted",
+            Closure::Handshake => "handshake",
+            Closure::Renegotiation => "renegotiation",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusedLabels {
-    /// `total` (at the cap with no idle connection to close) or `per_peer`.
+    /// [`Refusal::label`].
     reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClosedLabels {
-    /// `idle`, `evicted` (closed at the cap for a new one), `handshake` (TLS failed or timed
-    /// out), `renegotiation` (a TLS 1.2 client tried to renegotiate).
+    /// [`Closure::label`].
     reason: &'static str,
 }
+
+/// The series' help texts, the same on both renderings.
+const OPEN_HELP: &str = "Connections held now";
+const ACCEPTED_HELP: &str = "Connections accepted";
+const REFUSED_HELP: &str =
+    "Connections refused at a cap (total: no idle connection to close; per_peer)";
+const CLOSED_HELP: &str =
+    "Connections closed by the server (idle, evicted at the cap, handshake failed, renegotiation)";
 
 /// Connection accounting, for the process's `/metrics`.
 #[derive(Debug, Default)]
@@ -183,22 +241,22 @@ impl ConnectionStats {
     pub(crate) fn register(&self, registry: &mut Registry, prefix: &str) {
         registry.register(
             format!("{prefix}_connections_open"),
-            "Connections held now",
+            OPEN_HELP,
             self.open.clone(),
         );
         registry.register(
             format!("{prefix}_connections_accepted"),
-            "Connections accepted",
+            ACCEPTED_HELP,
             self.accepted.clone(),
         );
         registry.register(
             format!("{prefix}_connections_refused"),
-            "Connections refused at a cap (total: no idle connection to close; per_peer)",
+            REFUSED_HELP,
             self.refused.clone(),
         );
         registry.register(
             format!("{prefix}_connections_closed"),
-            "Connections closed by the server (idle, evicted at the cap, handshake failed, renegotiation)",
+            CLOSED_HELP,
             self.closed.clone(),
         );
     }
@@ -206,30 +264,32 @@ impl ConnectionStats {
     /// The same series in Prometheus text format 0.0.4, for a page rendered by hand.
     pub fn render(&self, prefix: &str) -> String {
         let mut text = format!(
-            "# HELP {prefix}_connections_open Connections held now\n\
+            "# HELP {prefix}_connections_open {OPEN_HELP}\n\
              # TYPE {prefix}_connections_open gauge\n\
              {prefix}_connections_open {}\n\
-             # HELP {prefix}_connections_accepted_total Connections accepted\n\
+             # HELP {prefix}_connections_accepted_total {ACCEPTED_HELP}\n\
              # TYPE {prefix}_connections_accepted_total counter\n\
              {prefix}_connections_accepted_total {}\n",
             self.open.get(),
             self.accepted.get()
         );
         text.push_str(&format!(
-            "# HELP {prefix}_connections_refused_total Connections refused at a cap\n\
+            "# HELP {prefix}_connections_refused_total {REFUSED_HELP}\n\
              # TYPE {prefix}_connections_refused_total counter\n"
         ));
-        for reason in ["total", "per_peer"] {
+        for refusal in Refusal::ALL {
+            let reason = refusal.label();
             let count = self.refused.get_or_create(&RefusedLabels { reason }).get();
             text.push_str(&format!(
                 "{prefix}_connections_refused_total{{reason=\"{reason}\"}} {count}\n"
             ));
         }
         text.push_str(&format!(
-            "# HELP {prefix}_connections_closed_total Connections closed by the server\n\
+            "# HELP {prefix}_connections_closed_total {CLOSED_HELP}\n\
              # TYPE {prefix}_connections_closed_total counter\n"
         ));
-        for reason in ["idle", "evicted", "handshake", "renegotiation"] {
+        for closure in Closure::ALL {
+            let reason = closure.label();
             let count = self.closed.get_or_create(&ClosedLabels { reason }).get();
             text.push_str(&format!(
                 "{prefix}_connections_closed_total{{reason=\"{reason}\"}} {count}\n"
@@ -238,11 +298,13 @@ impl ConnectionStats {
         text
     }
 
-    fn closed(&self, reason: &'static str) {
+    fn closed(&self, closure: Closure) {
+        let reason = closure.label();
         self.closed.get_or_create(&ClosedLabels { reason }).inc();
     }
 
-    fn refused(&self, reason: &'static str) {
+    fn refused(&self, refusal: Refusal) {
+        let reason = refusal.label();
         self.refused.get_or_create(&RefusedLabels { reason }).inc();
     }
 }
@@ -345,11 +407,11 @@ impl Admission {
     fn admit(
         self: &Arc<Self>,
         peer: IpAddr,
-    ) -> Result<(Admitted, Option<tokio::sync::oneshot::Receiver<()>>), &'static str> {
+    ) -> Result<(Admitted, Option<tokio::sync::oneshot::Receiver<()>>), Refusal> {
         let mut open = self.lock();
         let mut evicted = None;
         if open.per_peer.get(&peer).copied().unwrap_or(0) >= self.limits.max_connections_per_peer {
-            return Err("per_peer");
+            return Err(Refusal::PerPeer);
         }
         if open.connections.len() - open.evicting >= self.limits.max_connections {
             // a connection that never made a request goes first, then the idlest
@@ -364,7 +426,7 @@ impl Admission {
                 .max_by_key(|(rank, _)| *rank)
                 .map(|(_, entry)| entry);
             let Some(victim) = idlest else {
-                return Err("total");
+                return Err(Refusal::Total);
             };
             let (closed, gone) = tokio::sync::oneshot::channel();
             victim.evicting = true;
@@ -521,8 +583,8 @@ async fn accept_loop(
         };
         let (admitted, evicted) = match admission.admit(peer.ip()) {
             Ok(admitted) => admitted,
-            Err(reason) => {
-                admission.stats.refused(reason);
+            Err(refusal) => {
+                admission.stats.refused(refusal);
                 drop(stream);
                 continue;
             }
@@ -577,13 +639,13 @@ async fn connection(
                 done = handshake => match done {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(_)) | Err(_) => {
-                        stats.closed("handshake");
+                        stats.closed(Closure::Handshake);
                         return;
                     }
                 },
                 // a connection still shaking hands is idle too: it can make way at the cap
                 _ = admitted.activity.evict.notified() => {
-                    stats.closed("evicted");
+                    stats.closed(Closure::Evicted);
                     return;
                 }
             };
@@ -640,7 +702,7 @@ impl tokio::io::AsyncRead for RenegotiationGuard {
         let (wants_write, tls12) = session(&self);
         if tls12 && !wanted_write && wants_write && buf.filled().len() == filled {
             let _ = tokio::io::AsyncWrite::poll_flush(Pin::new(&mut self.inner), cx);
-            self.stats.closed("renegotiation");
+            self.stats.closed(Closure::Renegotiation);
             return Poll::Ready(Ok(()));
         }
         read
@@ -723,10 +785,10 @@ async fn http<I>(
                     return;
                 }
                 if activity.idle_for().is_some_and(|idle| idle >= limits.idle_timeout) {
-                    close = Some("idle");
+                    close = Some(Closure::Idle);
                 }
             }
-            _ = activity.evict.notified() => close = Some("evicted"),
+            _ = activity.evict.notified() => close = Some(Closure::Evicted),
             changed = stopped.changed(), if !draining => {
                 draining = true;
                 if changed.is_ok() {
@@ -734,10 +796,10 @@ async fn http<I>(
                 }
             }
         }
-        if let Some(reason) = close
+        if let Some(closure) = close
             && closing.is_none()
         {
-            stats.closed(reason);
+            stats.closed(closure);
             if !activity.served() {
                 // no client to say goodbye to: it never made a request
                 return;

@@ -33,7 +33,7 @@ use tonic::server::Grpc;
 use tonic::{Request, Response, Status};
 use tonic_prost::ProstCodec;
 
-use super::store::Store;
+use super::store::{Store, oldest_fresh};
 use crate::resources::GroupResource;
 use crate::selector::Selector;
 
@@ -192,8 +192,7 @@ impl Scaler {
     /// The selected pods' fresh values of each metric named; `None` when no pod is selected.
     fn fresh_values(&self, trigger: &Trigger, metrics: &[&str]) -> Option<Vec<Vec<f64>>> {
         let snapshot = self.store.load();
-        let now = SystemTime::now();
-        let max_age = self.store.max_age();
+        let cutoff = oldest_fresh(SystemTime::now(), self.store.max_age());
         let objects = snapshot.objects(Some(&trigger.namespace), &GroupResource::pods())?;
         let pods: Vec<_> = objects
             .values()
@@ -208,7 +207,7 @@ impl Scaler {
                 .map(|metric| {
                     pods.iter()
                         .filter_map(|pod| pod.metrics.get(*metric))
-                        .filter(|sample| sample.is_fresh(now, max_age))
+                        .filter(|sample| sample.is_newer_than(cutoff))
                         .map(|sample| sample.value)
                         .collect()
                 })
