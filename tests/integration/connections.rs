@@ -54,14 +54,7 @@ impl Adapter {
             .parse()
             .expect("address");
         let ca = reqwest::Certificate::from_pem(credentials.ca_pem.as_bytes()).expect("CA");
-        let identity = reqwest::Identity::from_pem(
-            format!(
-                "{}{}",
-                credentials.client_certificate_pem, credentials.client_key_pem
-            )
-            .as_bytes(),
-        )
-        .expect("identity");
+        let identity = crate::util::client_identity(&credentials);
         let build = |identity: Option<reqwest::Identity>| {
             let builder = reqwest::Client::builder()
                 .tls_backend_rustls()

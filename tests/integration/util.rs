@@ -134,6 +134,17 @@ pub fn kubeconfig_server(kubeconfig: &Path) -> String {
         .server
 }
 
+/// A kubeconfig's client certificate and key, as reqwest presents them.
+pub fn client_identity(
+    credentials: &kubemind::adapter::kubeconfig::Credentials,
+) -> reqwest::Identity {
+    let pem = format!(
+        "{}{}",
+        credentials.client_certificate_pem, credentials.client_key_pem
+    );
+    reqwest::Identity::from_pem(pem.as_bytes()).expect("identity")
+}
+
 /// Waits for the adapter to write its kubeconfig, then returns it.
 pub fn wait_for_kubeconfig(process: &Process, path: &Path) -> PathBuf {
     wait_for(Duration::from_secs(30), "the adapter's kubeconfig", || {
