@@ -12,7 +12,7 @@
 //! | `labelSelector` | the workload's pods, in the ScaledObject's namespace |
 //! | `targetValue` | the value per replica KEDA scales to (AverageValue) |
 //! | `aggregation` | `sum` (default), `max` or `avg` over the pods |
-//! | `activationWindow` | how long after the last request or pending one it stays active (default `5m`) |
+//! | `activationWindow` | how long after the last request or pending one it stays active (default `5m`, at most `24h`) |
 //!
 //! The value is the aggregate over the selected pods' fresh values. Pods that exist without a
 //! fresh value are an error (`UNAVAILABLE`), never 0, so KEDA keeps the current replicas; no
@@ -102,6 +102,9 @@ const ACTIVITY_METRICS: [&str; 3] = [
     "inference_request_rate",
 ];
 const DEFAULT_ACTIVATION_WINDOW: Duration = Duration::from_secs(300);
+/// The longest activation window a trigger may ask for; activity older than this is
+/// forgotten, so triggers that stop asking do not pile up.
+const MAX_ACTIVATION_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// How often `StreamIsActive` looks again.
 const STREAM_EVERY: Duration = Duration::from_secs(1);
 
@@ -156,6 +159,12 @@ impl Trigger {
                 .map_err(|e| invalid(format!("metadata.activationWindow: {e}")))?,
             None => DEFAULT_ACTIVATION_WINDOW,
         };
+        if activation_window > MAX_ACTIVATION_WINDOW {
+            return Err(invalid(format!(
+                "metadata.activationWindow must be at most {}",
+                humantime::format_duration(MAX_ACTIVATION_WINDOW)
+            )));
+        }
         if object.namespace.is_empty() {
             return Err(invalid("the ScaledObject's namespace is required".into()));
         }
@@ -255,6 +264,7 @@ impl Scaler {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         if busy {
+            last_active.retain(|_, at| now.duration_since(*at) < MAX_ACTIVATION_WINDOW);
             last_active.insert(trigger.key(), now);
             return Ok(true);
         }
@@ -434,6 +444,11 @@ mod tests {
                 ("metricName", "m"),
                 ("targetValue", "1"),
                 ("labelSelector", "a in ("),
+            ],
+            vec![
+                ("metricName", "m"),
+                ("targetValue", "1"),
+                ("activationWindow", "25h"),
             ],
         ] {
             let error = Trigger::of(&object(&bad)).expect_err("invalid");
