@@ -41,6 +41,18 @@ pub(crate) fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     })
 }
 
+/// Reads the kubeconfig a flag names, if it names one; the error names the flag and the file.
+pub fn read_kubeconfig(
+    flag: &'static str,
+    path: Option<&std::path::Path>,
+) -> Result<Option<kube::config::Kubeconfig>, ConfigError> {
+    path.map(|path| {
+        kube::config::Kubeconfig::read_from(path)
+            .map_err(|e| ConfigError::new(flag, format!("{}: {e}", path.display())))
+    })
+    .transpose()
+}
+
 /// Why no Kubernetes client could be built.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeClientError {

@@ -12,7 +12,7 @@ use super::auth::trust::{Trust, TrustSources};
 use super::sources::prometheus;
 use super::sources::static_file::StaticMetrics;
 use super::tls::ServingIdentity;
-use crate::process::ConfigError;
+use crate::process::{ConfigError, read_kubeconfig};
 use crate::selector::Selector;
 use crate::serve;
 
@@ -112,7 +112,7 @@ impl Settings {
         let trust_flags = trust_flags(&args)?;
         let delegate = read_kubeconfig(
             "--authentication-kubeconfig",
-            args.authentication_kubeconfig.clone(),
+            args.authentication_kubeconfig.as_deref(),
         )?;
         Ok(Settings {
             listen: SocketAddr::new(bind, args.secure_port),
@@ -264,7 +264,7 @@ fn cluster(args: &AdapterArgs) -> Result<ClusterMode, ConfigError> {
         return Err(ConfigError::new("--sources", "names no source"));
     }
     Ok(ClusterMode {
-        kubeconfig: read_kubeconfig("--kubeconfig", args.kubeconfig.clone())?,
+        kubeconfig: read_kubeconfig("--kubeconfig", args.kubeconfig.as_deref())?,
         exporters,
         prometheus,
     })
@@ -287,17 +287,6 @@ fn trust_flags(args: &AdapterArgs) -> Result<TrustSources, ConfigError> {
     Trust::build(&trust_flags, &[])
         .map_err(|e| ConfigError::new("--requestheader-*", e.to_string()))?;
     Ok(trust_flags)
-}
-
-fn read_kubeconfig(
-    flag: &'static str,
-    path: Option<PathBuf>,
-) -> Result<Option<::kube::config::Kubeconfig>, ConfigError> {
-    path.map(|path| {
-        ::kube::config::Kubeconfig::read_from(&path)
-            .map_err(|e| ConfigError::new(flag, format!("{}: {e}", path.display())))
-    })
-    .transpose()
 }
 
 fn read_pem(flag: &'static str, path: Option<PathBuf>) -> Result<Option<String>, ConfigError> {

@@ -30,17 +30,15 @@ const PARTITIONS_METRIC: &str = "kafka_topic_partitions";
 /// Runs `explain`; prints the report.
 pub async fn run(args: ExplainArgs) -> anyhow::Result<()> {
     let namespace = args.namespace.clone().unwrap_or_else(|| "default".into());
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("--kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no cluster configuration; pass --kubeconfig")?,
-    };
-    let client = kube::Client::try_from(config)?;
+    let kubeconfig = crate::process::read_kubeconfig("--kubeconfig", args.kubeconfig.as_deref())?;
+    let client = crate::process::kube_client(kubeconfig)
+        .await
+        .map_err(|error| match error {
+            crate::process::KubeClientError::Infer(_) => {
+                anyhow::anyhow!("{error}; pass --kubeconfig")
+            }
+            other => other.into(),
+        })?;
 
     let hpa: HorizontalPodAutoscaler = match &args.file {
         Some(path) => {

@@ -81,15 +81,10 @@ impl Settings {
         let pod_discovery = if args.no_pod_discovery {
             None
         } else {
-            Some(
-                args.kubeconfig
-                    .map(|path| {
-                        kube::config::Kubeconfig::read_from(&path).map_err(|e| {
-                            ConfigError::new("--kubeconfig", format!("{}: {e}", path.display()))
-                        })
-                    })
-                    .transpose()?,
-            )
+            Some(crate::process::read_kubeconfig(
+                "--kubeconfig",
+                args.kubeconfig.as_deref(),
+            )?)
         };
         Ok(Settings {
             pod_discovery,

@@ -75,14 +75,7 @@ fn instead(taken: &[&str]) -> Option<&'static str> {
 /// Reads the cluster's APIServices and prints a verdict; an error when one would be taken over
 /// without `--force`.
 pub async fn run(args: PreflightArgs) -> anyhow::Result<()> {
-    let kubeconfig = args
-        .kubeconfig
-        .as_ref()
-        .map(|path| {
-            kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("--kubeconfig {}", path.display()))
-        })
-        .transpose()?;
+    let kubeconfig = crate::process::read_kubeconfig("--kubeconfig", args.kubeconfig.as_deref())?;
     let client = crate::process::kube_client(kubeconfig).await?;
     let api = Api::<APIService>::all(client);
     let ours = format!("{}/{}", args.service_namespace, args.service_name);
