@@ -479,7 +479,9 @@ impl Admission {
     }
 }
 
-/// Counts a request in flight on its connection until its response is produced.
+/// Counts a request in flight on its connection until its response body is done — all sent,
+/// or dropped because the client went away or reset the stream — so a connection streaming a
+/// long answer (KEDA's `StreamIsActive`) is busy, not idle, and a cancelled request frees it.
 #[derive(Clone)]
 struct Tracked<S> {
     inner: S,
@@ -488,29 +490,73 @@ struct Tracked<S> {
 
 impl<S, B> tower::Service<Request<B>> for Tracked<S>
 where
-    S: tower::Service<Request<B>> + Send + 'static,
+    S: tower::Service<Request<B>, Response = http::Response<axum::body::Body>> + Send + 'static,
     S::Future: Send + 'static,
 {
-    type Response = S::Response;
+    type Response = http::Response<TrackedBody>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.activity.requests.fetch_add(1, Ordering::Relaxed);
-        self.activity.touch();
-        let activity = self.activity.clone();
+        let in_flight = InFlight::begin(self.activity.clone());
         let response = self.inner.call(request);
         Box::pin(async move {
-            let result = response.await;
-            activity.touch();
-            activity.in_flight.fetch_sub(1, Ordering::AcqRel);
-            result
+            let response = response.await?;
+            Ok(response.map(|inner| TrackedBody {
+                inner,
+                _in_flight: in_flight,
+            }))
         })
+    }
+}
+
+/// One request in flight on a connection, from its start until this is dropped.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn begin(activity: Arc<Activity>) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.requests.fetch_add(1, Ordering::Relaxed);
+        activity.touch();
+        InFlight(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request counted in flight while it lives.
+struct TrackedBody {
+    inner: axum::body::Body,
+    /// Held, never read: dropping the body ends the request.
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = <axum::body::Body as http_body::Body>::Data;
+    type Error = <axum::body::Body as http_body::Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -209,3 +209,56 @@ async fn keda_scales_to_zero_on_kubeminds_signals() {
         .expect_err("unimplemented");
     assert_eq!(missing.code(), tonic::Code::Unimplemented, "{missing}");
 }
+
+/// Regression: the connection counted its request done once the response *headers* were sent,
+/// so a push stream looked idle and was closed at `--idle-timeout`, cutting KEDA off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_stream_outlives_the_idle_timeout() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (adapter, kubeconfig) = start_standalone_adapter(
+        dir.path(),
+        &values(3, 5),
+        &[
+            "--keda-port",
+            "0",
+            "--static-refresh",
+            "100ms",
+            "--idle-timeout",
+            "1s",
+        ],
+    );
+    let address: SocketAddr = listening_address(&adapter, "serving KEDA's external scaler")
+        .parse()
+        .expect("address");
+    let mut keda = Keda::connect(address, &kubeconfig).await;
+    keda.grpc.ready().await.expect("ready");
+    let mut stream = keda
+        .grpc
+        .server_streaming::<_, IsActiveResponse, _>(
+            tonic::Request::new(trigger("app=triton")),
+            PathAndQuery::from_static("/externalscaler.ExternalScaler/StreamIsActive"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .expect("a stream")
+        .into_inner();
+    assert!(
+        stream
+            .message()
+            .await
+            .expect("a message")
+            .expect("one")
+            .result
+    );
+
+    // well past the idle timeout, its check and the closing grace, with nothing pushed
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    std::fs::write(dir.path().join("values.yaml"), values(0, 0)).expect("values");
+    let pushed = tokio::time::timeout(Duration::from_secs(30), stream.message())
+        .await
+        .expect("pushed within 30 s")
+        .unwrap_or_else(|status| panic!("the stream was cut: {status}\n{}", adapter.log()))
+        .expect("one");
+    assert!(!pushed.result, "inactive after the window");
+}
