@@ -374,7 +374,7 @@ struct Entry {
 }
 
 /// Admission decisions over [`Open`].
-struct Admission {
+pub struct Admission {
     limits: Limits,
     stats: Arc<ConnectionStats>,
     open: Mutex<Open>,
@@ -395,6 +395,16 @@ impl Drop for Admitted {
 }
 
 impl Admission {
+    /// The caps in `limits`, counted in `stats`.
+    pub fn new(limits: Limits, stats: Arc<ConnectionStats>) -> Arc<Admission> {
+        Arc::new(Admission {
+            limits,
+            stats,
+            open: Mutex::new(Open::default()),
+            epoch: Instant::now(),
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
         // every update keeps the counts consistent: a panic elsewhere leaves them usable
         self.open
@@ -579,23 +589,18 @@ impl Running {
     }
 }
 
-/// Binds `listen` and serves `app` on it, over TLS when `tls` is given.
+/// Binds `listen` and serves `app` on it, over TLS when `tls` is given, admitting connections
+/// through `admission` — one per process, shared by all its listeners, so the caps and the
+/// open-file budget hold for the process.
 pub async fn spawn(
     listen: SocketAddr,
     tls: Option<RustlsConfig>,
     app: Router,
-    limits: Limits,
-    stats: Arc<ConnectionStats>,
+    admission: Arc<Admission>,
 ) -> io::Result<Running> {
     let listener = TcpListener::bind(listen).await?;
     let local_addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
-    let admission = Arc::new(Admission {
-        limits,
-        stats,
-        open: Mutex::new(Open::default()),
-        epoch: Instant::now(),
-    });
     let task = tokio::spawn(accept_loop(listener, tls, app, admission, stopped));
     Ok(Running {
         local_addr,

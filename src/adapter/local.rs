@@ -51,8 +51,7 @@ pub async fn serve(store: Arc<Store>, kubeconfig_path: &Path) -> anyhow::Result<
         SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
         Some(tls.rustls_config()),
         app,
-        super::settings::CONNECTION_LIMITS,
-        connections,
+        crate::serve::Admission::new(super::settings::CONNECTION_LIMITS, connections),
     )
     .await
     .context("the local server could not listen")?;

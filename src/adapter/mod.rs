@@ -108,6 +108,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         &readiness,
         &telemetry,
     )?;
+    // one admission for both listeners: the caps and the open-file budget are the process's
+    let admission = serve::Admission::new(limits, telemetry.connections());
     let keda = match keda_listen {
         Some(address) => {
             let scaler = Arc::new(keda::Scaler::new(store.clone()));
@@ -115,8 +117,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 address,
                 Some(security.tls.rustls_config()),
                 keda::router(scaler),
-                limits,
-                Arc::new(serve::ConnectionStats::default()),
+                admission.clone(),
             )
             .await
             .with_context(|| format!("binding --keda-port {address}"))?;
@@ -125,7 +126,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let connections = telemetry.connections();
     let app = api::router(ApiState {
         store,
         telemetry,
@@ -133,15 +133,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         access: Access::Checked(security.auth.clone()),
         external: sources.external,
     });
-    let server = serve::spawn(
-        listen,
-        Some(security.tls.rustls_config()),
-        app,
-        limits,
-        connections,
-    )
-    .await
-    .with_context(|| format!("binding {listen}"))?;
+    let server = serve::spawn(listen, Some(security.tls.rustls_config()), app, admission)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     tracing::info!(address = %server.local_addr, "serving the custom and external metrics APIs");
     if let Some(path) = &sources.kubeconfig_out {
         write_standalone_kubeconfig(path, server.local_addr, &security)?;

@@ -166,9 +166,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }),
         )
         .route("/healthz", get(|| async { "ok" }));
-    let server = crate::serve::spawn(listen, None, app, limits, connections)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
+    let server = crate::serve::spawn(
+        listen,
+        None,
+        app,
+        crate::serve::Admission::new(limits, connections),
+    )
+    .await
+    .with_context(|| format!("binding {listen}"))?;
     tracing::info!(address = %server.local_addr, %node, "serving /metrics");
     shutdown.await;
     server.shutdown(SHUTDOWN_GRACE).await;

@@ -115,6 +115,33 @@ async fn value(keda: &mut Keda, selector: &str) -> Result<f64, tonic::Status> {
     Ok(answer.metric_values[0].metric_value_float)
 }
 
+/// The value of `series` on the adapter's own `/metrics`, fetched with the kubeconfig's
+/// certificate.
+async fn adapter_series(kubeconfig: &std::path::Path, series: &str) -> f64 {
+    let credentials = kubemind::adapter::kubeconfig::read(kubeconfig).expect("kubeconfig");
+    let client = reqwest::Client::builder()
+        .tls_backend_rustls()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(credentials.ca_pem.as_bytes()).expect("CA"),
+        )
+        .identity(crate::util::client_identity(&credentials))
+        .build()
+        .expect("client");
+    let server = credentials.server.replace("127.0.0.1", "localhost");
+    let page = client
+        .get(format!("{server}/metrics"))
+        .send()
+        .await
+        .expect("answer")
+        .text()
+        .await
+        .expect("text");
+    page.lines()
+        .filter(|line| line.starts_with(series))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 async fn active(keda: &mut Keda, selector: &str) -> Result<bool, tonic::Status> {
     let answer: IsActiveResponse = keda
         .unary("/externalscaler.ExternalScaler/IsActive", trigger(selector))
@@ -165,6 +192,9 @@ async fn keda_scales_to_zero_on_kubeminds_signals() {
         .into_inner();
     let first = stream.message().await.expect("a message").expect("one");
     assert!(first.result);
+    // KEDA's connection is the adapter's too: counted, and under the same caps
+    let open = adapter_series(&kubeconfig, "kubemind_adapter_connections_open").await;
+    assert!(open >= 2.0, "KEDA's and this one, {open} counted");
 
     // requests stop: the value is 0 at once, activity ends after the 2 s window, pushed too
     std::fs::write(dir.path().join("values.yaml"), values(0, 0)).expect("values");
