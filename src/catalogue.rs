@@ -353,7 +353,7 @@ pub(crate) fn prometheus_rules() -> String {
         GPU_MEMORY_USED.name,
         GPU_MEMORY_USED_PERCENT,
         format!(
-            "100 * sum by (<<.GroupBy>>) (<<.Series>>{{<<.LabelMatchers>>}}) / sum by (<<.GroupBy>>) ({}{{<<.LabelMatchers>>}}) > 0",
+            "100 * sum by (<<.GroupBy>>) (<<.Series>>{{<<.LabelMatchers>>}}) / sum by (<<.GroupBy>>) ({}{{<<.LabelMatchers>>}} > 0)",
             GPU_MEMORY_TOTAL.name
         ),
     );

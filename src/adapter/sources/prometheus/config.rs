@@ -348,6 +348,75 @@ pub(crate) fn builtin() -> Rules {
 mod tests {
     use super::*;
 
+    /// The built-in GPU-memory percentages, rendered as the adapter renders them and evaluated
+    /// by the real promtool (`promtool test rules`), as the exporter's direct path computes
+    /// them: 0 % in use is 0, not absent, and a GPU reporting no memory is left out, not +Inf.
+    #[test]
+    fn the_memory_percent_rules_evaluate_as_the_direct_path_computes() {
+        let rules = builtin();
+        let mut recording = String::from("groups:\n- name: built-in\n  rules:\n");
+        for rule in rules
+            .custom()
+            .filter(|rule| rule.name_as == "gpu_memory_used_percent")
+        {
+            let series = rule.series_query.split('{').next().unwrap_or_default();
+            let (record, group_by) = if rule.namespace_label().is_some() {
+                ("pod_percent", "namespace,pod")
+            } else {
+                ("node_percent", "node")
+            };
+            let query = rule.metrics_query.render(|field| match field {
+                "Series" => series,
+                "GroupBy" => group_by,
+                _ => "",
+            });
+            recording.push_str(&format!("  - record: {record}\n    expr: '{query}'\n"));
+        }
+        assert!(recording.contains("node_percent") && recording.contains("pod_percent"));
+        let test = r#"
+rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+- interval: 1m
+  input_series:
+  - {series: 'kubemind_gpu_memory_used_bytes{node="idle",gpu="0"}', values: '0x3'}
+  - {series: 'kubemind_gpu_memory_total_bytes{node="idle",gpu="0"}', values: '100x3'}
+  - {series: 'kubemind_gpu_memory_used_bytes{node="busy",gpu="0"}', values: '25x3'}
+  - {series: 'kubemind_gpu_memory_total_bytes{node="busy",gpu="0"}', values: '100x3'}
+  - {series: 'kubemind_gpu_memory_used_bytes{node="unknown",gpu="0"}', values: '5x3'}
+  - {series: 'kubemind_gpu_memory_total_bytes{node="unknown",gpu="0"}', values: '0x3'}
+  - {series: 'kubemind_pod_gpu_memory_used_bytes{namespace="demo",pod="idle"}', values: '0x3'}
+  - {series: 'kubemind_pod_gpu_memory_total_bytes{namespace="demo",pod="idle"}', values: '100x3'}
+  - {series: 'kubemind_pod_gpu_memory_used_bytes{namespace="demo",pod="busy"}', values: '50x3'}
+  - {series: 'kubemind_pod_gpu_memory_total_bytes{namespace="demo",pod="busy"}', values: '100x3'}
+  promql_expr_test:
+  - expr: node_percent
+    eval_time: 2m
+    exp_samples:
+    - {labels: 'node_percent{node="idle"}', value: 0}
+    - {labels: 'node_percent{node="busy"}', value: 25}
+  - expr: pod_percent
+    eval_time: 2m
+    exp_samples:
+    - {labels: 'pod_percent{namespace="demo",pod="idle"}', value: 0}
+    - {labels: 'pod_percent{namespace="demo",pod="busy"}', value: 50}
+"#;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("rules.yaml"), &recording).expect("rules");
+        std::fs::write(dir.path().join("test.yaml"), test).expect("test");
+        let output = std::process::Command::new("promtool")
+            .args(["test", "rules", "test.yaml"])
+            .current_dir(dir.path())
+            .output()
+            .expect("promtool (Debian: prometheus) on PATH");
+        assert!(
+            output.status.success(),
+            "{recording}\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// A configuration as prometheus-adapter's documentation and charts write them.
     const TYPICAL: &str = r#"
 rules:
