@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::promtext::{MetricType, Writer};
 use axum::Router;
 use axum::extract::Request;
 use axum_server::tls_rustls::RustlsConfig;
@@ -90,10 +91,10 @@ pub struct ConnectionArgs {
     pub max_connections_per_ip: Option<usize>,
     /// A connection with no request in flight for this long is closed (also one that never
     /// sends a request after the TLS handshake, or an h2 connection that only answers pings).
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = crate::process::parse_duration, value_name = "DURATION")]
     pub idle_timeout: Option<Duration>,
     /// Time to send a request head once begun (HTTP/1).
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = crate::process::parse_duration, value_name = "DURATION")]
     pub request_header_timeout: Option<Duration>,
     /// Largest request head (request line and headers; h2: the header list).
     #[arg(long, value_name = "BYTES")]
@@ -263,39 +264,28 @@ impl ConnectionStats {
 
     /// The same series in Prometheus text format 0.0.4, for a page rendered by hand.
     pub fn render(&self, prefix: &str) -> String {
-        let mut text = format!(
-            "# HELP {prefix}_connections_open {OPEN_HELP}\n\
-             # TYPE {prefix}_connections_open gauge\n\
-             {prefix}_connections_open {}\n\
-             # HELP {prefix}_connections_accepted_total {ACCEPTED_HELP}\n\
-             # TYPE {prefix}_connections_accepted_total counter\n\
-             {prefix}_connections_accepted_total {}\n",
-            self.open.get(),
-            self.accepted.get()
-        );
-        text.push_str(&format!(
-            "# HELP {prefix}_connections_refused_total {REFUSED_HELP}\n\
-             # TYPE {prefix}_connections_refused_total counter\n"
-        ));
+        let mut page = Writer::new();
+        let open = format!("{prefix}_connections_open");
+        page.family(&open, MetricType::Gauge, OPEN_HELP);
+        page.sample(&open, &[], self.open.get() as f64);
+        let accepted = format!("{prefix}_connections_accepted_total");
+        page.family(&accepted, MetricType::Counter, ACCEPTED_HELP);
+        page.sample(&accepted, &[], self.accepted.get() as f64);
+        let refused = format!("{prefix}_connections_refused_total");
+        page.family(&refused, MetricType::Counter, REFUSED_HELP);
         for refusal in Refusal::ALL {
             let reason = refusal.label();
             let count = self.refused.get_or_create(&RefusedLabels { reason }).get();
-            text.push_str(&format!(
-                "{prefix}_connections_refused_total{{reason=\"{reason}\"}} {count}\n"
-            ));
+            page.sample(&refused, &[("reason", reason)], count as f64);
         }
-        text.push_str(&format!(
-            "# HELP {prefix}_connections_closed_total {CLOSED_HELP}\n\
-             # TYPE {prefix}_connections_closed_total counter\n"
-        ));
+        let closed = format!("{prefix}_connections_closed_total");
+        page.family(&closed, MetricType::Counter, CLOSED_HELP);
         for closure in Closure::ALL {
             let reason = closure.label();
             let count = self.closed.get_or_create(&ClosedLabels { reason }).get();
-            text.push_str(&format!(
-                "{prefix}_connections_closed_total{{reason=\"{reason}\"}} {count}\n"
-            ));
+            page.sample(&closed, &[("reason", reason)], count as f64);
         }
-        text
+        page.finish()
     }
 
     fn closed(&self, closure: Closure) {

@@ -155,7 +155,7 @@ impl Trigger {
             }
         };
         let activation_window = match get("activationWindow") {
-            Some(text) => humantime::parse_duration(text)
+            Some(text) => crate::process::parse_duration(text)
                 .map_err(|e| invalid(format!("metadata.activationWindow: {e}")))?,
             None => DEFAULT_ACTIVATION_WINDOW,
         };

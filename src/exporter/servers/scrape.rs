@@ -118,18 +118,6 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 9] = [
-        FailureReason::Timeout,
-        FailureReason::Connect,
-        FailureReason::Status,
-        FailureReason::Redirect,
-        FailureReason::Body,
-        FailureReason::BodyTooLarge,
-        FailureReason::Parse,
-        FailureReason::Cardinality,
-        FailureReason::NonFinite,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             FailureReason::Timeout => "timeout",
