@@ -464,17 +464,19 @@ fn value_metric_report(
     let hpa = inputs.hpa;
     let values: Vec<Milli> = items.iter().map(|i| milli(i.value)).collect();
     let target = milli(spec.target);
+    // only Value targets count pods; AverageValue ones take `status.replicas`
     let pods = match inputs.pods {
         Some(pods) => pods.to_vec(),
-        None => {
+        None if spec.target_type == TargetType::Value => {
             report.working.push(format!(
-                "pods not listed (no selector): taken as {} Running and Ready",
+                "pods not listed (no selector, or the list failed): taken as {} Running and Ready",
                 hpa.current
             ));
             (0..hpa.current)
                 .map(|i| PodState::running(&format!("pod-{i}")))
                 .collect()
         }
+        None => Vec::new(),
     };
     let calculation = match (spec.kind, spec.target_type) {
         (MetricKind::Object, TargetType::Value) => {
@@ -875,6 +877,9 @@ spec:
         // 90 against 30 a replica at 1 replica: ceil(90 / 30) = 3
         let report = analyze(inputs(&view, &[read], None));
         assert_eq!(report.metrics[0].proposal, Ok(3));
+        // no pods listed, and none assumed: AverageValue does not count them
+        let working = report.metrics[0].working.join("\n");
+        assert!(!working.contains("pods not listed"), "{working}");
         assert_eq!(report.desired, 3);
         assert!(report.findings.is_empty(), "{:?}", report.findings);
     }

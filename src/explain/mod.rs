@@ -171,15 +171,15 @@ async fn kafka_partitions(
         .split(',')
         .find_map(|term| term.trim().strip_prefix("topic="))?
         .to_string();
-    let encoded = percent_encoding::utf8_percent_encode(&topic, percent_encoding::NON_ALPHANUMERIC);
-    let list = get(
-        client,
-        &format!(
-            "/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{PARTITIONS_METRIC}?labelSelector=topic%3D{encoded}"
-        ),
-    )
-    .await
-    .ok()?;
+    let partitions = MetricSpec {
+        kind: MetricKind::External,
+        name: PARTITIONS_METRIC.into(),
+        metric_selector: Some(format!("topic={topic}")),
+        ..lag.clone()
+    };
+    let list = get(client, &metric_path(&partitions, namespace, None)?)
+        .await
+        .ok()?;
     let values = items(&list);
     (!values.is_empty()).then(|| Partitions {
         topic,
