@@ -83,11 +83,6 @@ impl Autoscaler {
         }
     }
 
-    /// What the controller remembers; `None` before the first sync.
-    pub fn history(&self) -> Option<&History> {
-        self.history.as_ref()
-    }
-
     /// `tolerancesForHpa`: the controller's tolerance, replaced per direction by
     /// `behavior.scaleUp.tolerance` / `behavior.scaleDown.tolerance` where set (the
     /// HPAConfigurableTolerance feature, beta and on since v1.35).

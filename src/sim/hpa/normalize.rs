@@ -58,7 +58,6 @@ impl Limit {
 /// What one normalization did, step by step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Normalized {
-    pub stabilized: i32,
     pub replicas: i32,
     pub limit: Limit,
     /// The `AbleToScale` reason: `ScaleUpStabilized`, `ScaleDownStabilized` or
@@ -264,7 +263,6 @@ pub(crate) fn with_behavior(
         convert_with_behavior_rate(current, stabilized, min, max, behavior, history, now);
     working.push(text);
     Normalized {
-        stabilized,
         replicas,
         limit,
         stabilization_reason,
@@ -374,7 +372,6 @@ pub fn legacy(
     let (replicas, limit, text) = convert_with_rules(current, stabilized, min, max, factor);
     working.push(text);
     Normalized {
-        stabilized,
         replicas,
         limit,
         stabilization_reason,
