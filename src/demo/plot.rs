@@ -5,6 +5,7 @@
 use plotters::prelude::*;
 
 use super::report::{ScenarioSummary, Summary};
+use super::scenario::SYNC_SECONDS;
 
 const WIDTH: u32 = 960;
 const HEIGHT: u32 = 640;
@@ -43,8 +44,14 @@ pub fn svg(summary: &Summary) -> Result<String, DrawingAreaErrorKind<std::io::Er
     {
         let root = SVGBackend::with_string(&mut text, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE)?;
+        let hpas = match summary.scenarios.len() {
+            1 => "one HPA".to_string(),
+            2 => "two HPAs".to_string(),
+            3 => "three HPAs".to_string(),
+            n => format!("{n} HPAs"),
+        };
         let root = root.titled(
-            "kubemind demo: one gRPC client, three HPAs",
+            &format!("kubemind demo: one gRPC client, {hpas}"),
             ("sans-serif", 22),
         )?;
         let (top, bottom) = root.split_vertically(HEIGHT / 2 - 20);
@@ -95,7 +102,10 @@ pub fn svg(summary: &Summary) -> Result<String, DrawingAreaErrorKind<std::io::Er
             .x_label_area_size(34)
             .y_label_area_size(48)
             .caption(
-                "queue time, p99 of each 15 s (the target: 0.5 s)",
+                format!(
+                    "queue time, p99 of each {SYNC_SECONDS} s (the target: {} s)",
+                    summary.target_queue_time_ms / 1000.0
+                ),
                 ("sans-serif", 16),
             )
             .build_cartesian_2d(0.0..end, 0.0..longest * 1.05)?;
