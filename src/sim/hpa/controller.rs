@@ -151,28 +151,21 @@ impl Autoscaler {
         }
 
         // computeReplicasForMetrics: the largest proposal; failures counted
-        let mut proposed: Option<i32> = None;
+        let mut proposals = Vec::new();
         let mut failed = Vec::new();
         for metric in metrics {
             match &metric.proposal {
-                Ok(replicas) => {
-                    if proposed.is_none_or(|p| *replicas > p) {
-                        proposed = Some(*replicas);
-                    }
-                }
+                Ok(replicas) => proposals.push(*replicas),
                 Err(_) => failed.push(metric.name.as_str()),
             }
         }
-        let Some(raw) = proposed.filter(|_| failed.len() < metrics.len()) else {
+        let Some(&raw) = proposals.iter().max() else {
             working.push("no metric gives a proposal: the count stays".to_string());
             return decided(current, "FailedGetMetrics", None, working);
         };
-        let proposals: Vec<String> = metrics
-            .iter()
-            .filter_map(|m| m.proposal.as_ref().ok().map(|p| p.to_string()))
-            .collect();
         working.push(if proposals.len() > 1 {
-            format!("largest proposal: max({}) = {raw}", proposals.join(", "))
+            let listed: Vec<String> = proposals.iter().map(i32::to_string).collect();
+            format!("largest proposal: max({}) = {raw}", listed.join(", "))
         } else {
             format!("proposal: {raw}")
         });
