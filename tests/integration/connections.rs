@@ -25,7 +25,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::fixtures::{start_standalone_adapter, start_standalone_adapter_limited};
-use crate::util::wait_for_async;
+use crate::util::{series_value, wait_for_async};
 
 const VALUES: &str = r#"
 pods:
@@ -108,14 +108,6 @@ impl Adapter {
             .await
             .expect("handshake")
     }
-}
-
-/// The value of `series` (a name with its labels, as written) on a text page, 0 when absent.
-fn series_value(page: &str, series: &str) -> f64 {
-    page.lines()
-        .filter(|line| line.starts_with(series))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// A TCP connection to `to` from the loopback address `127.0.0.N`.

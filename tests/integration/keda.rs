@@ -68,6 +68,20 @@ impl Keda {
         }
     }
 
+    /// `StreamIsActive` for the `app=…` trigger, open.
+    async fn stream_is_active(&mut self, selector: &str) -> tonic::Streaming<IsActiveResponse> {
+        self.grpc.ready().await.expect("ready");
+        self.grpc
+            .server_streaming(
+                tonic::Request::new(trigger(selector)),
+                PathAndQuery::from_static("/externalscaler.ExternalScaler/StreamIsActive"),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await
+            .expect("a stream")
+            .into_inner()
+    }
+
     async fn unary<Q, R>(&mut self, method: &'static str, message: Q) -> Result<R, tonic::Status>
     where
         Q: prost::Message + Send + Sync + 'static,
@@ -136,10 +150,7 @@ async fn adapter_series(kubeconfig: &std::path::Path, series: &str) -> f64 {
         .text()
         .await
         .expect("text");
-    page.lines()
-        .filter(|line| line.starts_with(series))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    crate::util::series_value(&page, series)
 }
 
 async fn active(keda: &mut Keda, selector: &str) -> Result<bool, tonic::Status> {
@@ -179,17 +190,7 @@ async fn keda_scales_to_zero_on_kubeminds_signals() {
     assert!(active(&mut keda, "app=triton").await.expect("activity"));
 
     // the push stream starts with the activity now
-    keda.grpc.ready().await.expect("ready");
-    let mut stream = keda
-        .grpc
-        .server_streaming::<_, IsActiveResponse, _>(
-            tonic::Request::new(trigger("app=triton")),
-            PathAndQuery::from_static("/externalscaler.ExternalScaler/StreamIsActive"),
-            tonic_prost::ProstCodec::default(),
-        )
-        .await
-        .expect("a stream")
-        .into_inner();
+    let mut stream = keda.stream_is_active("app=triton").await;
     let first = stream.message().await.expect("a message").expect("one");
     assert!(first.result);
     // KEDA's connection is the adapter's too: counted, and under the same caps
@@ -262,17 +263,7 @@ async fn a_push_stream_outlives_the_idle_timeout() {
         .parse()
         .expect("address");
     let mut keda = Keda::connect(address, &kubeconfig).await;
-    keda.grpc.ready().await.expect("ready");
-    let mut stream = keda
-        .grpc
-        .server_streaming::<_, IsActiveResponse, _>(
-            tonic::Request::new(trigger("app=triton")),
-            PathAndQuery::from_static("/externalscaler.ExternalScaler/StreamIsActive"),
-            tonic_prost::ProstCodec::default(),
-        )
-        .await
-        .expect("a stream")
-        .into_inner();
+    let mut stream = keda.stream_is_active("app=triton").await;
     assert!(
         stream
             .message()

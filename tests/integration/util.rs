@@ -134,6 +134,15 @@ pub fn kubeconfig_server(kubeconfig: &Path) -> String {
         .server
 }
 
+/// The value of `series` (a name with its labels, as written) on a text page, summed over the
+/// lines it starts; 0 when absent.
+pub fn series_value(page: &str, series: &str) -> f64 {
+    page.lines()
+        .filter(|line| line.starts_with(series))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A kubeconfig's client certificate and key, as reqwest presents them.
 pub fn client_identity(
     credentials: &kubemind::adapter::kubeconfig::Credentials,
