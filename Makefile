@@ -69,10 +69,12 @@ undeploy:
 	apiservice/deploy.sh $(OVERLAY) $(IMAGE) delete
 
 ## bench: the adapter's serving latency, throughput and memory, and the exporter's memory and
-## CPU, against the budget in docs/architecture.md (release build)
+## CPU (release and the image's dist build side by side) and the image's size, against the
+## budget in docs/architecture.md
 bench:
+	$(CARGO) build --locked --profile dist --bin kubemind
 	$(CARGO) bench --locked --bench adapter_load
-	$(CARGO) bench --locked --bench exporter_load
+	KUBEMIND_IMAGE=$(IMAGE) $(CARGO) bench --locked --bench exporter_load
 	$(CARGO) bench --locked --bench prometheus_paths
 
 ## fuzz: each parser's fuzz target for FUZZ_SECONDS (needs cargo-fuzz; stable toolchain via RUSTC_BOOTSTRAP)

@@ -105,7 +105,7 @@ fn the_image_runs_the_exporter_with_the_toolkits_nvml() {
         .arg(builder.join("bin/cargo"))
         .status()
         .expect("chmod");
-    place(&binary, &builder.join("src/target/release/kubemind"));
+    place(&binary, &builder.join("src/target/dist/kubemind"));
     podman.image_of(&builder, "localhost/kubemind-test-builder:1");
 
     // the runtime: glibc as distroless cc has it, nothing else
