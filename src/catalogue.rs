@@ -14,7 +14,7 @@ pub enum Per {
     Gpu,
     MigInstance,
     Pod,
-    /// An inference server (a pod's Triton or vLLM).
+    /// An inference server (a pod's Triton, vLLM, SGLang, TGI, TorchServe or mapped server).
     Server,
 }
 
@@ -135,12 +135,10 @@ pub(crate) const TRITON_PENDING_REQUESTS: Series = serving(
     "triton_pending_requests",
     1.0,
 );
-pub(crate) const TRITON_REQUEST_RATE: Series = serving(
+pub(crate) const TRITON_REQUEST_RATE: Series = series(
     "kubemind_triton_request_rate",
     Per::Server,
     "Successful requests per second over the window",
-    "inference_request_rate",
-    1.0,
 );
 pub(crate) const TRITON_REJECTED_RATE: Series = series(
     "kubemind_triton_rejected_rate",
@@ -176,10 +174,43 @@ pub(crate) const VLLM_QUEUE_TIME: Series = series(
     Per::Server,
     "Mean time requests waited before running, over the window",
 );
-pub(crate) const VLLM_REQUEST_RATE: Series = serving(
+pub(crate) const VLLM_REQUEST_RATE: Series = series(
     "kubemind_vllm_request_rate",
     Per::Server,
     "Finished requests per second over the window",
+);
+pub(crate) const INFERENCE_REQUESTS_WAITING: Series = serving(
+    "kubemind_inference_requests_waiting",
+    Per::Server,
+    "Requests queued and not yet running, any server (Triton: pending requests)",
+    "inference_requests_waiting",
+    1.0,
+);
+pub(crate) const INFERENCE_REQUESTS_RUNNING: Series = serving(
+    "kubemind_inference_requests_running",
+    Per::Server,
+    "Requests running (the batch), any server that says",
+    "inference_requests_running",
+    1.0,
+);
+pub(crate) const INFERENCE_QUEUE_TIME: Series = serving(
+    "kubemind_inference_queue_time_seconds",
+    Per::Server,
+    "Request-weighted mean queue time over the window, any server (absent when stalled)",
+    "inference_queue_time_ms",
+    1000.0,
+);
+pub(crate) const INFERENCE_KV_CACHE_USAGE: Series = serving(
+    "kubemind_inference_kv_cache_usage_ratio",
+    Per::Server,
+    "KV-cache (token) fullness of the fullest engine, any server that says",
+    "inference_kv_cache_usage_percent",
+    100.0,
+);
+pub(crate) const INFERENCE_REQUEST_RATE: Series = serving(
+    "kubemind_inference_request_rate",
+    Per::Server,
+    "Finished requests per second over the window, any server",
     "inference_request_rate",
     1.0,
 );
@@ -244,6 +275,11 @@ pub const SERIES: &[Series] = &[
     VLLM_KV_CACHE_USAGE,
     VLLM_QUEUE_TIME,
     VLLM_REQUEST_RATE,
+    INFERENCE_REQUESTS_WAITING,
+    INFERENCE_REQUESTS_RUNNING,
+    INFERENCE_QUEUE_TIME,
+    INFERENCE_KV_CACHE_USAGE,
+    INFERENCE_REQUEST_RATE,
     COLLECTION_DURATION,
     LAST_COLLECTION,
     NVML_COLLECTION_DURATION,

@@ -121,12 +121,12 @@ impl Node {
                 continue;
             }
             // the exporter's own scrape step, over the simulated page
-            let target = Target {
-                namespace: self.namespace.clone(),
-                pod: pod.name.clone(),
-                kind: ServerKind::Triton,
-                url: format!("http://{}.{}:8002/metrics", pod.name, self.namespace),
-            };
+            let target = Target::new(
+                &self.namespace,
+                &pod.name,
+                ServerKind::Triton,
+                &format!("http://{}.{}:8002/metrics", pod.name, self.namespace),
+            );
             let text = pod.triton_metrics();
             let at = self.epoch + Duration::from_secs_f64(world.now);
             targets.push(target.clone());

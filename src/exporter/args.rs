@@ -27,9 +27,14 @@ pub struct ExporterArgs {
     /// How often the kubelet is asked which pod holds which GPU (it rate-limits the API).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub pod_resources_refresh: Duration,
-    /// An inference server to scrape: KIND:NAMESPACE/POD=URL, KIND triton or vllm (repeatable).
+    /// An inference server to scrape: KIND:NAMESPACE/POD=URL, KIND triton, vllm, sglang, tgi,
+    /// torchserve or mapped (repeatable).
     #[arg(long = "static-target")]
     pub static_targets: Vec<String>,
+    /// A mapped static target's mapping: NAMESPACE/POD=MAPPING, entries separated by `;`
+    /// (the form of the kubemind.io/metrics annotation; repeatable).
+    #[arg(long = "static-mapping")]
+    pub static_mappings: Vec<String>,
     /// Longest wait for one server's /metrics.
     #[arg(long, default_value = "800ms", value_parser = parse_duration)]
     pub scrape_timeout: Duration,

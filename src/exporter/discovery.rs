@@ -3,9 +3,10 @@
 //!
 //! | annotation | meaning | default |
 //! |---|---|---|
-//! | `kubemind.io/scrape` | `triton` or `vllm` | not scraped |
-//! | `kubemind.io/port` | metrics port | Triton 8002, vLLM 8000 |
+//! | `kubemind.io/scrape` | `triton`, `vllm`, `sglang`, `tgi`, `torchserve` or `mapped` | not scraped |
+//! | `kubemind.io/port` | metrics port | Triton 8002, vLLM 8000, SGLang 30000, TGI 80, TorchServe 8082; required for `mapped` |
 //! | `kubemind.io/path` | metrics path | `/metrics` |
+//! | `kubemind.io/metrics` | a `mapped` server's mapping of its series to signals | required for `mapped` |
 //!
 //! Only running pods with an IP are targets. The reflector keeps the last known pods while the
 //! API server is unreachable (kube's watcher retries with backoff), so scraping goes on.
@@ -19,6 +20,7 @@ use super::servers::scrape::{ServerKind, Target};
 pub(crate) const SCRAPE: &str = "kubemind.io/scrape";
 pub(crate) const PORT: &str = "kubemind.io/port";
 pub const PATH: &str = "kubemind.io/path";
+pub const MAPPING: &str = "kubemind.io/metrics";
 
 /// The target a pod's annotations describe, if any (`Err` names a bad annotation).
 pub(crate) fn target_of(pod: &Pod) -> Result<Option<Target>, String> {
@@ -28,8 +30,12 @@ pub(crate) fn target_of(pod: &Pod) -> Result<Option<Target>, String> {
     };
     let name = pod.metadata.name.clone().unwrap_or_default();
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let kind = ServerKind::parse(kind.trim())
-        .ok_or_else(|| format!("{namespace}/{name}: {SCRAPE}={kind:?} is not triton or vllm"))?;
+    let kind = ServerKind::parse(kind.trim()).ok_or_else(|| {
+        format!(
+            "{namespace}/{name}: {SCRAPE}={kind:?} is not one of {}",
+            ServerKind::names()
+        )
+    })?;
     let status = pod.status.as_ref();
     let running = status.and_then(|s| s.phase.as_deref()) == Some("Running");
     let Some(ip) = status
@@ -41,13 +47,18 @@ pub(crate) fn target_of(pod: &Pod) -> Result<Option<Target>, String> {
     if !running {
         return Ok(None);
     }
-    let (default_port, default_path) = kind.default_port_and_path();
-    let port = match annotations.and_then(|a| a.get(PORT)) {
-        Some(port) => port
+    let port = match (annotations.and_then(|a| a.get(PORT)), kind.default_port()) {
+        (Some(port), _) => port
             .trim()
             .parse::<u16>()
             .map_err(|_| format!("{namespace}/{name}: {PORT}={port:?} is not a port"))?,
-        None => default_port,
+        (None, Some(port)) => port,
+        (None, None) => {
+            return Err(format!(
+                "{namespace}/{name}: a {} server needs {PORT}",
+                kind.as_str()
+            ));
+        }
     };
     let path = match annotations.and_then(|a| a.get(PATH)) {
         Some(path) if path.starts_with('/') => path.clone(),
@@ -56,8 +67,16 @@ pub(crate) fn target_of(pod: &Pod) -> Result<Option<Target>, String> {
                 "{namespace}/{name}: {PATH}={path:?} must start with '/'"
             ));
         }
-        None => default_path.to_string(),
+        None => "/metrics".to_string(),
     };
+    // a mapped pod stays a target with a missing or bad mapping: its scrapes then fail with
+    // reason `mapping`, on the page and in the log, where an operator looks
+    let mapping = (kind == ServerKind::Mapped).then(|| {
+        annotations
+            .and_then(|a| a.get(MAPPING))
+            .cloned()
+            .unwrap_or_default()
+    });
     let host = if ip.contains(':') {
         format!("[{ip}]")
     } else {
@@ -68,6 +87,7 @@ pub(crate) fn target_of(pod: &Pod) -> Result<Option<Target>, String> {
         pod: name,
         kind,
         url: format!("http://{host}:{port}{path}"),
+        mapping,
     }))
 }
 
@@ -153,8 +173,28 @@ mod tests {
             None,
             "no IP yet"
         );
+        assert_eq!(
+            url(&pod(&[(SCRAPE, "tgi")], "Running", Some("10.0.0.7"))),
+            Some((ServerKind::Tgi, "http://10.0.0.7:80/metrics".into()))
+        );
+        let mapped = target_of(&pod(
+            &[
+                (SCRAPE, "mapped"),
+                (PORT, "9090"),
+                (MAPPING, "request_rate = counter x_total"),
+            ],
+            "Running",
+            Some("10.0.0.7"),
+        ))
+        .expect("valid")
+        .expect("a target");
+        assert_eq!(
+            mapped.mapping.as_deref(),
+            Some("request_rate = counter x_total")
+        );
         for bad in [
-            &[(SCRAPE, "tgi")][..],
+            &[(SCRAPE, "tensorrt")][..],
+            &[(SCRAPE, "mapped")],
             &[(SCRAPE, "triton"), (PORT, "http")],
             &[(SCRAPE, "vllm"), (PATH, "metrics")],
         ] {

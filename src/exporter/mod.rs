@@ -4,7 +4,8 @@
 //!
 //! - [`gpu`]: the NVML sampler thread.
 //! - [`pods`]: GPU → pod attribution through the kubelet pod-resources API.
-//! - [`servers`]: Triton and vLLM signals from their counters, and the scrape loop.
+//! - [`servers`]: inference servers' signals from their counters (Triton, vLLM, SGLang, TGI,
+//!   TorchServe, mapped), and the scrape loop.
 //! - [`discovery`]: the node's pods annotated `kubemind.io/scrape`, from a kube reflector.
 //! - [`render`]: one collection as Prometheus text.
 //!
@@ -36,7 +37,7 @@ use crate::serve::ConnectionStats;
 use args::ExporterArgs;
 use gpu::{GpuSnapshot, Sampler};
 use pods::Attributions;
-use servers::scrape::{Scraper, Target};
+use servers::scrape::{Scraper, ServerKind, Target};
 
 /// The exporter's resolved configuration.
 pub struct Settings {
@@ -72,12 +73,35 @@ impl Settings {
                 "must not be empty (NODE_NAME)",
             ));
         }
-        let targets = args
+        let mut targets = args
             .static_targets
             .iter()
             .map(|t| Target::parse_static(t))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ConfigError::new("--static-target", e))?;
+        for mapping in &args.static_mappings {
+            let problem =
+                |what: &str| ConfigError::new("--static-mapping", format!("{mapping:?}: {what}"));
+            let (pod, text) = mapping
+                .split_once('=')
+                .ok_or_else(|| problem("is not NAMESPACE/POD=MAPPING"))?;
+            let target = targets
+                .iter_mut()
+                .find(|t| {
+                    t.kind == ServerKind::Mapped && format!("{}/{}", t.namespace, t.pod) == pod
+                })
+                .ok_or_else(|| problem("names no --static-target mapped:NAMESPACE/POD=URL"))?;
+            target.mapping = Some(text.to_string());
+        }
+        if let Some(t) = targets
+            .iter()
+            .find(|t| t.kind == ServerKind::Mapped && t.mapping.is_none())
+        {
+            return Err(ConfigError::new(
+                "--static-target",
+                format!("mapped:{}/{} has no --static-mapping", t.namespace, t.pod),
+            ));
+        }
         let pod_discovery = if args.no_pod_discovery {
             None
         } else {

@@ -8,8 +8,9 @@
 //! | `kubemind_gpu_utilization_ratio`, `kubemind_gpu_memory_{used,total}_bytes`, `kubemind_gpu_power_watts`, `kubemind_gpu_temperature_celsius` | node, gpu, uuid (+ namespace, pod, container per holder) |
 //! | `kubemind_mig_memory_{used,total}_bytes` | node, gpu, uuid, mig_uuid (+ holder) |
 //! | `kubemind_pod_gpu_utilization_ratio`, `kubemind_pod_gpu_memory_{used,total}_bytes` | namespace, pod, node |
-//! | `kubemind_triton_{queue_time_seconds,queue_compute_ratio,pending_requests,request_rate,rejected_rate,stalled}` | namespace, pod, node |
-//! | `kubemind_vllm_{requests_waiting,requests_running,kv_cache_usage_ratio,queue_time_seconds,request_rate}` | namespace, pod, node |
+//! | `kubemind_inference_{requests_waiting,requests_running,queue_time_seconds,kv_cache_usage_ratio,request_rate}` | namespace, pod, node, kind (every kind) |
+//! | `kubemind_triton_{queue_time_seconds,queue_compute_ratio,pending_requests,request_rate,rejected_rate,stalled}` | namespace, pod, node, kind |
+//! | `kubemind_vllm_{requests_waiting,requests_running,kv_cache_usage_ratio,queue_time_seconds,request_rate}` | namespace, pod, node, kind |
 //! | `kubemind_exporter_*` | the exporter's own health (the `kubemind_exporter_connections_*` series are appended by the `/metrics` handler, from [`crate::serve::ConnectionStats`]) |
 //!
 //! A GPU shared by several pods (time-slicing, MPS) appears once per holder with the whole GPU's
@@ -21,7 +22,9 @@ use std::time::{Duration, SystemTime};
 
 use super::gpu::{GpuReading, GpuSnapshot};
 use super::pods::{DeviceId, Holder};
-use super::servers::scrape::{Signals, TargetReport};
+use super::servers::recipe::QueueSignals;
+use super::servers::scrape::{ServerKind, Signals, TargetReport};
+use super::servers::triton::TritonSignals;
 use crate::catalogue::{self, Series};
 use crate::promtext::{MetricType, Writer};
 
@@ -105,43 +108,63 @@ const GPU_FAMILIES: [(Series, GpuValue); 5] = [
     (catalogue::GPU_TEMPERATURE, |g| g.temperature_celsius),
 ];
 
-type ServerValue = fn(&Signals) -> Option<f64>;
+type ServerValue = fn(ServerKind, &Signals) -> Option<f64>;
 
-/// The per-server families: name, help, value (absent where the server kind has none).
-fn server_families() -> [(Series, ServerValue); 11] {
+/// The per-server families: series, value (absent where the server kind has none). The
+/// `kubemind_inference_*` families are written for every kind; the Triton and vLLM ones only
+/// for their kind.
+fn server_families() -> [(Series, ServerValue); 16] {
     [
-        (catalogue::TRITON_QUEUE_TIME, |s| {
+        (catalogue::TRITON_QUEUE_TIME, |_, s| {
             triton(s)?.queue_time_seconds
         }),
-        (catalogue::TRITON_QUEUE_COMPUTE_RATIO, |s| {
+        (catalogue::TRITON_QUEUE_COMPUTE_RATIO, |_, s| {
             triton(s)?.queue_compute_ratio
         }),
-        (catalogue::TRITON_PENDING_REQUESTS, |s| {
+        (catalogue::TRITON_PENDING_REQUESTS, |_, s| {
             Some(triton(s)?.pending_requests)
         }),
-        (catalogue::TRITON_REQUEST_RATE, |s| {
+        (catalogue::TRITON_REQUEST_RATE, |_, s| {
             Some(triton(s)?.request_rate)
         }),
-        (catalogue::TRITON_REJECTED_RATE, |s| {
+        (catalogue::TRITON_REJECTED_RATE, |_, s| {
             Some(triton(s)?.rejected_rate)
         }),
-        (catalogue::TRITON_STALLED, |s| {
+        (catalogue::TRITON_STALLED, |_, s| {
             Some(if triton(s)?.stalled { 1.0 } else { 0.0 })
         }),
-        (catalogue::VLLM_REQUESTS_WAITING, |s| {
-            Some(vllm(s)?.requests_waiting)
+        (catalogue::VLLM_REQUESTS_WAITING, |k, s| {
+            vllm(k, s)?.requests_waiting
         }),
-        (catalogue::VLLM_REQUESTS_RUNNING, |s| {
-            Some(vllm(s)?.requests_running)
+        (catalogue::VLLM_REQUESTS_RUNNING, |k, s| {
+            vllm(k, s)?.requests_running
         }),
-        (catalogue::VLLM_KV_CACHE_USAGE, |s| {
-            vllm(s)?.kv_cache_usage_ratio
+        (catalogue::VLLM_KV_CACHE_USAGE, |k, s| {
+            vllm(k, s)?.kv_cache_usage_ratio
         }),
-        (catalogue::VLLM_QUEUE_TIME, |s| {
-            vllm(s)?.mean_queue_time_seconds
+        (catalogue::VLLM_QUEUE_TIME, |k, s| {
+            vllm(k, s)?.queue_time_seconds
         }),
-        (catalogue::VLLM_REQUEST_RATE, |s| {
-            Some(vllm(s)?.request_rate)
+        (catalogue::VLLM_REQUEST_RATE, |k, s| {
+            vllm(k, s)?.request_rate
+        }),
+        (catalogue::INFERENCE_REQUESTS_WAITING, |_, s| match s {
+            Signals::Triton(t) => Some(t.pending_requests),
+            Signals::Queue(q) => q.requests_waiting,
+        }),
+        (catalogue::INFERENCE_REQUESTS_RUNNING, |_, s| {
+            queue(s)?.requests_running
+        }),
+        (catalogue::INFERENCE_QUEUE_TIME, |_, s| match s {
+            Signals::Triton(t) => t.queue_time_seconds,
+            Signals::Queue(q) => q.queue_time_seconds,
+        }),
+        (catalogue::INFERENCE_KV_CACHE_USAGE, |_, s| {
+            queue(s)?.kv_cache_usage_ratio
+        }),
+        (catalogue::INFERENCE_REQUEST_RATE, |_, s| match s {
+            Signals::Triton(t) => Some(t.request_rate),
+            Signals::Queue(q) => q.request_rate,
         }),
     ]
 }
@@ -196,19 +219,21 @@ fn pod_gpus<'a>(c: &Collection<'a>) -> BTreeMap<(&'a str, &'a str), PodGpus> {
     pods
 }
 
-/// A per-pod server family: a sample per target whose signals carry a value.
+/// A per-pod server family: a sample per target whose signals carry a value, labelled with
+/// the server's kind.
 fn server_family(w: &mut Writer, c: &Collection<'_>, series: &Series, value: ServerValue) {
     let (name, help) = (series.name, series.help);
     w.family(name, MetricType::Gauge, help);
     for report in c.servers {
-        if let Some(v) = report.signals.as_ref().and_then(value) {
-            let t = &report.target;
+        let t = &report.target;
+        if let Some(v) = report.signals.as_ref().and_then(|s| value(t.kind, s)) {
             w.sample(
                 name,
                 &[
                     ("namespace", &t.namespace),
                     ("pod", &t.pod),
                     ("node", c.node),
+                    ("kind", t.kind.as_str()),
                 ],
                 v,
             );
@@ -216,18 +241,23 @@ fn server_family(w: &mut Writer, c: &Collection<'_>, series: &Series, value: Ser
     }
 }
 
-fn triton(signals: &Signals) -> Option<&super::servers::triton::TritonSignals> {
+fn triton(signals: &Signals) -> Option<&TritonSignals> {
     match signals {
         Signals::Triton(s) => Some(s),
-        Signals::Vllm(_) => None,
+        Signals::Queue(_) => None,
     }
 }
 
-fn vllm(signals: &Signals) -> Option<&super::servers::vllm::VllmSignals> {
+fn queue(signals: &Signals) -> Option<&QueueSignals> {
     match signals {
-        Signals::Vllm(s) => Some(s),
+        Signals::Queue(s) => Some(s),
         Signals::Triton(_) => None,
     }
+}
+
+/// vLLM's own families, for vLLM servers only.
+fn vllm(kind: ServerKind, signals: &Signals) -> Option<&QueueSignals> {
+    (kind == ServerKind::Vllm).then(|| queue(signals)).flatten()
 }
 
 /// The page: NVML health, per-GPU and per-MIG series, per-pod GPU use, per-server signals,

@@ -234,6 +234,203 @@ async fn exporter_end_to_end() {
     );
 }
 
+/// A server's documented page (`tests/data/`) as it reads after `scrapes` scrapes: every
+/// counter and histogram family (by its `# TYPE` line) grown `scrapes` times, gauges as they are
+/// — so each window's Δsum/Δcount is the file's sum/count.
+fn advanced(page: &str, scrapes: u64) -> String {
+    let growing: Vec<&str> = page
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split_once(' '))
+        .filter(|(_, kind)| matches!(kind.trim(), "counter" | "histogram" | "summary"))
+        .map(|(name, _)| name)
+        .collect();
+    page.lines()
+        .map(|line| {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            let grows = !line.starts_with('#')
+                && !line.contains("quantile=")
+                && growing.iter().any(|family| {
+                    name.strip_prefix(family).is_some_and(|rest| {
+                        ["", "_sum", "_count", "_bucket", "_total"].contains(&rest)
+                    })
+                });
+            match line.rsplit_once(' ') {
+                Some((series, value)) if grows => {
+                    let value: f64 = value.parse().expect("a sample value");
+                    format!("{series} {}\n", value * scrapes as f64)
+                }
+                _ => format!("{line}\n"),
+            }
+        })
+        .collect()
+}
+
+/// SGLang, TGI and TorchServe pages written from their documented formats, and home-grown
+/// servers read through a mapping: the exporter gives each the server-neutral signals, with
+/// values known from the pages; a mapping that does not parse, or names a series the page
+/// lacks, fails that pod alone, on the page and in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_server_kind_end_to_end() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let library = crate::nvml::build_simulated_nvml(dir.path());
+    std::fs::write(dir.path().join("nvml-sim.conf"), "").expect("no GPUs");
+    let data = |file: &str| {
+        std::fs::read_to_string(format!("{}/tests/data/{file}", env!("CARGO_MANIFEST_DIR")))
+            .expect("sample page")
+    };
+    let serve =
+        |page: String| metrics_endpoint::serve(move |n| advanced(&page, n)).expect("serves");
+    let sglang = serve(data("sglang-metrics-sample.txt"));
+    let tgi = serve(data("tgi-metrics-sample.txt"));
+    let torchserve = serve(data("torchserve-metrics-sample.txt"));
+    let home_grown = serve(
+        "# TYPE app_queue_depth gauge\napp_queue_depth{stage=\"prefill\"} 4\napp_queue_depth{stage=\"decode\"} 40\n\
+         # TYPE app_queue_wait_ms histogram\napp_queue_wait_ms_sum 1500\napp_queue_wait_ms_count 20\n\
+         # TYPE app_requests counter\napp_requests_total 20\n"
+            .to_string(),
+    );
+    let triton = metrics_endpoint::serve(|n| triton_page(n, u64::MAX, false)).expect("serves");
+    let socket = dir.path().join("none.sock");
+    let (exporter, url) = start_node_exporter(
+        dir.path(),
+        &library,
+        &socket,
+        &[
+            ("sglang:llm/sglang-0", &sglang),
+            ("tgi:llm/tgi-0", &tgi),
+            ("torchserve:vision/torchserve-0", &torchserve),
+            ("mapped:apps/home-grown", &home_grown),
+            ("mapped:apps/bad-mapping", &home_grown),
+            ("mapped:apps/missing-series", &home_grown),
+            ("triton:demo/triton-0", &triton),
+        ],
+        &[
+            "--static-mapping",
+            "apps/home-grown=requests_waiting = gauge app_queue_depth{stage=\"prefill\"}; queue_time_seconds = histogram app_queue_wait_ms * 0.001; request_rate = counter app_requests_total",
+            "--static-mapping",
+            "apps/bad-mapping=queue_depth = gauge app_queue_depth",
+            "--static-mapping",
+            "apps/missing-series=requests_waiting = gauge app_queue_depth; request_rate = counter app_finished_total",
+        ],
+    );
+    let page = crate::util::wait_for_async(
+        Duration::from_secs(60),
+        "queue times from every server",
+        || async {
+            let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+            let queue = values(&text, "kubemind_inference_queue_time_seconds");
+            [
+                "llm/sglang-0",
+                "llm/tgi-0",
+                "vision/torchserve-0",
+                "apps/home-grown",
+                "demo/triton-0",
+            ]
+            .iter()
+            .all(|pod| queue.contains_key(*pod))
+            .then_some(text)
+        },
+    )
+    .await;
+    let close = |name: &str, pod: &str, expected: f64| {
+        let value = values(&page, name).get(pod).copied();
+        assert!(
+            value.is_some_and(|v| (v - expected).abs() < 1e-9),
+            "{name} of {pod}: {value:?}, expected {expected}"
+        );
+    };
+    // SGLang: 48 s waited by 160 requests; 9 waiting, 24 running, 62 % of the token pool
+    close("kubemind_inference_queue_time_seconds", "llm/sglang-0", 0.3);
+    close("kubemind_inference_requests_waiting", "llm/sglang-0", 9.0);
+    close("kubemind_inference_requests_running", "llm/sglang-0", 24.0);
+    close(
+        "kubemind_inference_kv_cache_usage_ratio",
+        "llm/sglang-0",
+        0.62,
+    );
+    // TGI: 36 s over 400 successful requests; queue 6, batch 32; no KV-cache gauge
+    close("kubemind_inference_queue_time_seconds", "llm/tgi-0", 0.09);
+    close("kubemind_inference_requests_waiting", "llm/tgi-0", 6.0);
+    close("kubemind_inference_requests_running", "llm/tgi-0", 32.0);
+    assert!(!values(&page, "kubemind_inference_kv_cache_usage_ratio").contains_key("llm/tgi-0"));
+    // TorchServe: (12.5 + 4.5) s of queue over 400 requests, both models; no depth gauge
+    close(
+        "kubemind_inference_queue_time_seconds",
+        "vision/torchserve-0",
+        0.0425,
+    );
+    assert!(
+        !values(&page, "kubemind_inference_requests_waiting").contains_key("vision/torchserve-0")
+    );
+    // the mapped server: prefill depth only, 1,500 ms over 20 requests in ms scaled to seconds
+    close(
+        "kubemind_inference_requests_waiting",
+        "apps/home-grown",
+        4.0,
+    );
+    close(
+        "kubemind_inference_queue_time_seconds",
+        "apps/home-grown",
+        0.075,
+    );
+    // Triton gives the neutral series too: 50 ms each, nothing pending
+    close(
+        "kubemind_inference_queue_time_seconds",
+        "demo/triton-0",
+        0.05,
+    );
+    close("kubemind_inference_requests_waiting", "demo/triton-0", 0.0);
+    for pod in [
+        "llm/sglang-0",
+        "llm/tgi-0",
+        "vision/torchserve-0",
+        "apps/home-grown",
+    ] {
+        assert!(
+            values(&page, "kubemind_inference_request_rate")[pod] > 0.0,
+            "{pod} finishes requests"
+        );
+    }
+    assert!(
+        page.contains("kubemind_inference_queue_time_seconds{namespace=\"llm\",pod=\"sglang-0\",node=\"gpu-node-1\",kind=\"sglang\"}"),
+        "labelled with the server's kind"
+    );
+    assert!(
+        !page.contains("kubemind_vllm_requests_waiting{namespace=\"llm\""),
+        "vLLM's own series are for vLLM only"
+    );
+    // the two bad mappings: down, with their reason, and said in the log with the pod
+    let up = values(&page, "kubemind_exporter_target_up");
+    for (pod, reason) in [
+        ("bad-mapping", "mapping"),
+        ("missing-series", "missing_series"),
+    ] {
+        assert_eq!(up[&format!("apps/{pod}")], 0.0, "{pod}");
+        assert!(
+            page.contains(&format!("kubemind_exporter_target_failures_total{{namespace=\"apps\",pod=\"{pod}\",kind=\"mapped\",node=\"gpu-node-1\",reason=\"{reason}\"}}")),
+            "{pod} fails with {reason}"
+        );
+    }
+    let log = exporter.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("bad-mapping") && l.contains("\"queue_depth\" is not a signal")),
+        "the log names the pod and the problem: {log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("missing-series") && l.contains("app_finished_total")),
+        "the log names the missing series: {log}"
+    );
+    assert_eq!(
+        log.matches("bad-mapping").count(),
+        1,
+        "said once, not at every scrape: {log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn annotated_pods_on_the_node_are_discovered() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -311,12 +508,7 @@ async fn a_target_with_thousands_of_models_is_refused_not_held() {
     })
     .expect("serves");
     let normal = metrics_endpoint::serve(|n| triton_page(n, u64::MAX, false)).expect("serves");
-    let target = |pod: &str, url: &str| Target {
-        namespace: "demo".into(),
-        pod: pod.into(),
-        kind: ServerKind::Triton,
-        url: url.into(),
-    };
+    let target = |pod: &str, url: &str| Target::new("demo", pod, ServerKind::Triton, url);
     let targets = [target("huge", &huge), target("normal", &normal)];
     let mut scraper = Scraper::new(Duration::from_secs(5), 10_000).expect("client");
     for _ in 0..3 {

@@ -122,12 +122,7 @@ async fn a_namespace_with_a_nul_byte_was_answered_200_with_no_items() {
 async fn scrape_twice(url: &str) -> kubemind::exporter::servers::scrape::TargetReport {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut scraper = Scraper::new(Duration::from_secs(5), 10_000).expect("client");
-    let target = Target {
-        namespace: "demo".into(),
-        pod: "p".into(),
-        kind: ServerKind::Triton,
-        url: url.to_string(),
-    };
+    let target = Target::new("demo", "p", ServerKind::Triton, url);
     let targets = [target];
     scraper.scrape_all(&targets).await;
     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -173,12 +173,7 @@ mod tests {
             },
         )];
         let servers = vec![TargetReport {
-            target: Target {
-                namespace: "demo".into(),
-                pod: "triton-0".into(),
-                kind: ServerKind::Triton,
-                url: String::new(),
-            },
+            target: Target::new("demo", "triton-0", ServerKind::Triton, ""),
             up: true,
             signals: Some(Signals::Triton(TritonSignals {
                 queue_time_seconds: Some(8.0),

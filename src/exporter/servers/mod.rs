@@ -1,13 +1,16 @@
-//! Inference servers on the node: turning what Triton and vLLM expose into saturation signals.
+//! Inference servers on the node: turning what Triton, vLLM, SGLang, TGI, TorchServe and any
+//! mapped server expose into saturation signals.
 //!
 //! Each server kind has a *reading* (what one scrape of one pod holds, parsed with
 //! [`crate::promtext`]) and *signals* computed from two consecutive readings: counters become
 //! deltas over the window between them (a counter that went down was reset, and its current
-//! value is the delta, as Prometheus `rate` does), gauges are taken as they are now.
+//! value is the delta, as Prometheus `rate` does), gauges are taken as they are now. Triton has
+//! its own reading ([`triton`]: stalls, queue/compute ratio, rejections); every other kind is
+//! read through a [`recipe`].
 
+pub mod recipe;
 pub mod scrape;
 pub mod triton;
-pub mod vllm;
 
 use std::collections::HashMap;
 

@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::recipe::{self, QueueReading, QueueSignals, Recipe};
 use super::triton::{self, TritonReading, TritonSignals};
-use super::vllm::{self, VllmReading, VllmSignals};
 use crate::promtext;
 
 /// Largest /metrics body read from a target.
@@ -20,29 +20,67 @@ pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub enum ServerKind {
     Triton,
     Vllm,
+    Sglang,
+    Tgi,
+    TorchServe,
+    /// Any other server, read through its pod's mapping annotation.
+    Mapped,
 }
 
 impl ServerKind {
+    pub const ALL: [ServerKind; 6] = [
+        ServerKind::Triton,
+        ServerKind::Vllm,
+        ServerKind::Sglang,
+        ServerKind::Tgi,
+        ServerKind::TorchServe,
+        ServerKind::Mapped,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ServerKind::Triton => "triton",
             ServerKind::Vllm => "vllm",
+            ServerKind::Sglang => "sglang",
+            ServerKind::Tgi => "tgi",
+            ServerKind::TorchServe => "torchserve",
+            ServerKind::Mapped => "mapped",
         }
     }
 
     pub fn parse(text: &str) -> Option<ServerKind> {
-        match text {
-            "triton" => Some(ServerKind::Triton),
-            "vllm" => Some(ServerKind::Vllm),
-            _ => None,
+        ServerKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    /// The names [`ServerKind::parse`] accepts, for messages.
+    pub fn names() -> String {
+        ServerKind::ALL.map(ServerKind::as_str).join(", ")
+    }
+
+    /// The port the server's metrics are on unless annotated otherwise (a mapped server has
+    /// none: its port must be named). Every kind serves them on `/metrics`.
+    pub(crate) fn default_port(self) -> Option<u16> {
+        match self {
+            ServerKind::Triton => Some(8002),
+            ServerKind::Vllm => Some(8000),
+            // `--enable-metrics` on the API port
+            ServerKind::Sglang => Some(30000),
+            // the router's port in the official image (PORT=80; the launcher's own default is 3000)
+            ServerKind::Tgi => Some(80),
+            // the metrics API (`metrics_address`, with metrics_mode=prometheus)
+            ServerKind::TorchServe => Some(8082),
+            ServerKind::Mapped => None,
         }
     }
 
-    /// Where the server exposes metrics unless annotated otherwise.
-    pub(crate) fn default_port_and_path(self) -> (u16, &'static str) {
+    /// The built-in recipe of a kind read through one (all but Triton and mapped servers).
+    fn recipe(self) -> Option<&'static Recipe> {
         match self {
-            ServerKind::Triton => (8002, "/metrics"),
-            ServerKind::Vllm => (8000, "/metrics"),
+            ServerKind::Vllm => Some(&recipe::VLLM),
+            ServerKind::Sglang => Some(&recipe::SGLANG),
+            ServerKind::Tgi => Some(&recipe::TGI),
+            ServerKind::TorchServe => Some(&recipe::TORCHSERVE),
+            ServerKind::Triton | ServerKind::Mapped => None,
         }
     }
 }
@@ -54,12 +92,31 @@ pub struct Target {
     pub pod: String,
     pub kind: ServerKind,
     pub url: String,
+    /// A mapped server's mapping, as written (`kubemind.io/metrics`, `--static-mapping`);
+    /// read at every scrape, so a bad one is reported as the target's failure.
+    pub mapping: Option<String>,
 }
 
 impl Target {
+    /// A target of a built-in kind.
+    pub fn new(namespace: &str, pod: &str, kind: ServerKind, url: &str) -> Target {
+        Target {
+            namespace: namespace.into(),
+            pod: pod.into(),
+            kind,
+            url: url.into(),
+            mapping: None,
+        }
+    }
+
     /// Reads `--static-target KIND:NAMESPACE/POD=URL`.
     pub(crate) fn parse_static(text: &str) -> Result<Target, String> {
-        let usage = || format!("{text:?} is not KIND:NAMESPACE/POD=URL (KIND triton or vllm)");
+        let usage = || {
+            format!(
+                "{text:?} is not KIND:NAMESPACE/POD=URL (KIND one of {})",
+                ServerKind::names()
+            )
+        };
         let (kind, rest) = text.split_once(':').ok_or_else(usage)?;
         let kind = ServerKind::parse(kind).ok_or_else(usage)?;
         let (pod, url) = rest.split_once('=').ok_or_else(usage)?;
@@ -70,26 +127,33 @@ impl Target {
         {
             return Err(usage());
         }
-        Ok(Target {
-            namespace: namespace.into(),
-            pod: pod.into(),
-            kind,
-            url: url.into(),
-        })
+        Ok(Target::new(namespace, pod, kind, url))
+    }
+
+    /// The recipe this target is read with; a mapped target's mapping may not parse.
+    fn recipe(&self) -> Result<std::borrow::Cow<'static, Recipe>, Failure> {
+        if let Some(recipe) = self.kind.recipe() {
+            return Ok(std::borrow::Cow::Borrowed(recipe));
+        }
+        let mapping = self.mapping.as_deref().unwrap_or_default();
+        Recipe::parse_mapping(mapping)
+            .map(std::borrow::Cow::Owned)
+            .map_err(|e| Failure::new(FailureReason::Mapping, format!("mapping: {e}")))
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 enum Reading {
     Triton(TritonReading),
-    Vllm(VllmReading),
+    Queue(QueueReading),
 }
 
 /// A server's signals over its last window.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Signals {
     Triton(TritonSignals),
-    Vllm(VllmSignals),
+    /// Any server read through a recipe (vLLM, SGLang, TGI, TorchServe, mapped).
+    Queue(QueueSignals),
 }
 
 /// Why a scrape failed: one bounded label value per real cause.
@@ -115,6 +179,32 @@ pub enum FailureReason {
     /// The page's values give a signal that is not a finite number (an overflow, NaN): it is
     /// left out, never rendered.
     NonFinite,
+    /// A mapped server's mapping does not parse.
+    Mapping,
+    /// A series a mapped server's mapping names is not on its page.
+    MissingSeries,
+}
+
+/// A failed scrape: its bounded reason, and what an operator needs to fix it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Failure {
+    reason: FailureReason,
+    detail: String,
+}
+
+impl Failure {
+    fn new(reason: FailureReason, detail: impl Into<String>) -> Failure {
+        Failure {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<FailureReason> for Failure {
+    fn from(reason: FailureReason) -> Failure {
+        Failure::new(reason, reason.as_str())
+    }
 }
 
 impl FailureReason {
@@ -129,6 +219,8 @@ impl FailureReason {
             FailureReason::Parse => "parse",
             FailureReason::Cardinality => "cardinality",
             FailureReason::NonFinite => "non_finite",
+            FailureReason::Mapping => "mapping",
+            FailureReason::MissingSeries => "missing_series",
         }
     }
 }
@@ -149,6 +241,8 @@ struct TargetState {
     signals: Option<Signals>,
     last_success: Option<SystemTime>,
     failures: BTreeMap<FailureReason, u64>,
+    /// The last scrape's failure, logged when it first appears, not at every scrape.
+    failing: Option<FailureReason>,
 }
 
 /// What the exporter remembers of each inference server between collections — its previous
@@ -175,21 +269,23 @@ impl Readings {
         at: Instant,
         max_samples: usize,
     ) -> TargetReport {
-        let reading = page.and_then(|text| read(target.kind, text.as_bytes(), max_samples));
+        let reading = page
+            .map_err(Failure::from)
+            .and_then(|text| read(target, text.as_bytes(), max_samples));
         self.record(target, reading, at)
     }
 
     fn record(
         &mut self,
         target: &Target,
-        result: Result<Reading, FailureReason>,
+        result: Result<Reading, Failure>,
         at: Instant,
     ) -> TargetReport {
         let state = self.states.entry(target.clone()).or_default();
         let up = match result {
             Ok(reading) => {
                 if let Some((previous, then)) = &state.previous {
-                    state.signals = signals(previous, &reading, at.duration_since(*then));
+                    state.signals = signals(target, previous, &reading, at.duration_since(*then));
                 }
                 if state.signals.as_ref().is_some_and(|s| !s.is_finite()) {
                     *state.failures.entry(FailureReason::NonFinite).or_default() += 1;
@@ -197,11 +293,24 @@ impl Readings {
                 }
                 state.previous = Some((reading, at));
                 state.last_success = Some(SystemTime::now());
+                if state.failing.take().is_some() {
+                    tracing::info!(namespace = %target.namespace, pod = %target.pod, kind = target.kind.as_str(), "scraped again");
+                }
                 true
             }
-            Err(reason) => {
-                *state.failures.entry(reason).or_default() += 1;
+            Err(failure) => {
+                *state.failures.entry(failure.reason).or_default() += 1;
                 state.signals = None;
+                if state.failing.replace(failure.reason) != Some(failure.reason) {
+                    tracing::warn!(
+                        namespace = %target.namespace,
+                        pod = %target.pod,
+                        kind = target.kind.as_str(),
+                        reason = failure.reason.as_str(),
+                        problem = %failure.detail,
+                        "scrape failed"
+                    );
+                }
                 false
             }
         };
@@ -242,7 +351,7 @@ impl Scraper {
             async move {
                 let result = tokio::time::timeout(timeout, fetch(&client, target, max_samples))
                     .await
-                    .unwrap_or(Err(FailureReason::Timeout));
+                    .unwrap_or(Err(FailureReason::Timeout.into()));
                 (target, result, Instant::now())
             }
         });
@@ -265,26 +374,27 @@ impl Signals {
                 Some(s.request_rate),
                 Some(s.rejected_rate),
             ],
-            Signals::Vllm(s) => vec![
-                Some(s.requests_waiting),
-                Some(s.requests_running),
-                s.kv_cache_usage_ratio,
-                s.mean_queue_time_seconds,
-                Some(s.request_rate),
-            ],
+            Signals::Queue(s) => s.values().to_vec(),
         };
         values.into_iter().flatten().all(f64::is_finite)
     }
 }
 
-fn signals(previous: &Reading, current: &Reading, elapsed: Duration) -> Option<Signals> {
+fn signals(
+    target: &Target,
+    previous: &Reading,
+    current: &Reading,
+    elapsed: Duration,
+) -> Option<Signals> {
     match (previous, current) {
         (Reading::Triton(before), Reading::Triton(now)) => {
             triton::signals(before, now, elapsed).map(Signals::Triton)
         }
-        (Reading::Vllm(before), Reading::Vllm(now)) => {
-            vllm::signals(before, now, elapsed).map(Signals::Vllm)
-        }
+        (Reading::Queue(before), Reading::Queue(now)) => target
+            .recipe()
+            .ok()?
+            .signals(before, now, elapsed)
+            .map(Signals::Queue),
         _ => None,
     }
 }
@@ -293,7 +403,7 @@ async fn fetch(
     client: &reqwest::Client,
     target: &Target,
     max_samples: usize,
-) -> Result<Reading, FailureReason> {
+) -> Result<Reading, Failure> {
     use crate::page_fetch::FetchError;
     let body = crate::page_fetch::fetch(client, &target.url, MAX_BODY_BYTES)
         .await
@@ -306,22 +416,29 @@ async fn fetch(
             FetchError::TooLarge => FailureReason::BodyTooLarge,
             FetchError::Parse => FailureReason::Parse,
         })?;
-    let kind = target.kind;
-    crate::page_fetch::parse(body, move |body| read(kind, body, max_samples))
+    let target = target.clone();
+    crate::page_fetch::parse(body, move |body| read(&target, body, max_samples))
         .await
-        .map_err(|_| FailureReason::Parse)?
+        .map_err(|_| Failure::from(FailureReason::Parse))?
 }
 
-fn read(kind: ServerKind, body: &[u8], max_samples: usize) -> Result<Reading, FailureReason> {
-    let text = std::str::from_utf8(body).map_err(|_| FailureReason::Parse)?;
+fn read(target: &Target, body: &[u8], max_samples: usize) -> Result<Reading, Failure> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| Failure::new(FailureReason::Parse, "the page is not UTF-8"))?;
     let exposition = promtext::parse_with_limit(text, max_samples).map_err(|e| match e {
-        promtext::ParseError::TooManySamples { .. } => FailureReason::Cardinality,
-        promtext::ParseError::Syntax { .. } => FailureReason::Parse,
+        promtext::ParseError::TooManySamples { .. } => {
+            Failure::new(FailureReason::Cardinality, e.to_string())
+        }
+        promtext::ParseError::Syntax { .. } => Failure::new(FailureReason::Parse, e.to_string()),
     })?;
-    Ok(match kind {
-        ServerKind::Triton => Reading::Triton(TritonReading::from_exposition(&exposition)),
-        ServerKind::Vllm => Reading::Vllm(VllmReading::from_exposition(&exposition)),
-    })
+    if target.kind == ServerKind::Triton {
+        return Ok(Reading::Triton(TritonReading::from_exposition(&exposition)));
+    }
+    let recipe = target.recipe()?;
+    recipe
+        .read(&exposition)
+        .map(Reading::Queue)
+        .map_err(|missing| Failure::new(FailureReason::MissingSeries, missing))
 }
 
 #[cfg(test)]
@@ -348,7 +465,7 @@ mod tests {
         );
         for bad in [
             "triton:demo=http://x",
-            "tgi:demo/p=http://x",
+            "tensorrt:demo/p=http://x",
             "vllm:demo/p=ftp://x",
             "vllm:/p=http://x",
             "nonsense",
