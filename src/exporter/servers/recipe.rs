@@ -340,7 +340,7 @@ impl Recipe {
     }
 
     /// One reading of a page. A strict recipe whose series are not all there fails, naming them.
-    pub(crate) fn read(&self, exposition: &Exposition<'_>) -> Result<QueueReading, String> {
+    pub fn read(&self, exposition: &Exposition<'_>) -> Result<QueueReading, String> {
         let mut by_name: HashMap<&str, Vec<&Sample<'_>>> = HashMap::new();
         for sample in &exposition.samples {
             if sample.value.is_finite() && sample.value >= 0.0 && self.wants(sample.name) {
@@ -522,7 +522,7 @@ impl QueueSignals {
         *slot = value;
     }
 
-    pub(crate) fn values(&self) -> [Option<f64>; 5] {
+    pub fn values(&self) -> [Option<f64>; 5] {
         [
             self.requests_waiting,
             self.requests_running,
@@ -664,6 +664,36 @@ mod tests {
         ] {
             let error = Recipe::parse_mapping(text).expect_err(text);
             assert!(error.0.contains(says), "{text:?}: {error}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text gets an answer, never a panic; any mapping that parses reads any page.
+        #[test]
+        fn any_mapping_text_is_answered(mapping in "\\PC{0,120}", page in "[a-z_]{1,8}( [0-9]{1,4})?\n") {
+            if let Ok(recipe) = Recipe::parse_mapping(&mapping) {
+                if let Ok(exposition) = promtext::parse(&page) {
+                    let _ = recipe.read(&exposition);
+                }
+            }
+        }
+
+        /// A mapping written in the documented form parses into what it says.
+        #[test]
+        fn documented_mappings_parse(
+            name in "[a-z_][a-z0-9_]{0,20}",
+            label in "[a-z][a-z_]{0,8}",
+            value in "[a-zA-Z0-9 ./-]{0,12}",
+            factor in 1u32..100_000,
+        ) {
+            let text = format!("request_rate = counter {name}{{{label}=\"{value}\"}} * {factor}");
+            let recipe = Recipe::parse_mapping(&text).expect("documented form");
+            let Ingredient { signal, source, scale } = &recipe.ingredients[0];
+            proptest::prop_assert_eq!(*signal, Signal::RequestRate);
+            proptest::prop_assert_eq!(*scale, f64::from(factor));
+            let Source::Counter(pick) = source else { panic!("a counter") };
+            proptest::prop_assert_eq!(&pick.names, &vec![name.clone()]);
+            proptest::prop_assert_eq!(&pick.matchers, &vec![(label.clone(), value.clone())]);
         }
     }
 }
