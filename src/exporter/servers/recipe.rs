@@ -671,10 +671,8 @@ mod tests {
         /// Any text gets an answer, never a panic; any mapping that parses reads any page.
         #[test]
         fn any_mapping_text_is_answered(mapping in "\\PC{0,120}", page in "[a-z_]{1,8}( [0-9]{1,4})?\n") {
-            if let Ok(recipe) = Recipe::parse_mapping(&mapping) {
-                if let Ok(exposition) = promtext::parse(&page) {
-                    let _ = recipe.read(&exposition);
-                }
+            if let (Ok(recipe), Ok(exposition)) = (Recipe::parse_mapping(&mapping), promtext::parse(&page)) {
+                let _ = recipe.read(&exposition);
             }
         }
 
