@@ -1,5 +1,5 @@
 //! `make bench`, exporter part: RSS and CPU of the release `kubemind exporter` collecting 8
-//! simulated GPUs (the simulated libnvidia-ml through nvml-wrapper) and 16 Triton endpoints
+//! simulated GPUs with GPM (the simulated libnvidia-ml through nvml-wrapper) and 16 Triton endpoints
 //! (4 models on 2 GPUs each, counters advancing per scrape) at 1 Hz, with 16 pods attributed
 //! through a simulated kubelet — against the budget in `docs/architecture.md`, Performance
 //! budget (≤ 12 MiB RSS, ≤ 1 % of a core).
@@ -45,6 +45,7 @@ fn triton_page(scrape: u64) -> String {
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let library = nvml::build(dir.path()).expect("cc builds the simulated NVML");
+    // Hopper-like GPUs: GPM on, so each collection also takes and compares GPM samples
     let script: String = (0..GPUS)
         .map(|i| {
             nvml::gpu_line(
@@ -52,7 +53,7 @@ fn main() {
                 50 + i as u32,
                 (i as u64 + 1) << 32,
                 80 << 30,
-            )
+            ) + &format!("gpm {} 30 20 40\n", 10 + i)
         })
         .collect();
     std::fs::write(dir.path().join("nvml-sim.conf"), script).expect("script");
@@ -190,7 +191,7 @@ fn report(figures: &[Figures]) {
     let verdict = |ok: bool| if ok { "within budget" } else { "OVER BUDGET" };
     println!();
     println!(
-        "kubemind exporter: {GPUS} simulated GPUs, {ENDPOINTS} Triton endpoints, 1 Hz, {:.0} s measured",
+        "kubemind exporter: {GPUS} simulated GPUs with GPM, {ENDPOINTS} Triton endpoints, 1 Hz, {:.0} s measured",
         figures[0].elapsed
     );
     println!();

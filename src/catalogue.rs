@@ -85,6 +85,51 @@ pub(crate) const GPU_TEMPERATURE: Series = series(
     Per::Gpu,
     "GPU temperature",
 );
+pub(crate) const GPM_SUPPORTED: Series = series(
+    "kubemind_gpm_supported",
+    Per::Gpu,
+    "1 when the GPU supports GPM (Hopper and newer), so its SM, tensor and DRAM activity are reported",
+);
+pub(crate) const GPU_SM_ACTIVE: Series = series(
+    "kubemind_gpu_sm_active_ratio",
+    Per::Gpu,
+    "GPM: share of time SMs had at least one warp resident, over the last interval",
+);
+pub(crate) const GPU_SM_OCCUPANCY: Series = series(
+    "kubemind_gpu_sm_occupancy_ratio",
+    Per::Gpu,
+    "GPM: resident warps over the SMs' maximum, over the last interval",
+);
+pub(crate) const GPU_TENSOR_ACTIVE: Series = series(
+    "kubemind_gpu_tensor_active_ratio",
+    Per::Gpu,
+    "GPM: share of time any tensor pipe was busy, over the last interval",
+);
+pub(crate) const GPU_DRAM_ACTIVE: Series = series(
+    "kubemind_gpu_dram_active_ratio",
+    Per::Gpu,
+    "GPM: DRAM bandwidth used over the peak, over the last interval",
+);
+pub(crate) const MIG_SM_ACTIVE: Series = series(
+    "kubemind_mig_sm_active_ratio",
+    Per::MigInstance,
+    "GPM: share of time the instance's SMs had a warp resident, over the last interval",
+);
+pub(crate) const MIG_SM_OCCUPANCY: Series = series(
+    "kubemind_mig_sm_occupancy_ratio",
+    Per::MigInstance,
+    "GPM: the instance's resident warps over its SMs' maximum, over the last interval",
+);
+pub(crate) const MIG_TENSOR_ACTIVE: Series = series(
+    "kubemind_mig_tensor_active_ratio",
+    Per::MigInstance,
+    "GPM: share of time the instance's tensor pipes were busy, over the last interval",
+);
+pub(crate) const MIG_DRAM_ACTIVE: Series = series(
+    "kubemind_mig_dram_active_ratio",
+    Per::MigInstance,
+    "GPM: the instance's DRAM bandwidth over the peak, over the last interval",
+);
 pub(crate) const MIG_MEMORY_USED: Series = series(
     "kubemind_mig_memory_used_bytes",
     Per::MigInstance,
@@ -108,6 +153,34 @@ pub(crate) const POD_GPU_MEMORY_USED: Series = serving(
     "GPU memory in use on the GPUs and MIG instances a pod holds",
     "gpu_memory_used_bytes",
     1.0,
+);
+pub(crate) const POD_GPU_SM_ACTIVE: Series = serving(
+    "kubemind_pod_gpu_sm_active_ratio",
+    Per::Pod,
+    "GPM SM activity, mean over the GPUs and MIG instances a pod holds",
+    "gpu_sm_active_percent",
+    100.0,
+);
+pub(crate) const POD_GPU_SM_OCCUPANCY: Series = serving(
+    "kubemind_pod_gpu_sm_occupancy_ratio",
+    Per::Pod,
+    "GPM SM occupancy, mean over the GPUs and MIG instances a pod holds",
+    "gpu_sm_occupancy_percent",
+    100.0,
+);
+pub(crate) const POD_GPU_TENSOR_ACTIVE: Series = serving(
+    "kubemind_pod_gpu_tensor_active_ratio",
+    Per::Pod,
+    "GPM tensor-pipe activity, mean over the GPUs and MIG instances a pod holds",
+    "gpu_tensor_active_percent",
+    100.0,
+);
+pub(crate) const POD_GPU_DRAM_ACTIVE: Series = serving(
+    "kubemind_pod_gpu_dram_active_ratio",
+    Per::Pod,
+    "GPM DRAM bandwidth, mean over the GPUs and MIG instances a pod holds",
+    "gpu_dram_active_percent",
+    100.0,
 );
 pub(crate) const POD_GPU_MEMORY_TOTAL: Series = series(
     "kubemind_pod_gpu_memory_total_bytes",
@@ -259,11 +332,24 @@ pub const SERIES: &[Series] = &[
     GPU_MEMORY_TOTAL,
     GPU_POWER,
     GPU_TEMPERATURE,
+    GPM_SUPPORTED,
+    GPU_SM_ACTIVE,
+    GPU_SM_OCCUPANCY,
+    GPU_TENSOR_ACTIVE,
+    GPU_DRAM_ACTIVE,
     MIG_MEMORY_USED,
     MIG_MEMORY_TOTAL,
+    MIG_SM_ACTIVE,
+    MIG_SM_OCCUPANCY,
+    MIG_TENSOR_ACTIVE,
+    MIG_DRAM_ACTIVE,
     POD_GPU_UTILIZATION,
     POD_GPU_MEMORY_USED,
     POD_GPU_MEMORY_TOTAL,
+    POD_GPU_SM_ACTIVE,
+    POD_GPU_SM_OCCUPANCY,
+    POD_GPU_TENSOR_ACTIVE,
+    POD_GPU_DRAM_ACTIVE,
     TRITON_QUEUE_TIME,
     TRITON_QUEUE_COMPUTE_RATIO,
     TRITON_PENDING_REQUESTS,
@@ -305,9 +391,22 @@ pub(crate) fn pod_metrics() -> Vec<&'static str> {
     metrics
 }
 
+/// The per-GPU series whose mean over a node's GPUs (× 100) is a node metric.
+pub(crate) const NODE_MEANS: [(Series, &str); 5] = [
+    (GPU_UTILIZATION, "gpu_utilization_percent"),
+    (GPU_SM_ACTIVE, "gpu_sm_active_percent"),
+    (GPU_SM_OCCUPANCY, "gpu_sm_occupancy_percent"),
+    (GPU_TENSOR_ACTIVE, "gpu_tensor_active_percent"),
+    (GPU_DRAM_ACTIVE, "gpu_dram_active_percent"),
+];
+
 /// The catalogue metrics an exporter gives for its node, over all its GPUs.
 pub(crate) const NODE_METRICS: &[&str] = &[
     "gpu_utilization_percent",
+    "gpu_sm_active_percent",
+    "gpu_sm_occupancy_percent",
+    "gpu_tensor_active_percent",
+    "gpu_dram_active_percent",
     "gpu_memory_used_bytes",
     GPU_MEMORY_USED_PERCENT,
 ];
@@ -372,12 +471,14 @@ pub(crate) fn prometheus_rules() -> String {
             "- seriesQuery: '{series}{{node!=\"\"}}'\n  resources: {{overrides: {{node: {{resource: node}}}}}}\n  name: {{as: {metric}}}\n  metricsQuery: '{expression}'\n"
         ));
     };
-    node_rule(
-        &mut rules,
-        GPU_UTILIZATION.name,
-        "gpu_utilization_percent",
-        "100 * avg by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})".into(),
-    );
+    for (series, metric) in NODE_MEANS {
+        node_rule(
+            &mut rules,
+            series.name,
+            metric,
+            "100 * avg by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})".into(),
+        );
+    }
     node_rule(
         &mut rules,
         GPU_MEMORY_USED.name,

@@ -69,7 +69,7 @@ impl Nvml {
             }
         }
         std::fs::write(&self.script, script).context("the NVML script")?;
-        crate::exporter::gpu::sample(&self.nvml).context("sampling the simulated GPUs")
+        crate::exporter::gpu::sample(&self.nvml, None).context("sampling the simulated GPUs")
     }
 }
 

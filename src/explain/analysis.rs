@@ -330,7 +330,42 @@ pub(crate) struct Inputs<'a> {
     pub imbalance: Option<f64>,
     /// The partitions of the topic a Kafka lag metric reads.
     pub partitions: Option<&'a Partitions>,
+    /// Per pod, NVML utilization and GPM SM activity (percent), when the HPA scales on
+    /// utilization and kubemind serves SM activity for its pods.
+    pub gpu_activity: &'a [GpuActivity],
     pub now: SystemTime,
+}
+
+/// One pod's two views of its GPU: NVML's utilization and GPM's SM activity, in percent.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct GpuActivity {
+    pub pod: String,
+    pub utilization: f64,
+    pub sm_active: f64,
+}
+
+/// Pods whose GPU NVML calls busy while its SMs are mostly idle: utilization counts the time
+/// *any* kernel ran, so scaling on it adds replicas that will not be needed.
+fn busy_but_not_saturated(activity: &[GpuActivity]) -> Option<String> {
+    let mut idle: Vec<&GpuActivity> = activity
+        .iter()
+        .filter(|a| a.utilization >= 80.0 && a.sm_active <= a.utilization / 2.0)
+        .collect();
+    idle.sort_by(|a, b| a.sm_active.total_cmp(&b.sm_active));
+    let first = idle.first()?;
+    let others = match idle.len() {
+        1 => String::new(),
+        n => format!(" (and {} more pods)", n - 1),
+    };
+    Some(format!(
+        "GPU utilization {} % but SM active {} % on {}{others}: the GPU is not saturated — \
+         NVML's utilization counts the time any kernel ran, so this HPA scales on a GPU that \
+         has room; scale on gpu_sm_active_percent (GPM) or a queue signal \
+         (inference_queue_time_ms, inference_requests_waiting)",
+        number(first.utilization),
+        number(first.sm_active),
+        first.pod
+    ))
 }
 
 fn milli(value: f64) -> Milli {
@@ -727,6 +762,7 @@ pub(crate) fn analyze(inputs: Inputs) -> Report {
     if let Some(partitions) = inputs.partitions {
         findings.extend(idle_consumers(hpa, partitions));
     }
+    findings.extend(busy_but_not_saturated(inputs.gpu_activity));
     Report {
         heading,
         metrics,
@@ -896,8 +932,35 @@ spec:
             reads,
             imbalance: None,
             partitions,
+            gpu_activity: &[],
             now: SystemTime::now(),
         }
+    }
+
+    #[test]
+    fn a_busy_gpu_with_idle_sms_is_not_saturated() {
+        let activity = |pod: &str, utilization: f64, sm_active: f64| GpuActivity {
+            pod: pod.into(),
+            utilization,
+            sm_active,
+        };
+        let finding = busy_but_not_saturated(&[
+            activity("llm-0", 100.0, 12.0),
+            activity("llm-1", 97.0, 31.0),
+            activity("llm-2", 98.0, 91.0),
+            activity("llm-3", 40.0, 5.0),
+        ])
+        .expect("two pods busy by NVML with idle SMs");
+        assert!(
+            finding
+                .starts_with("GPU utilization 100 % but SM active 12 % on llm-0 (and 1 more pods)"),
+            "{finding}"
+        );
+        assert_eq!(
+            busy_but_not_saturated(&[activity("llm-2", 98.0, 91.0)]),
+            None,
+            "busy and saturated: nothing to say"
+        );
     }
 
     const RUNAWAY: &str = r#"

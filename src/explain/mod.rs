@@ -20,7 +20,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
 use crate::sim::hpa::PodState;
-use analysis::{HpaView, Inputs, Item, MetricKind, MetricRead, MetricSpec, Partitions};
+use analysis::{
+    GpuActivity, HpaView, Inputs, Item, MetricKind, MetricRead, MetricSpec, Partitions,
+};
 use args::ExplainArgs;
 
 /// The external metric kafka-exporter's partition count is served as (a rule in the
@@ -107,6 +109,7 @@ pub async fn run(args: ExplainArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let partitions = kafka_partitions(&client, &namespace, &view).await;
+    let gpu_activity = gpu_activity(&client, &namespace, &view, selector.as_deref()).await;
     let report = analysis::analyze(Inputs {
         hpa: &view,
         pods: pods.as_deref(),
@@ -114,11 +117,53 @@ pub async fn run(args: ExplainArgs) -> anyhow::Result<()> {
         reads: &reads,
         imbalance,
         partitions: partitions.as_ref(),
+        gpu_activity: &gpu_activity,
         now: SystemTime::now(),
     });
     // a closed stdout (`| head`) is not an error worth a panic
     let _ = std::io::Write::write_all(&mut std::io::stdout(), analysis::render(&report).as_bytes());
     Ok(())
+}
+
+/// For an HPA on `gpu_utilization_percent` (or a workload aggregate of it): each selected
+/// pod's utilization beside its GPM SM activity, where kubemind serves both.
+async fn gpu_activity(
+    client: &kube::Client,
+    namespace: &str,
+    view: &HpaView,
+    selector: Option<&str>,
+) -> Vec<GpuActivity> {
+    let on_utilization = view
+        .metrics
+        .iter()
+        .any(|m| m.name.starts_with("gpu_utilization_percent"));
+    let Some(selector) = selector.filter(|_| on_utilization) else {
+        return Vec::new();
+    };
+    let read = |metric: &str| {
+        let path = format!(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}/pods/*/{metric}?labelSelector={}",
+            encode(selector)
+        );
+        async move { get(client, &path).await.ok().map(|list| items(&list)) }
+    };
+    let (Some(utilization), Some(sm_active)) = (
+        read("gpu_utilization_percent").await,
+        read("gpu_sm_active_percent").await,
+    ) else {
+        return Vec::new();
+    };
+    utilization
+        .iter()
+        .filter_map(|u| {
+            let sm = sm_active.iter().find(|s| s.name == u.name)?;
+            Some(GpuActivity {
+                pod: u.name.clone(),
+                utilization: u.value,
+                sm_active: sm.value,
+            })
+        })
+        .collect()
 }
 
 /// What the scale subresource says of the target.
@@ -203,10 +248,12 @@ async fn get(client: &kube::Client, path: &str) -> Result<serde_json::Value, Str
 
 /// The request the HPA controller sends for a metric (`docs/contract.md`, How the HPA
 /// controller consumes the values; upstream `pkg/controller/podautoscaler/metrics/client.go`).
+/// `text` percent-encoded for a query parameter.
+fn encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 fn metric_path(spec: &MetricSpec, namespace: &str, selector: Option<&str>) -> Option<String> {
-    let encode = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
     let custom = format!("/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}");
     let metric_selector = spec
         .metric_selector

@@ -8,9 +8,18 @@
 //! with exponential backoff up to a minute — the exporter keeps serving and never crash-loops.
 //!
 //! MIG: a GPU in MIG mode reports no utilization through NVML (`NotSupported`), so its
-//! `utilization_ratio` is absent rather than 0; its instances report memory. Per-instance
-//! activity needs DCGM profiling or GPM, which this sampler does not read.
+//! `utilization_ratio` is absent rather than 0; its instances report memory, and activity
+//! through GPM.
+//!
+//! GPM (Hopper and newer): NVML's utilization is the share of time *any* kernel ran, so one
+//! small kernel reads 100 %. GPM counts how busy the SMs, their warps, the tensor pipes and
+//! DRAM were. Each collection takes one GPM sample per GPU (and per MIG instance) and compares
+//! it with the previous collection's, so every window spans one interval with no gap. On a GPU
+//! without GPM (earlier architectures, a driver without the calls) the activity is absent,
+//! never 0, and that is logged once per GPU; a GPM failure leaves the activity absent for that
+//! collection and never fails the rest of it.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -18,15 +27,33 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
+use nvml_wrapper::enums::gpm::GpmMetricId;
 use nvml_wrapper::error::NvmlError;
-use nvml_wrapper::{Device, Nvml};
+use nvml_wrapper::{Device, GpmSample, Nvml};
+
+/// GPM activity over the last interval, each a fraction 0–1; a metric the GPU did not give is
+/// absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GpmActivity {
+    /// Share of time at least one warp was resident on an SM, averaged over SMs.
+    pub sm_active: Option<f64>,
+    /// Resident warps over the SMs' maximum.
+    pub sm_occupancy: Option<f64>,
+    /// Share of time any tensor pipe was busy.
+    pub tensor_active: Option<f64>,
+    /// DRAM bandwidth used over the peak.
+    pub dram_active: Option<f64>,
+}
 
 /// One MIG instance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MigReading {
     pub uuid: String,
+    /// The GPU instance it belongs to (what GKE's `nvidiaN/giM` device IDs name).
+    pub gpu_instance_id: Option<u32>,
     pub memory_used_bytes: u64,
     pub memory_total_bytes: u64,
+    pub gpm: Option<GpmActivity>,
 }
 
 /// One physical GPU.
@@ -41,6 +68,11 @@ pub struct GpuReading {
     pub memory_total_bytes: u64,
     pub power_watts: Option<f64>,
     pub temperature_celsius: Option<f64>,
+    /// NVML says the GPU supports GPM.
+    pub gpm_supported: bool,
+    /// Whole-GPU GPM activity over the last interval; absent without GPM, and for the first
+    /// collection (a window needs two samples).
+    pub gpm: Option<GpmActivity>,
     pub mig: Vec<MigReading>,
 }
 
@@ -117,9 +149,10 @@ impl Sampler {
                     continue;
                 }
             };
+            let mut gpm = Gpm::default();
             loop {
                 let start = Instant::now();
-                match sample(&nvml) {
+                match sample(&nvml, Some(&mut gpm)) {
                     Ok(gpus) => self.published.store(Arc::new(GpuSnapshot {
                         nvml_up: true,
                         gpus,
@@ -167,19 +200,111 @@ fn optional<T>(result: Result<T, NvmlError>) -> Result<Option<T>, NvmlError> {
     }
 }
 
-/// One collection over every GPU. A failure on any GPU fails the collection, so a half-read
-/// node is never published as whole.
-pub fn sample(nvml: &Nvml) -> Result<Vec<GpuReading>, NvmlError> {
+/// What GPM sampling carries from one collection to the next.
+#[derive(Default)]
+pub struct Gpm<'nvml> {
+    /// The last sample of each device (GPU UUID, and GPU instance for a MIG instance): the
+    /// start of its next window.
+    previous: HashMap<(String, Option<u32>), GpmSample<'nvml>>,
+    /// GPUs whose lack of GPM has been logged.
+    told_unsupported: HashSet<String>,
+}
+
+/// The GPM metrics read, in [`GpmActivity`]'s order.
+const GPM_METRICS: [GpmMetricId; 4] = [
+    GpmMetricId::SmUtil,
+    GpmMetricId::SmOccupancy,
+    GpmMetricId::AnyTensorUtil,
+    GpmMetricId::DramBwUtil,
+];
+
+impl<'nvml> Gpm<'nvml> {
+    /// The activity since `key`'s previous sample, given a new one (which starts the next
+    /// window); `None` for a first sample or when NVML fails.
+    fn window(
+        &mut self,
+        nvml: &'nvml Nvml,
+        key: (String, Option<u32>),
+        now: Result<GpmSample<'nvml>, NvmlError>,
+    ) -> Option<GpmActivity> {
+        let now = match now {
+            Ok(sample) => sample,
+            Err(error) => {
+                tracing::debug!(uuid = %key.0, %error, "GPM sample failed");
+                self.previous.remove(&key);
+                return None;
+            }
+        };
+        let previous = self.previous.insert(key.clone(), now)?;
+        let now = self.previous.get(&key)?;
+        let results = match nvml_wrapper::gpm::gpm_metrics_get(nvml, &previous, now, &GPM_METRICS) {
+            Ok(results) => results,
+            Err(error) => {
+                tracing::debug!(uuid = %key.0, %error, "GPM metrics failed");
+                return None;
+            }
+        };
+        let ratio = |i: usize| {
+            let value = results.get(i)?.as_ref().ok()?.value;
+            value.is_finite().then(|| (value / 100.0).clamp(0.0, 1.0))
+        };
+        Some(GpmActivity {
+            sm_active: ratio(0),
+            sm_occupancy: ratio(1),
+            tensor_active: ratio(2),
+            dram_active: ratio(3),
+        })
+    }
+
+    /// Whether `device` supports GPM; a GPU without it is logged once.
+    fn supported(&mut self, device: &Device<'_>, uuid: &str, name: &str) -> bool {
+        match device.gpm_support() {
+            Ok(true) => {
+                self.told_unsupported.remove(uuid);
+                true
+            }
+            answer => {
+                if self.told_unsupported.insert(uuid.to_string()) {
+                    let why = match answer {
+                        Err(error) => error.to_string(),
+                        Ok(_) => "the GPU has no GPM (before Hopper)".into(),
+                    };
+                    tracing::info!(%uuid, %name, %why, "no GPM: SM, tensor and DRAM activity are not reported for this GPU");
+                }
+                false
+            }
+        }
+    }
+}
+
+/// One collection over every GPU, with GPM activity when given the GPM state. A failure on
+/// any GPU fails the collection, so a half-read node is never published as whole (GPM
+/// excepted: its activity is only absent).
+pub fn sample<'nvml>(
+    nvml: &'nvml Nvml,
+    mut gpm: Option<&mut Gpm<'nvml>>,
+) -> Result<Vec<GpuReading>, NvmlError> {
     let count = nvml.device_count()?;
     let mut gpus = Vec::with_capacity(count as usize);
     for index in 0..count {
         let device = nvml.device_by_index(index)?;
         let memory = device.memory_info()?;
         let in_mig_mode = optional(device.mig_mode())?.is_some_and(|mode| mode.current == 1);
+        let uuid = device.uuid()?;
+        let name = optional(device.name())?.unwrap_or_default();
+        let gpm_supported = gpm
+            .as_deref_mut()
+            .is_some_and(|gpm| gpm.supported(&device, &uuid, &name));
+        let activity = match gpm.as_deref_mut() {
+            Some(gpm) if gpm_supported => {
+                gpm.window(nvml, (uuid.clone(), None), device.gpm_sample())
+            }
+            _ => None,
+        };
         gpus.push(GpuReading {
             index,
-            uuid: device.uuid()?,
-            name: optional(device.name())?.unwrap_or_default(),
+            uuid,
+            name,
             utilization_ratio: optional(device.utilization_rates())?
                 .map(|u| f64::from(u.gpu.min(100)) / 100.0),
             memory_used_bytes: memory.used,
@@ -187,8 +312,10 @@ pub fn sample(nvml: &Nvml) -> Result<Vec<GpuReading>, NvmlError> {
             power_watts: optional(device.power_usage())?.map(|mw| f64::from(mw) / 1000.0),
             temperature_celsius: optional(device.temperature(TemperatureSensor::Gpu))?
                 .map(f64::from),
+            gpm_supported,
+            gpm: activity,
             mig: if in_mig_mode {
-                mig_instances(&device)?
+                mig_instances(nvml, &device, gpm.as_deref_mut().filter(|_| gpm_supported))?
             } else {
                 Vec::new()
             },
@@ -197,7 +324,23 @@ pub fn sample(nvml: &Nvml) -> Result<Vec<GpuReading>, NvmlError> {
     Ok(gpus)
 }
 
-fn mig_instances(device: &Device<'_>) -> Result<Vec<MigReading>, NvmlError> {
+/// The GPU instance a MIG device belongs to, from `nvmlDeviceGetGpuInstanceId` (which
+/// nvml-wrapper does not wrap); `None` when the driver lacks the call or refuses it.
+fn gpu_instance_id(nvml: &Nvml, instance: &Device<'_>) -> Option<u32> {
+    let get = nvml.lib().nvmlDeviceGetGpuInstanceId.as_ref().ok()?;
+    let mut id: std::os::raw::c_uint = 0;
+    // SAFETY: the symbol is NVML's `nvmlReturn_t (nvmlDevice_t, unsigned int *)`, loaded from
+    // the library `nvml` holds open; `instance` is a live handle from that library, and `id`
+    // is a valid out-pointer for the whole call.
+    let code = unsafe { get(instance.handle(), &mut id) };
+    (code == 0).then_some(id)
+}
+
+fn mig_instances<'nvml>(
+    nvml: &'nvml Nvml,
+    device: &Device<'nvml>,
+    mut gpm: Option<&mut Gpm<'nvml>>,
+) -> Result<Vec<MigReading>, NvmlError> {
     let slots = device.mig_device_count()?;
     let mut instances = Vec::new();
     for slot in 0..slots {
@@ -208,10 +351,20 @@ fn mig_instances(device: &Device<'_>) -> Result<Vec<MigReading>, NvmlError> {
             Err(error) => return Err(error),
         };
         let memory = instance.memory_info()?;
+        let uuid = instance.uuid()?;
+        let gpu_instance_id = gpu_instance_id(nvml, &instance);
+        let activity = match (gpm.as_deref_mut(), gpu_instance_id) {
+            (Some(gpm), Some(id)) => {
+                gpm.window(nvml, (uuid.clone(), Some(id)), device.gpm_mig_sample(id))
+            }
+            _ => None,
+        };
         instances.push(MigReading {
-            uuid: instance.uuid()?,
+            uuid,
+            gpu_instance_id,
             memory_used_bytes: memory.used,
             memory_total_bytes: memory.total,
+            gpm: activity,
         });
     }
     Ok(instances)

@@ -6,8 +6,9 @@
 //! |---|---|
 //! | `kubemind_nvml_up` | node |
 //! | `kubemind_gpu_utilization_ratio`, `kubemind_gpu_memory_{used,total}_bytes`, `kubemind_gpu_power_watts`, `kubemind_gpu_temperature_celsius` | node, gpu, uuid (+ namespace, pod, container per holder) |
-//! | `kubemind_mig_memory_{used,total}_bytes` | node, gpu, uuid, mig_uuid (+ holder) |
-//! | `kubemind_pod_gpu_utilization_ratio`, `kubemind_pod_gpu_memory_{used,total}_bytes` | namespace, pod, node |
+//! | `kubemind_gpm_supported`, `kubemind_gpu_{sm_active,sm_occupancy,tensor_active,dram_active}_ratio` (GPM) | node, gpu, uuid (+ holder) |
+//! | `kubemind_mig_memory_{used,total}_bytes`, `kubemind_mig_{sm_active,sm_occupancy,tensor_active,dram_active}_ratio` | node, gpu, uuid, mig_uuid (+ holder) |
+//! | `kubemind_pod_gpu_utilization_ratio`, `kubemind_pod_gpu_memory_{used,total}_bytes`, `kubemind_pod_gpu_{sm_active,sm_occupancy,tensor_active,dram_active}_ratio` | namespace, pod, node |
 //! | `kubemind_inference_{requests_waiting,requests_running,queue_time_seconds,kv_cache_usage_ratio,request_rate}` | namespace, pod, node, kind (every kind) |
 //! | `kubemind_triton_{queue_time_seconds,queue_compute_ratio,pending_requests,request_rate,rejected_rate,stalled}` | namespace, pod, node, kind |
 //! | `kubemind_vllm_{requests_waiting,requests_running,kv_cache_usage_ratio,queue_time_seconds,request_rate}` | namespace, pod, node, kind |
@@ -20,7 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use super::gpu::{GpuReading, GpuSnapshot};
+use super::gpu::{GpmActivity, GpuReading, GpuSnapshot, MigReading};
 use super::pods::{DeviceId, Holder};
 use super::servers::recipe::QueueSignals;
 use super::servers::scrape::{ServerKind, Signals, TargetReport};
@@ -69,11 +70,22 @@ fn gpu_holders<'a>(gpu: &GpuReading, holders: &'a [(DeviceId, Holder)]) -> Vec<&
     })
 }
 
-fn mig_holders<'a>(mig_uuid: &str, holders: &'a [(DeviceId, Holder)]) -> Vec<&'a Holder> {
-    holders_of(
-        holders,
-        |id| matches!(id, DeviceId::Mig { uuid, .. } if uuid == mig_uuid),
-    )
+/// The holders of a MIG instance: by its MIG UUID, or as GKE names it, `nvidiaN/giM` — the
+/// GPU's index and the instance's GPU-instance ID.
+fn mig_holders<'a>(
+    gpu: &GpuReading,
+    mig: &MigReading,
+    holders: &'a [(DeviceId, Holder)],
+) -> Vec<&'a Holder> {
+    holders_of(holders, |id| match id {
+        DeviceId::Mig { uuid, .. } => *uuid == mig.uuid,
+        DeviceId::Index {
+            index,
+            gpu_instance: Some(instance),
+            ..
+        } => *index == gpu.index && mig.gpu_instance_id == Some(*instance),
+        _ => false,
+    })
 }
 
 /// A device's sample once per pod holding it (with its namespace, pod and container), or once
@@ -96,7 +108,7 @@ fn per_holder(w: &mut Writer, name: &str, base: &[(&str, &str)], holders: &[&Hol
 type GpuValue = fn(&GpuReading) -> Option<f64>;
 
 /// The per-GPU families: series, value.
-const GPU_FAMILIES: [(Series, GpuValue); 5] = [
+const GPU_FAMILIES: [(Series, GpuValue); 10] = [
     (catalogue::GPU_UTILIZATION, |g| g.utilization_ratio),
     (catalogue::GPU_MEMORY_USED, |g| {
         Some(g.memory_used_bytes as f64)
@@ -106,6 +118,39 @@ const GPU_FAMILIES: [(Series, GpuValue); 5] = [
     }),
     (catalogue::GPU_POWER, |g| g.power_watts),
     (catalogue::GPU_TEMPERATURE, |g| g.temperature_celsius),
+    (catalogue::GPM_SUPPORTED, |g| {
+        Some(if g.gpm_supported { 1.0 } else { 0.0 })
+    }),
+    (catalogue::GPU_SM_ACTIVE, |g| g.gpm?.sm_active),
+    (catalogue::GPU_SM_OCCUPANCY, |g| g.gpm?.sm_occupancy),
+    (catalogue::GPU_TENSOR_ACTIVE, |g| g.gpm?.tensor_active),
+    (catalogue::GPU_DRAM_ACTIVE, |g| g.gpm?.dram_active),
+];
+
+type Activity = fn(&GpmActivity) -> Option<f64>;
+
+/// GPM's four activities: the per-MIG-instance series, the per-pod series, and the value.
+const GPM_FAMILIES: [(Series, Series, Activity); 4] = [
+    (
+        catalogue::MIG_SM_ACTIVE,
+        catalogue::POD_GPU_SM_ACTIVE,
+        |a| a.sm_active,
+    ),
+    (
+        catalogue::MIG_SM_OCCUPANCY,
+        catalogue::POD_GPU_SM_OCCUPANCY,
+        |a| a.sm_occupancy,
+    ),
+    (
+        catalogue::MIG_TENSOR_ACTIVE,
+        catalogue::POD_GPU_TENSOR_ACTIVE,
+        |a| a.tensor_active,
+    ),
+    (
+        catalogue::MIG_DRAM_ACTIVE,
+        catalogue::POD_GPU_DRAM_ACTIVE,
+        |a| a.dram_active,
+    ),
 ];
 
 type ServerValue = fn(ServerKind, &Signals) -> Option<f64>;
@@ -186,12 +231,13 @@ fn gpu_family(w: &mut Writer, c: &Collection<'_>, series: &Series, value: GpuVal
 }
 
 /// GPU use summed up per pod: mean utilization over its whole GPUs, memory over its GPUs and
-/// MIG instances.
+/// MIG instances, GPM activity over both.
 #[derive(Default)]
 struct PodGpus {
     utilization: Vec<f64>,
     memory_used: u64,
     memory_total: u64,
+    activity: Vec<GpmActivity>,
     devices: BTreeSet<String>,
 }
 
@@ -204,14 +250,16 @@ fn pod_gpus<'a>(c: &Collection<'a>) -> BTreeMap<(&'a str, &'a str), PodGpus> {
                 pod.utilization.extend(gpu.utilization_ratio);
                 pod.memory_used += gpu.memory_used_bytes;
                 pod.memory_total += gpu.memory_total_bytes;
+                pod.activity.extend(gpu.gpm);
             }
         }
         for mig in &gpu.mig {
-            for holder in mig_holders(&mig.uuid, c.holders) {
+            for holder in mig_holders(gpu, mig, c.holders) {
                 let pod = pods.entry((&holder.namespace, &holder.pod)).or_default();
                 if pod.devices.insert(mig.uuid.clone()) {
                     pod.memory_used += mig.memory_used_bytes;
                     pod.memory_total += mig.memory_total_bytes;
+                    pod.activity.extend(mig.gpm);
                 }
             }
         }
@@ -293,29 +341,37 @@ fn nvml_health(w: &mut Writer, c: &Collection<'_>) {
     );
 }
 
-/// Memory per MIG instance, per holder.
+type MigValue = Box<dyn Fn(&MigReading) -> Option<f64>>;
+
+/// Memory and GPM activity per MIG instance, per holder.
 fn mig_families(w: &mut Writer, c: &Collection<'_>) {
-    for (series, used) in [
-        (catalogue::MIG_MEMORY_USED, true),
-        (catalogue::MIG_MEMORY_TOTAL, false),
-    ] {
+    let mut families: Vec<(Series, MigValue)> = vec![
+        (
+            catalogue::MIG_MEMORY_USED,
+            Box::new(|m| Some(m.memory_used_bytes as f64)),
+        ),
+        (
+            catalogue::MIG_MEMORY_TOTAL,
+            Box::new(|m| Some(m.memory_total_bytes as f64)),
+        ),
+    ];
+    for (series, _, activity) in GPM_FAMILIES {
+        families.push((series, Box::new(move |m| activity(m.gpm.as_ref()?))));
+    }
+    for (series, value) in families {
         let name = series.name;
         w.family(name, MetricType::Gauge, series.help);
         for gpu in &c.gpus.gpus {
             let index = gpu.index.to_string();
             for mig in &gpu.mig {
-                let value = if used {
-                    mig.memory_used_bytes
-                } else {
-                    mig.memory_total_bytes
-                } as f64;
+                let Some(value) = value(mig) else { continue };
                 let base = [
                     ("node", c.node),
                     ("gpu", index.as_str()),
                     ("uuid", gpu.uuid.as_str()),
                     ("mig_uuid", mig.uuid.as_str()),
                 ];
-                per_holder(w, name, &base, &mig_holders(&mig.uuid, c.holders), value);
+                per_holder(w, name, &base, &mig_holders(gpu, mig, c.holders), value);
             }
         }
     }
@@ -366,6 +422,16 @@ fn pod_gpu_families(w: &mut Writer, c: &Collection<'_>) {
             &pod_labels(key, c.node),
             pod.memory_total as f64,
         );
+    }
+    for (_, series, activity) in GPM_FAMILIES {
+        w.family(series.name, MetricType::Gauge, series.help);
+        for (key, pod) in &pods {
+            let values: Vec<f64> = pod.activity.iter().filter_map(activity).collect();
+            if !values.is_empty() {
+                let mean = values.iter().sum::<f64>() / values.len() as f64;
+                w.sample(series.name, &pod_labels(key, c.node), mean);
+            }
+        }
     }
 }
 
@@ -493,6 +559,8 @@ mod tests {
             memory_total_bytes: 100,
             power_watts: None,
             temperature_celsius: None,
+            gpm_supported: false,
+            gpm: None,
             mig,
         }
     }
@@ -518,11 +586,22 @@ mod tests {
                     3,
                     "GPU-d",
                     None,
-                    vec![MigReading {
-                        uuid: "MIG-x".into(),
-                        memory_used_bytes: 7,
-                        memory_total_bytes: 50,
-                    }],
+                    vec![
+                        MigReading {
+                            uuid: "MIG-x".into(),
+                            gpu_instance_id: Some(7),
+                            memory_used_bytes: 7,
+                            memory_total_bytes: 50,
+                            gpm: None,
+                        },
+                        MigReading {
+                            uuid: "MIG-y".into(),
+                            gpu_instance_id: Some(9),
+                            memory_used_bytes: 3,
+                            memory_total_bytes: 20,
+                            gpm: None,
+                        },
+                    ],
                 ),
             ],
             sampled_at: SystemTime::UNIX_EPOCH,
@@ -564,6 +643,15 @@ mod tests {
                     replica: None,
                 },
                 holder("mig", "p"),
+            ),
+            // GKE's form: GPU 3's GPU instance 9
+            (
+                DeviceId::Index {
+                    index: 3,
+                    gpu_instance: Some(9),
+                    vgpu: None,
+                },
+                holder("gke-mig", "p"),
             ),
             // a pod holding two replicas of one GPU counts the GPU once
             (
@@ -613,6 +701,11 @@ mod tests {
             pod_value("kubemind_pod_gpu_utilization_ratio", "mig"),
             None,
             "no utilization under MIG"
+        );
+        assert_eq!(
+            pod_value("kubemind_pod_gpu_memory_used_bytes", "gke-mig"),
+            Some(3.0),
+            "GKE's nvidia3/gi9 is GPU 3's GPU instance 9: MIG-y, not MIG-x"
         );
         let sliced: Vec<&str> = page
             .samples

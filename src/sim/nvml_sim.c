@@ -9,10 +9,18 @@
  * driver). Lines:
  *
  *   gpu <uuid> <util%> <memory used bytes> <memory total bytes> <power mW> <temperature C> [mig]
- *   mig <MIG uuid> <memory used bytes> <memory total bytes>     (an instance of the last gpu)
+ *   mig <MIG uuid> <memory used bytes> <memory total bytes> [GPU instance id]
+ *                                           (an instance of the last gpu; id default slot + 1)
+ *   gpm <SM active%> <SM occupancy%> <tensor active%> <DRAM bandwidth%>
+ *                                           (GPM activity of the last gpu or mig line)
  *   # comments and blank lines are ignored
  *
  * A `mig` GPU answers utilization with NVML_ERROR_NOT_SUPPORTED, as real MIG-mode GPUs do.
+ * GPM (nvmlGpm*): a GPU with a `gpm` line supports it, one without does not (as before Hopper);
+ * a MIG instance supports it when its GPU does. Each nvmlGpmSampleGet / nvmlGpmMigSampleGet
+ * advances the device's cumulative counters by 1000 cycles at its scripted activity, and
+ * nvmlGpmMetricsGet returns Δactivity / Δcycles between two samples: the scripted percentages,
+ * exactly, while the script holds them.
  * Build: cc -shared -fPIC -o libnvidia-ml.so.1 nvml_sim.c
  */
 #define _GNU_SOURCE
@@ -36,9 +44,16 @@ enum {
 #define MAX_GPUS 64
 #define MAX_MIG 7
 
+typedef struct activity {
+    double sm_active, sm_occupancy, tensor_active, dram_bandwidth;
+} activity;
+
 typedef struct device {
     char uuid[96];
     unsigned int index;
+    unsigned int gpu_instance_id;
+    int gpm;             /* a `gpm` line was given for this device */
+    activity gpm_percent;
     unsigned int utilization;
     unsigned long long memory_used, memory_total;
     unsigned int power_mw, temperature;
@@ -54,6 +69,21 @@ typedef struct {
     unsigned int version;
     unsigned long long total, reserved, free, used;
 } nvmlMemory_v2_t;
+
+/* GPM counters outlive script reloads: cumulative, per device UUID. */
+typedef struct counters {
+    char uuid[96];
+    double cycles;
+    activity active;
+} counters;
+
+typedef struct nvmlGpmSample_st {
+    int taken;
+    counters at;
+} *nvmlGpmSample_t;
+
+static counters gpm_counters[MAX_GPUS * (MAX_MIG + 1)];
+static unsigned int gpm_counter_count;
 
 static device gpus[MAX_GPUS];
 static device migs[MAX_GPUS * MAX_MIG];
@@ -82,10 +112,20 @@ static int load(void) {
     FILE *file = fopen(path, "r");
     if (!file) return 0;
     unsigned int count = 0, mig_total = 0;
+    device *last = NULL;
     char line[512];
     while (fgets(line, sizeof line, file)) {
         char uuid[96], flag[16] = "";
         device *d;
+        if (strncmp(line, "gpm ", 4) == 0 && last) {
+            activity a;
+            if (sscanf(line + 4, "%lf %lf %lf %lf", &a.sm_active, &a.sm_occupancy,
+                       &a.tensor_active, &a.dram_bandwidth) == 4) {
+                last->gpm = 1;
+                last->gpm_percent = a;
+            }
+            continue;
+        }
         if (strncmp(line, "gpu ", 4) == 0 && count < MAX_GPUS) {
             d = &gpus[count];
             memset(d, 0, sizeof *d);
@@ -97,18 +137,24 @@ static int load(void) {
             d->index = count;
             d->mig_mode = strcmp(flag, "mig") == 0;
             count++;
+            last = d;
         } else if (strncmp(line, "mig ", 4) == 0 && count > 0 && mig_total < MAX_GPUS * MAX_MIG) {
             device *parent = &gpus[count - 1];
             if (parent->mig_count >= MAX_MIG) continue;
             d = &migs[mig_total];
             memset(d, 0, sizeof *d);
-            if (sscanf(line + 4, "%95s %llu %llu", uuid, &d->memory_used, &d->memory_total) < 3)
+            unsigned int gi = 0;
+            int fields = sscanf(line + 4, "%95s %llu %llu %u", uuid, &d->memory_used,
+                                &d->memory_total, &gi);
+            if (fields < 3)
                 continue;
             strcpy(d->uuid, uuid);
             d->is_mig = 1;
             d->index = parent->mig_count;
+            d->gpu_instance_id = fields == 4 ? gi : parent->mig_count + 1;
             parent->mig[parent->mig_count++] = d;
             mig_total++;
+            last = d;
         }
     }
     fclose(file);
@@ -241,5 +287,143 @@ nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t device, unsigned i
     if (!device || !mig || !device->mig_mode) return NVML_ERROR_INVALID_ARGUMENT;
     if (index >= device->mig_count) return NVML_ERROR_NOT_FOUND;
     *mig = device->mig[index];
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetGpuInstanceId(nvmlDevice_t device, unsigned int *id) {
+    if (!device || !id) return NVML_ERROR_INVALID_ARGUMENT;
+    if (!device->is_mig) return NVML_ERROR_NOT_SUPPORTED;
+    *id = device->gpu_instance_id;
+    return NVML_SUCCESS;
+}
+
+/* ---- GPM ---- */
+
+typedef struct { unsigned int version, isSupportedDevice; } nvmlGpmSupport_t;
+
+typedef struct {
+    unsigned int metricId;
+    nvmlReturn_t nvmlReturn;
+    double value;
+    struct { char *shortName, *longName, *unit; } metricInfo;
+} nvmlGpmMetric_t;
+
+#define NVML_GPM_METRIC_MAX 210
+typedef struct {
+    unsigned int version;
+    unsigned int numMetrics;
+    nvmlGpmSample_t sample1, sample2;
+    nvmlGpmMetric_t metrics[NVML_GPM_METRIC_MAX];
+} nvmlGpmMetricsGet_t;
+
+enum {
+    NVML_GPM_METRIC_SM_UTIL = 2,
+    NVML_GPM_METRIC_SM_OCCUPANCY = 3,
+    NVML_GPM_METRIC_ANY_TENSOR_UTIL = 5,
+    NVML_GPM_METRIC_DRAM_BW_UTIL = 10,
+};
+
+/* The parent GPU of a MIG instance. */
+static device *parent_of(device *mig) {
+    for (unsigned int g = 0; g < gpu_count; g++)
+        for (unsigned int m = 0; m < gpus[g].mig_count; m++)
+            if (gpus[g].mig[m] == mig) return &gpus[g];
+    return NULL;
+}
+
+static int gpm_supported(device *d) {
+    if (d->is_mig) {
+        device *parent = parent_of(d);
+        return parent && parent->gpm;
+    }
+    return d->gpm;
+}
+
+nvmlReturn_t nvmlGpmQueryDeviceSupport(nvmlDevice_t device, nvmlGpmSupport_t *support) {
+    if (!initialized) return NVML_ERROR_UNINITIALIZED;
+    if (!device || !support || support->version != 1) return NVML_ERROR_INVALID_ARGUMENT;
+    support->isSupportedDevice = (unsigned int)gpm_supported(device);
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlGpmSampleAlloc(nvmlGpmSample_t *sample) {
+    if (!sample) return NVML_ERROR_INVALID_ARGUMENT;
+    *sample = calloc(1, sizeof **sample);
+    return *sample ? NVML_SUCCESS : NVML_ERROR_INSUFFICIENT_SIZE;
+}
+
+nvmlReturn_t nvmlGpmSampleFree(nvmlGpmSample_t sample) {
+    free(sample);
+    return NVML_SUCCESS;
+}
+
+/* Advances `d`'s counters by one sample's worth at its scripted activity, into `sample`. */
+static nvmlReturn_t take(device *d, nvmlGpmSample_t sample) {
+    if (!gpm_supported(d)) return NVML_ERROR_NOT_SUPPORTED;
+    counters *c = NULL;
+    for (unsigned int i = 0; i < gpm_counter_count; i++)
+        if (strcmp(gpm_counters[i].uuid, d->uuid) == 0) c = &gpm_counters[i];
+    if (!c) {
+        if (gpm_counter_count == sizeof gpm_counters / sizeof *gpm_counters)
+            return NVML_ERROR_INSUFFICIENT_SIZE;
+        c = &gpm_counters[gpm_counter_count++];
+        memset(c, 0, sizeof *c);
+        strcpy(c->uuid, d->uuid);
+    }
+    c->cycles += 1000;
+    c->active.sm_active += d->gpm_percent.sm_active * 10;
+    c->active.sm_occupancy += d->gpm_percent.sm_occupancy * 10;
+    c->active.tensor_active += d->gpm_percent.tensor_active * 10;
+    c->active.dram_bandwidth += d->gpm_percent.dram_bandwidth * 10;
+    sample->taken = 1;
+    sample->at = *c;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlGpmSampleGet(nvmlDevice_t device, nvmlGpmSample_t sample) {
+    if (!initialized) return NVML_ERROR_UNINITIALIZED;
+    if (!device || !sample || device->is_mig) return NVML_ERROR_INVALID_ARGUMENT;
+    return take(device, sample);
+}
+
+nvmlReturn_t nvmlGpmMigSampleGet(nvmlDevice_t device, unsigned int gpuInstanceId,
+                                 nvmlGpmSample_t sample) {
+    if (!initialized) return NVML_ERROR_UNINITIALIZED;
+    if (!device || !sample || !device->mig_mode) return NVML_ERROR_INVALID_ARGUMENT;
+    for (unsigned int m = 0; m < device->mig_count; m++)
+        if (device->mig[m]->gpu_instance_id == gpuInstanceId) return take(device->mig[m], sample);
+    return NVML_ERROR_NOT_FOUND;
+}
+
+nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t *request) {
+    if (!initialized) return NVML_ERROR_UNINITIALIZED;
+    if (!request || request->version != 1 || request->numMetrics > NVML_GPM_METRIC_MAX ||
+        !request->sample1 || !request->sample2 || !request->sample1->taken ||
+        !request->sample2->taken ||
+        strcmp(request->sample1->at.uuid, request->sample2->at.uuid) != 0)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    const counters *a = &request->sample1->at, *b = &request->sample2->at;
+    double cycles = b->cycles - a->cycles;
+    for (unsigned int i = 0; i < request->numMetrics; i++) {
+        nvmlGpmMetric_t *metric = &request->metrics[i];
+        double active;
+        switch (metric->metricId) {
+        case NVML_GPM_METRIC_SM_UTIL: active = b->active.sm_active - a->active.sm_active; break;
+        case NVML_GPM_METRIC_SM_OCCUPANCY: active = b->active.sm_occupancy - a->active.sm_occupancy; break;
+        case NVML_GPM_METRIC_ANY_TENSOR_UTIL: active = b->active.tensor_active - a->active.tensor_active; break;
+        case NVML_GPM_METRIC_DRAM_BW_UTIL: active = b->active.dram_bandwidth - a->active.dram_bandwidth; break;
+        default:
+            metric->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+            continue;
+        }
+        if (cycles <= 0) {
+            metric->nvmlReturn = NVML_ERROR_INVALID_ARGUMENT;
+            continue;
+        }
+        metric->nvmlReturn = NVML_SUCCESS;
+        metric->value = active / cycles * 100.0;
+        metric->metricInfo.shortName = metric->metricInfo.longName = NULL;
+        metric->metricInfo.unit = NULL;
+    }
     return NVML_SUCCESS;
 }

@@ -167,7 +167,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     std::fs::write(
         dir.path().join("nvml-sim.conf"),
         format!(
-            "gpu GPU-aaaa 97 {} {} 350000 71\ngpu GPU-bbbb 4 {gib} {} 90000 40\n",
+            "gpu GPU-aaaa 97 {} {} 350000 71\ngpm 12 8.5 3.25 40\ngpu GPU-bbbb 4 {gib} {} 90000 40\n",
             40 * gib,
             80 * gib,
             80 * gib

@@ -1,5 +1,6 @@
 //! `kubemind explain`, the real binary, against a standalone adapter serving made-up values:
 //! one finding per scenario — a pod far hotter than the rest, a metric absent, a stale value,
+//! a GPU NVML calls busy whose SMs are mostly idle (GPM),
 //! an HPA at maxReplicas while saturated, a scale-up policy that runs away, a Kafka consumer
 //! with more replicas than partitions — and a healthy HPA with none. Then the cluster path:
 //! the HPA, its scale subresource and its pods (Pending, Running but not Ready, Failed, being
@@ -24,6 +25,8 @@ pods:
   - {namespace: demo, name: web-1, labels: {app: web}, metrics: {gpu_utilization_percent: 42}}
   - {namespace: demo, name: calm-0, labels: {app: calm}, metrics: {gpu_utilization_percent: 69}}
   - {namespace: demo, name: calm-1, labels: {app: calm}, metrics: {gpu_utilization_percent: 71}}
+  - {namespace: demo, name: llm-0, labels: {app: llm}, metrics: {gpu_utilization_percent: 100, gpu_sm_active_percent: 12}}
+  - {namespace: demo, name: llm-1, labels: {app: llm}, metrics: {gpu_utilization_percent: 99, gpu_sm_active_percent: 18}}
   - {namespace: demo, name: mixed-0, labels: {app: mixed}, metrics: {triton_queue_time_ms: 900}}
   - {namespace: demo, name: mixed-1, labels: {app: mixed}, metrics: {triton_queue_time_ms: 700}}
   - {namespace: demo, name: mixed-2, labels: {app: mixed}, metrics: {triton_queue_time_ms: 2000}}
@@ -241,6 +244,20 @@ fn explain_says_why_for_each_finding() {
         "{text}"
     );
     assert!(flat(&text).contains("findings: none"), "{text}");
+
+    // NVML says 100 % busy, GPM says the SMs are 12 % active: scaling on utilization would
+    // add GPUs that have room
+    let text = explain(
+        dir.path(),
+        &kubeconfig,
+        "llm",
+        &hpa("llm", 10, &pods_metric("gpu_utilization_percent", "70")),
+        "app=llm",
+    );
+    assert!(
+        flat(&text).contains("GPU utilization 100 % but SM active 12 % on llm-0 (and 1 more pods): the GPU is not saturated"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -431,6 +431,138 @@ async fn every_server_kind_end_to_end() {
     );
 }
 
+/// GPM end to end: the exporter binary, the simulated NVML's scripted GPM counters, the
+/// kubelet naming a MIG instance as GKE does (`nvidia2/gi5`): per-GPU, per-instance and per-pod
+/// activity exact, the GPU without GPM flagged and without activity series, logged once, and
+/// the adapter reading the page into the catalogue's `gpu_*_percent` for pods and the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpm_activity_end_to_end() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let library = crate::nvml::build_simulated_nvml(dir.path());
+    let gib = 1u64 << 30;
+    std::fs::write(
+        dir.path().join("nvml-sim.conf"),
+        format!(
+            "gpu GPU-hopper 100 {} {} 600000 70\ngpm 12 8.5 3.25 40\n\
+             gpu GPU-ampere 95 {} {} 300000 65\n\
+             gpu GPU-migh 0 0 {} 200000 50 mig\ngpm 50 30 20 10\nmig MIG-aaaa {gib} {} 5\ngpm 70 35 60 25\n",
+            40 * gib, 80 * gib, 20 * gib, 80 * gib, 80 * gib, 10 * gib
+        ),
+    )
+    .expect("nvml script");
+    let socket = dir.path().join("kubelet.sock");
+    let kubelet = Kubelet::default();
+    kubelet.set(vec![
+        pod("llm", "vllm-0", "nvidia.com/gpu", &["GPU-hopper"]),
+        pod("legacy", "old-0", "nvidia.com/gpu", &["GPU-ampere"]),
+        pod("small", "gke-0", "nvidia.com/gpu", &["nvidia2/gi5"]),
+    ]);
+    let _kubelet = kubelet.serve(&socket).expect("serves");
+    let (exporter, url) = start_node_exporter(
+        dir.path(),
+        &library,
+        &socket,
+        &[],
+        &["--pod-resources-refresh", "200ms"],
+    );
+    let page = crate::util::wait_for_async(
+        Duration::from_secs(60),
+        "GPM activity attributed to the pods",
+        || async {
+            let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+            let pods = values(&text, "kubemind_pod_gpu_sm_active_ratio");
+            (pods.contains_key("llm/vllm-0") && pods.contains_key("small/gke-0")).then_some(text)
+        },
+    )
+    .await;
+    let close = |name: &str, who: &str, expected: f64| {
+        let value = values(&page, name).get(who).copied();
+        assert!(
+            value.is_some_and(|v| (v - expected).abs() < 1e-9),
+            "{name} of {who}: {value:?}, expected {expected}"
+        );
+    };
+    close("kubemind_gpu_sm_active_ratio", "llm/vllm-0", 0.12);
+    close("kubemind_gpu_sm_occupancy_ratio", "llm/vllm-0", 0.085);
+    close("kubemind_gpu_tensor_active_ratio", "llm/vllm-0", 0.0325);
+    close("kubemind_gpu_dram_active_ratio", "llm/vllm-0", 0.4);
+    close("kubemind_gpu_utilization_ratio", "llm/vllm-0", 1.0);
+    close("kubemind_pod_gpu_sm_active_ratio", "llm/vllm-0", 0.12);
+    close("kubemind_mig_sm_active_ratio", "small/gke-0", 0.7);
+    close("kubemind_pod_gpu_sm_active_ratio", "small/gke-0", 0.7);
+    close("kubemind_pod_gpu_tensor_active_ratio", "small/gke-0", 0.6);
+    close(
+        "kubemind_pod_gpu_memory_used_bytes",
+        "small/gke-0",
+        gib as f64,
+    );
+    close("kubemind_gpm_supported", "llm/vllm-0", 1.0);
+    close("kubemind_gpm_supported", "legacy/old-0", 0.0);
+    for name in [
+        "kubemind_gpu_sm_active_ratio",
+        "kubemind_pod_gpu_sm_active_ratio",
+        "kubemind_pod_gpu_tensor_active_ratio",
+    ] {
+        assert!(
+            !values(&page, name).contains_key("legacy/old-0"),
+            "{name}: a GPU without GPM has no activity, not 0"
+        );
+    }
+    let log = exporter.log();
+    assert_eq!(
+        log.matches("no GPM:").count(),
+        1,
+        "the GPU without GPM is logged once: {log}"
+    );
+    assert!(log.contains("GPU-ampere"), "{log}");
+
+    // the adapter's reading of this page
+    let read = kubemind::adapter::sources::exporter_page::read(&page, 100_000).expect("reads");
+    let pod = &read.pods[&("llm".to_string(), "vllm-0".to_string())];
+    assert!(
+        (pod["gpu_sm_active_percent"] - 12.0).abs() < 1e-9,
+        "{pod:?}"
+    );
+    assert!((pod["gpu_utilization_percent"] - 100.0).abs() < 1e-9);
+    let mig_pod = &read.pods[&("small".to_string(), "gke-0".to_string())];
+    assert!(
+        (mig_pod["gpu_dram_active_percent"] - 25.0).abs() < 1e-9,
+        "{mig_pod:?}"
+    );
+    // the node: the mean over the GPUs with GPM (12 % and 50 %), not counting the one without
+    assert!(
+        (read.node_values["gpu_sm_active_percent"] - 31.0).abs() < 1e-9,
+        "{:?}",
+        read.node_values
+    );
+
+    let check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (Debian package prometheus)");
+    let output = {
+        use std::io::Write as _;
+        let mut check = check;
+        check
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(page.as_bytes())
+            .expect("write");
+        check.wait_with_output().expect("promtool runs")
+    };
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn annotated_pods_on_the_node_are_discovered() {
     let _ = rustls::crypto::ring::default_provider().install_default();

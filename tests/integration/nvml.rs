@@ -139,3 +139,79 @@ fn no_driver_is_a_state_not_a_crash_and_recovers() {
     drop(stop);
     thread.join().expect("stops");
 }
+
+/// GPM through nvml-wrapper's `gpm` module against the simulated library's scripted counters:
+/// the exact percentages on a Hopper-like GPU and on a MIG instance (by its GPU-instance ID),
+/// absent — not 0 — on a GPU without GPM, and a change of load seen in the next window.
+#[test]
+fn gpm_activity_is_exact_and_absent_where_unsupported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("nvml-sim.conf");
+    let write = |tensor: f64| {
+        std::fs::write(
+            &script,
+            format!(
+                "gpu GPU-hopper 100 {} {H100} 350000 71\ngpm 12 8.5 {tensor} 40\n\
+                 gpu GPU-ampere 95 {} {H100} 300000 65\n\
+                 gpu GPU-migh 0 0 {H100} 200000 50 mig\ngpm 50 30 20 10\n\
+                 mig MIG-aaaa {} {} 5\ngpm 70 35 60 25\n\
+                 mig MIG-bbbb 0 {} 6\n",
+                H100 / 2,
+                H100 / 4,
+                1u64 << 30,
+                H100 / 8,
+                H100 / 8,
+            ),
+        )
+        .expect("script")
+    };
+    write(3.25);
+    let (published, stop, thread) = start(dir.path());
+    let snapshot = wait_for(Duration::from_secs(30), "a GPM window", || {
+        let s = published.load_full();
+        s.gpus.first().and_then(|g| g.gpm).is_some().then_some(s)
+    });
+    let close =
+        |value: Option<f64>, expected: f64| value.is_some_and(|v| (v - expected).abs() < 1e-9);
+    let hopper = &snapshot.gpus[0];
+    assert!(hopper.gpm_supported);
+    let activity = hopper.gpm.expect("a window");
+    assert!(close(activity.sm_active, 0.12), "{activity:?}");
+    assert!(close(activity.sm_occupancy, 0.085), "{activity:?}");
+    assert!(close(activity.tensor_active, 0.0325), "{activity:?}");
+    assert!(close(activity.dram_active, 0.40), "{activity:?}");
+    assert_eq!(
+        hopper.utilization_ratio,
+        Some(1.0),
+        "NVML's utilization says 100 % where the SMs are 12 % active"
+    );
+
+    let ampere = &snapshot.gpus[1];
+    assert!(!ampere.gpm_supported);
+    assert_eq!(ampere.gpm, None, "no GPM: absent, never 0");
+    assert_eq!(ampere.utilization_ratio, Some(0.95));
+
+    let mig_gpu = &snapshot.gpus[2];
+    assert!(close(mig_gpu.gpm.and_then(|a| a.sm_active), 0.5));
+    let instance = &mig_gpu.mig[0];
+    assert_eq!(instance.gpu_instance_id, Some(5));
+    let activity = instance.gpm.expect("the instance's own window");
+    assert!(close(activity.sm_active, 0.70), "{activity:?}");
+    assert!(close(activity.tensor_active, 0.60), "{activity:?}");
+    let idle = &mig_gpu.mig[1];
+    assert_eq!(idle.gpu_instance_id, Some(6));
+    assert!(
+        close(idle.gpm.and_then(|a| a.sm_active), 0.0),
+        "an idle instance is 0, measured"
+    );
+
+    // the load changes: the next windows are at the new rate, exactly
+    write(90.0);
+    wait_for(Duration::from_secs(30), "the tensor pipes at 90 %", || {
+        let s = published.load_full();
+        let tensor = s.gpus.first()?.gpm?.tensor_active?;
+        ((tensor - 0.9).abs() < 1e-9).then_some(())
+    });
+    drop(stop);
+    thread.join().expect("sampler thread");
+}

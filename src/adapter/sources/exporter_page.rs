@@ -46,8 +46,10 @@ pub fn read(text: &str, max_samples: usize) -> Result<ExporterPage, PageError> {
     let mut node = None;
     let mut pods: BTreeMap<(String, String), BTreeMap<&'static str, f64>> = BTreeMap::new();
     let mut memory_total: HashMap<(String, String), f64> = HashMap::new();
-    // per GPU (uuid): utilization, memory used, memory total
-    let mut gpus: BTreeMap<String, (Option<f64>, f64, f64)> = BTreeMap::new();
+    // per GPU (uuid): memory used, memory total
+    let mut gpus: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    // per node mean (catalogue::NODE_MEANS): the value of each GPU (uuid) that has one
+    let mut means: [BTreeMap<String, f64>; catalogue::NODE_MEANS.len()] = Default::default();
     for sample in &exposition.samples {
         if !sample.value.is_finite() {
             continue;
@@ -83,21 +85,19 @@ pub fn read(text: &str, max_samples: usize) -> Result<ExporterPage, PageError> {
             }
             continue;
         }
-        let per_gpu = [
-            catalogue::GPU_UTILIZATION.name,
-            catalogue::GPU_MEMORY_USED.name,
-            catalogue::GPU_MEMORY_TOTAL.name,
-        ];
-        if let Some(which) = per_gpu.iter().position(|name| *name == sample.name) {
-            let Some(uuid) = sample.label("uuid") else {
-                continue;
-            };
-            let gpu = gpus.entry(uuid.to_string()).or_default();
-            match which {
-                0 => gpu.0 = Some(sample.value),
-                1 => gpu.1 = sample.value,
-                _ => gpu.2 = sample.value,
-            }
+        let Some(uuid) = sample.label("uuid") else {
+            continue;
+        };
+        if let Some(which) = catalogue::NODE_MEANS
+            .iter()
+            .position(|(series, _)| series.name == sample.name)
+        {
+            // once per GPU, however many pods hold it
+            means[which].insert(uuid.to_string(), sample.value);
+        } else if sample.name == catalogue::GPU_MEMORY_USED.name {
+            gpus.entry(uuid.to_string()).or_default().0 = sample.value;
+        } else if sample.name == catalogue::GPU_MEMORY_TOTAL.name {
+            gpus.entry(uuid.to_string()).or_default().1 = sample.value;
         }
     }
     for (key, total) in memory_total {
@@ -109,16 +109,15 @@ pub fn read(text: &str, max_samples: usize) -> Result<ExporterPage, PageError> {
         }
     }
     let mut node_values = BTreeMap::new();
-    let utilizations: Vec<f64> = gpus.values().filter_map(|g| g.0).collect();
-    if !utilizations.is_empty() {
-        node_values.insert(
-            "gpu_utilization_percent",
-            utilizations.iter().sum::<f64>() / utilizations.len() as f64 * 100.0,
-        );
+    for ((_, metric), values) in catalogue::NODE_MEANS.iter().zip(&means) {
+        if !values.is_empty() {
+            let mean = values.values().sum::<f64>() / values.len() as f64;
+            node_values.insert(*metric, mean * 100.0);
+        }
     }
     if !gpus.is_empty() {
-        let used: f64 = gpus.values().map(|g| g.1).sum();
-        let total: f64 = gpus.values().map(|g| g.2).sum();
+        let used: f64 = gpus.values().map(|g| g.0).sum();
+        let total: f64 = gpus.values().map(|g| g.1).sum();
         node_values.insert("gpu_memory_used_bytes", used);
         if total > 0.0 {
             node_values.insert(catalogue::GPU_MEMORY_USED_PERCENT, used / total * 100.0);
@@ -152,6 +151,8 @@ mod tests {
             memory_total_bytes: 80,
             power_watts: None,
             temperature_celsius: None,
+            gpm_supported: false,
+            gpm: None,
             mig: vec![],
         };
         let gpus = GpuSnapshot {
