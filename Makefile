@@ -5,7 +5,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 ## the image the manifests name; make deploy IMAGE=… installs another
 IMAGE ?= ghcr.io/kubemind/kubemind:$(VERSION)
 ## default, custom-only (beside KEDA), external-only (beside prometheus-adapter), prometheus,
-## cert-manager, generated
+## cert-manager, generated, per-process (per-process GPU attribution, hostPID)
 OVERLAY ?= default
 
 .PHONY: all build demo standalone test lint modules manifests alerts certs image deploy undeploy bench fuzz clean

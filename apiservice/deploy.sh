@@ -3,7 +3,7 @@
 # overlay with the image set through kustomize's `images:`.
 #   apiservice/deploy.sh OVERLAY IMAGE [--dry-run]   (make deploy / make undeploy)
 # OVERLAY: default, custom-only (beside KEDA), external-only (beside prometheus-adapter),
-# prometheus, cert-manager, generated (after make certs). --dry-run prints exactly what would be
+# prometheus, cert-manager, generated (after make certs), per-process (hostPID). --dry-run prints exactly what would be
 # applied, and touches no cluster. KUBEMIND (the binary) and KUBECTL may be overridden.
 set -euo pipefail
 overlay=${1:?overlay}
@@ -14,7 +14,7 @@ kubectl=${KUBECTL:-kubectl}
 case "$overlay" in
   default) directory=apiservice; preflight=default ;;
   custom-only|external-only) directory=apiservice/$overlay; preflight=$overlay ;;
-  prometheus|cert-manager|generated) directory=apiservice/$overlay; preflight=default ;;
+  prometheus|cert-manager|generated|per-process) directory=apiservice/$overlay; preflight=default ;;
   *) echo "deploy: unknown overlay $overlay" >&2; exit 64 ;;
 esac
 [ -f "$directory/kustomization.yaml" ] || { echo "deploy: $directory/kustomization.yaml missing (make certs for generated)" >&2; exit 64; }

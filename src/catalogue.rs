@@ -182,6 +182,20 @@ pub(crate) const POD_GPU_DRAM_ACTIVE: Series = serving(
     "gpu_dram_active_percent",
     100.0,
 );
+pub(crate) const POD_GPU_SM_SHARE: Series = serving(
+    "kubemind_pod_gpu_sm_share_ratio",
+    Per::Pod,
+    "--per-process: the SM utilization of the pod's own processes on the GPUs they share (mean over those GPUs)",
+    "gpu_sm_share_percent",
+    100.0,
+);
+pub(crate) const POD_GPU_PROCESS_MEMORY: Series = serving(
+    "kubemind_pod_gpu_process_memory_bytes",
+    Per::Pod,
+    "--per-process: GPU memory used by the pod's own processes",
+    "gpu_process_memory_bytes",
+    1.0,
+);
 pub(crate) const POD_GPU_MEMORY_TOTAL: Series = series(
     "kubemind_pod_gpu_memory_total_bytes",
     Per::Pod,
@@ -350,6 +364,8 @@ pub const SERIES: &[Series] = &[
     POD_GPU_SM_OCCUPANCY,
     POD_GPU_TENSOR_ACTIVE,
     POD_GPU_DRAM_ACTIVE,
+    POD_GPU_SM_SHARE,
+    POD_GPU_PROCESS_MEMORY,
     TRITON_QUEUE_TIME,
     TRITON_QUEUE_COMPUTE_RATIO,
     TRITON_PENDING_REQUESTS,

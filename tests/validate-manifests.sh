@@ -15,7 +15,7 @@ apiservice/certs.sh "$rendered/generated" >/dev/null
 cp -r apiservice/. "$rendered/apiservice"
 rm -rf "$rendered/apiservice/generated"
 mv "$rendered/generated" "$rendered/apiservice/generated"
-for overlay in "" cert-manager generated prometheus custom-only external-only; do
+for overlay in "" cert-manager generated prometheus custom-only external-only per-process; do
   name=${overlay:-default}
   kubectl kustomize "$rendered/apiservice/$overlay" > "$rendered/$name.yaml"
 done
@@ -26,6 +26,9 @@ apiservices() { grep -A4 '^kind: APIService' "$1" | sed -n 's/^  name: //p' | so
   || { echo "custom-only registers: $(apiservices "$rendered/custom-only.yaml")"; exit 1; }
 [ "$(apiservices "$rendered/external-only.yaml")" = "v1beta1.external.metrics.k8s.io " ] \
   || { echo "external-only registers: $(apiservices "$rendered/external-only.yaml")"; exit 1; }
+# the per-process overlay shares the host's PID namespace and turns attribution on
+grep -q 'hostPID: true' "$rendered/per-process.yaml" && grep -q -- '- --per-process' "$rendered/per-process.yaml" \
+  || { echo "per-process overlay: no hostPID or --per-process"; exit 1; }
 # the manifests name the image make deploy defaults to (the crate's version), and make deploy
 # sets another everywhere
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
@@ -38,7 +41,7 @@ grep -q 'image: ghcr.io/kubemind' "$rendered/deploy.yaml" && { echo "deploy left
 for version in $versions; do
   "$venv/bin/kubernetes-validate" --strict --quiet --no-warn -k "$version" \
     "$rendered"/default.yaml "$rendered"/cert-manager.yaml "$rendered"/generated.yaml "$rendered"/prometheus.yaml \
-    "$rendered"/custom-only.yaml "$rendered"/external-only.yaml \
+    "$rendered"/custom-only.yaml "$rendered"/external-only.yaml "$rendered"/per-process.yaml \
     apiservice/examples/*.yaml
   echo "manifests valid for Kubernetes $version"
 done

@@ -69,7 +69,7 @@ impl Nvml {
             }
         }
         std::fs::write(&self.script, script).context("the NVML script")?;
-        crate::exporter::gpu::sample(&self.nvml, None).context("sampling the simulated GPUs")
+        crate::exporter::gpu::sample(&self.nvml, None, None).context("sampling the simulated GPUs")
     }
 }
 
@@ -153,6 +153,7 @@ impl Node {
             holders: &holders,
             pod_resources_up: true,
             servers: &servers,
+            pod_shares: &Default::default(),
             duration: started.elapsed(),
             finished_at: now,
         });

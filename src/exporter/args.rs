@@ -47,4 +47,11 @@ pub struct ExporterArgs {
     /// Scrape only --static-target, without watching the node's annotated pods.
     #[arg(long)]
     pub no_pod_discovery: bool,
+    /// Attribute shared GPUs per process: each compute process's SM time and memory to its
+    /// pod, through the host's /proc (needs hostPID: see the per-process overlay).
+    #[arg(long)]
+    pub per_process: bool,
+    /// The host's /proc, where --per-process reads each GPU process's cgroup.
+    #[arg(long, default_value = "/proc")]
+    pub proc_root: PathBuf,
 }

@@ -115,6 +115,21 @@ pub fn targets(store: &Store<Pod>) -> Vec<Target> {
     targets
 }
 
+/// The node's pods by UID (what a process's cgroup names), as (namespace, name).
+pub fn pods_by_uid(store: &Store<Pod>) -> std::collections::HashMap<String, (String, String)> {
+    store
+        .state()
+        .iter()
+        .filter_map(|pod| {
+            let meta = &pod.metadata;
+            Some((
+                meta.uid.clone()?,
+                (meta.namespace.clone()?, meta.name.clone()?),
+            ))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

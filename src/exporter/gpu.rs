@@ -31,6 +31,8 @@ use nvml_wrapper::enums::gpm::GpmMetricId;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::{Device, GpmSample, Nvml};
 
+use super::processes::{ProcessReading, ProcessSampler};
+
 /// GPM activity over the last interval, each a fraction 0–1; a metric the GPU did not give is
 /// absent.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -74,6 +76,8 @@ pub struct GpuReading {
     /// collection (a window needs two samples).
     pub gpm: Option<GpmActivity>,
     pub mig: Vec<MigReading>,
+    /// Its compute processes, with `--per-process` (else empty).
+    pub processes: Vec<ProcessReading>,
 }
 
 /// Everything one collection saw.
@@ -104,6 +108,8 @@ pub struct Sampler {
     pub library: Option<PathBuf>,
     pub interval: Duration,
     pub published: Arc<ArcSwap<GpuSnapshot>>,
+    /// `--per-process`: the host's `/proc`, where each GPU process's cgroup names its pod.
+    pub per_process: Option<PathBuf>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -150,9 +156,10 @@ impl Sampler {
                 }
             };
             let mut gpm = Gpm::default();
+            let mut processes = self.per_process.clone().map(ProcessSampler::new);
             loop {
                 let start = Instant::now();
-                match sample(&nvml, Some(&mut gpm)) {
+                match sample(&nvml, Some(&mut gpm), processes.as_mut()) {
                     Ok(gpus) => self.published.store(Arc::new(GpuSnapshot {
                         nvml_up: true,
                         gpus,
@@ -277,12 +284,14 @@ impl<'nvml> Gpm<'nvml> {
     }
 }
 
-/// One collection over every GPU, with GPM activity when given the GPM state. A failure on
-/// any GPU fails the collection, so a half-read node is never published as whole (GPM
-/// excepted: its activity is only absent).
+/// One collection over every GPU, with GPM activity when given the GPM state and compute
+/// processes when given a process sampler. A failure on any GPU fails the collection, so a
+/// half-read node is never published as whole (GPM and processes excepted: they are only
+/// absent).
 pub fn sample<'nvml>(
     nvml: &'nvml Nvml,
     mut gpm: Option<&mut Gpm<'nvml>>,
+    mut processes: Option<&mut ProcessSampler>,
 ) -> Result<Vec<GpuReading>, NvmlError> {
     let count = nvml.device_count()?;
     let mut gpus = Vec::with_capacity(count as usize);
@@ -301,6 +310,10 @@ pub fn sample<'nvml>(
             }
             _ => None,
         };
+        let processes = match processes.as_deref_mut() {
+            Some(sampler) if !in_mig_mode => sampler.sample(&device, &uuid),
+            _ => Vec::new(),
+        };
         gpus.push(GpuReading {
             index,
             uuid,
@@ -314,6 +327,7 @@ pub fn sample<'nvml>(
                 .map(f64::from),
             gpm_supported,
             gpm: activity,
+            processes,
             mig: if in_mig_mode {
                 mig_instances(nvml, &device, gpm.as_deref_mut().filter(|_| gpm_supported))?
             } else {

@@ -7,6 +7,7 @@
 //! - [`servers`]: inference servers' signals from their counters (Triton, vLLM, SGLang, TGI,
 //!   TorchServe, mapped), and the scrape loop.
 //! - [`discovery`]: the node's pods annotated `kubemind.io/scrape`, from a kube reflector.
+//! - [`processes`]: with `--per-process`, shared GPUs' compute processes attributed to pods.
 //! - [`render`]: one collection as Prometheus text.
 //!
 //! [`run`] starts the sampler thread, a collection task every `--interval` (attribution,
@@ -18,6 +19,7 @@ pub mod args;
 pub mod discovery;
 pub mod gpu;
 pub mod pods;
+pub mod processes;
 pub mod render;
 pub mod servers;
 
@@ -54,6 +56,8 @@ pub struct Settings {
     pub max_samples_per_target: usize,
     /// Watch the node's pods (with this kubeconfig, or the inferred configuration).
     pub pod_discovery: Option<Option<kube::config::Kubeconfig>>,
+    /// `--per-process`: the host's `/proc`.
+    pub per_process: Option<PathBuf>,
 }
 
 impl Settings {
@@ -102,6 +106,12 @@ impl Settings {
                 format!("mapped:{}/{} has no --static-mapping", t.namespace, t.pod),
             ));
         }
+        if args.per_process && args.no_pod_discovery {
+            return Err(ConfigError::new(
+                "--per-process",
+                "needs the node's pods (their UIDs name the processes' cgroups): drop --no-pod-discovery",
+            ));
+        }
         let pod_discovery = if args.no_pod_discovery {
             None
         } else {
@@ -112,6 +122,7 @@ impl Settings {
         };
         Ok(Settings {
             pod_discovery,
+            per_process: args.per_process.then_some(args.proc_root),
             listen: args.listen,
             limits: args.connections.limits(CONNECTION_LIMITS),
             interval: args.interval,
@@ -151,6 +162,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         library: settings.nvml_lib.clone(),
         interval: settings.interval,
         published: gpus.clone(),
+        per_process: settings.per_process.clone(),
     }
     .spawn(stopped)
     .context("starting the NVML sampler thread")?;
@@ -239,12 +251,20 @@ async fn collect(
         }
         let servers = scraper.scrape_all(&targets).await;
         let snapshot = gpus.load_full();
+        let shares = match (&settings.per_process, &discovered) {
+            (Some(_), Some(store)) => processes::pod_shares(
+                snapshot.gpus.iter().map(|g| g.processes.as_slice()),
+                &discovery::pods_by_uid(store),
+            ),
+            _ => Default::default(),
+        };
         let text = render::render(&render::Collection {
             node: &settings.node,
             gpus: &snapshot,
             holders: &holders,
             pod_resources_up: attributions.up,
             servers: &servers,
+            pod_shares: &shares,
             duration: start.elapsed(),
             finished_at: SystemTime::now(),
         });

@@ -9,13 +9,15 @@
 //! | `kubemind_gpm_supported`, `kubemind_gpu_{sm_active,sm_occupancy,tensor_active,dram_active}_ratio` (GPM) | node, gpu, uuid (+ holder) |
 //! | `kubemind_mig_memory_{used,total}_bytes`, `kubemind_mig_{sm_active,sm_occupancy,tensor_active,dram_active}_ratio` | node, gpu, uuid, mig_uuid (+ holder) |
 //! | `kubemind_pod_gpu_utilization_ratio`, `kubemind_pod_gpu_memory_{used,total}_bytes`, `kubemind_pod_gpu_{sm_active,sm_occupancy,tensor_active,dram_active}_ratio` | namespace, pod, node |
+//! | `kubemind_pod_gpu_sm_share_ratio`, `kubemind_pod_gpu_process_memory_bytes` (`--per-process`) | namespace, pod, node |
 //! | `kubemind_inference_{requests_waiting,requests_running,queue_time_seconds,kv_cache_usage_ratio,request_rate}` | namespace, pod, node, kind (every kind) |
 //! | `kubemind_triton_{queue_time_seconds,queue_compute_ratio,pending_requests,request_rate,rejected_rate,stalled}` | namespace, pod, node, kind |
 //! | `kubemind_vllm_{requests_waiting,requests_running,kv_cache_usage_ratio,queue_time_seconds,request_rate}` | namespace, pod, node, kind |
 //! | `kubemind_exporter_*` | the exporter's own health (the `kubemind_exporter_connections_*` series are appended by the `/metrics` handler, from [`crate::serve::ConnectionStats`]) |
 //!
 //! A GPU shared by several pods (time-slicing, MPS) appears once per holder with the whole GPU's
-//! values: NVML reports per GPU, not per process. A value the source could not give (MIG-mode
+//! values: NVML reports per GPU. With `--per-process`, each pod also gets its own processes'
+//! share (`kubemind_pod_gpu_sm_share_ratio`, `kubemind_pod_gpu_process_memory_bytes`). A value the source could not give (MIG-mode
 //! utilization, a stalled pod's queue time) is left out, never written as 0.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use super::gpu::{GpmActivity, GpuReading, GpuSnapshot, MigReading};
 use super::pods::{DeviceId, Holder};
+use super::processes::PodShare;
 use super::servers::recipe::QueueSignals;
 use super::servers::scrape::{ServerKind, Signals, TargetReport};
 use super::servers::triton::TritonSignals;
@@ -36,6 +39,8 @@ pub struct Collection<'a> {
     pub holders: &'a [(DeviceId, Holder)],
     pub pod_resources_up: bool,
     pub servers: &'a [TargetReport],
+    /// `--per-process`: each pod's own share of the GPUs its processes run on.
+    pub pod_shares: &'a BTreeMap<(String, String), PodShare>,
     pub duration: Duration,
     pub finished_at: SystemTime,
 }
@@ -423,6 +428,22 @@ fn pod_gpu_families(w: &mut Writer, c: &Collection<'_>) {
             pod.memory_total as f64,
         );
     }
+    for (series, value) in [
+        (
+            catalogue::POD_GPU_SM_SHARE,
+            (|s: &PodShare| s.sm_ratio) as fn(&PodShare) -> Option<f64>,
+        ),
+        (catalogue::POD_GPU_PROCESS_MEMORY, |s| {
+            Some(s.memory_bytes as f64)
+        }),
+    ] {
+        w.family(series.name, MetricType::Gauge, series.help);
+        for ((namespace, pod), share) in c.pod_shares {
+            if let Some(v) = value(share) {
+                w.sample(series.name, &pod_labels(&(namespace, pod), c.node), v);
+            }
+        }
+    }
     for (_, series, activity) in GPM_FAMILIES {
         w.family(series.name, MetricType::Gauge, series.help);
         for (key, pod) in &pods {
@@ -561,6 +582,7 @@ mod tests {
             temperature_celsius: None,
             gpm_supported: false,
             gpm: None,
+            processes: vec![],
             mig,
         }
     }
@@ -668,6 +690,7 @@ mod tests {
             holders: &holders,
             pod_resources_up: true,
             servers: &[],
+            pod_shares: &Default::default(),
             duration: Duration::ZERO,
             finished_at: SystemTime::UNIX_EPOCH,
         });

@@ -13,6 +13,7 @@
  *                                           (an instance of the last gpu; id default slot + 1)
  *   gpm <SM active%> <SM occupancy%> <tensor active%> <DRAM bandwidth%>
  *                                           (GPM activity of the last gpu or mig line)
+ *   proc <pid> <SM%> <GPU memory bytes>     (a compute process on the last gpu)
  *   # comments and blank lines are ignored
  *
  * A `mig` GPU answers utilization with NVML_ERROR_NOT_SUPPORTED, as real MIG-mode GPUs do.
@@ -21,10 +22,14 @@
  * advances the device's cumulative counters by 1000 cycles at its scripted activity, and
  * nvmlGpmMetricsGet returns Δactivity / Δcycles between two samples: the scripted percentages,
  * exactly, while the script holds them.
+ * Processes: nvmlDeviceGetComputeRunningProcesses_v3 lists a gpu's `proc` lines with their
+ * memory; nvmlDeviceGetProcessUtilization gives one sample per process, stamped now, when now
+ * is past the caller's last-seen timestamp.
  * Build: cc -shared -fPIC -o libnvidia-ml.so.1 nvml_sim.c
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <sys/time.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +48,12 @@ enum {
 
 #define MAX_GPUS 64
 #define MAX_MIG 7
+#define MAX_PROCS 16
+
+typedef struct process {
+    unsigned int pid, sm;
+    unsigned long long memory;
+} process;
 
 typedef struct activity {
     double sm_active, sm_occupancy, tensor_active, dram_bandwidth;
@@ -54,6 +65,8 @@ typedef struct device {
     unsigned int gpu_instance_id;
     int gpm;             /* a `gpm` line was given for this device */
     activity gpm_percent;
+    unsigned int process_count;
+    process processes[MAX_PROCS];
     unsigned int utilization;
     unsigned long long memory_used, memory_total;
     unsigned int power_mw, temperature;
@@ -117,6 +130,14 @@ static int load(void) {
     while (fgets(line, sizeof line, file)) {
         char uuid[96], flag[16] = "";
         device *d;
+        if (strncmp(line, "proc ", 5) == 0 && count > 0) {
+            device *gpu = &gpus[count - 1];
+            process p;
+            if (gpu->process_count < MAX_PROCS &&
+                sscanf(line + 5, "%u %u %llu", &p.pid, &p.sm, &p.memory) == 3)
+                gpu->processes[gpu->process_count++] = p;
+            continue;
+        }
         if (strncmp(line, "gpm ", 4) == 0 && last) {
             activity a;
             if (sscanf(line + 4, "%lf %lf %lf %lf", &a.sm_active, &a.sm_occupancy,
@@ -425,5 +446,66 @@ nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t *request) {
         metric->metricInfo.shortName = metric->metricInfo.longName = NULL;
         metric->metricInfo.unit = NULL;
     }
+    return NVML_SUCCESS;
+}
+
+/* ---- processes ---- */
+
+typedef struct {
+    unsigned int pid;
+    unsigned long long usedGpuMemory;
+    unsigned int gpuInstanceId, computeInstanceId;
+} nvmlProcessInfo_t;
+
+typedef struct {
+    unsigned int pid;
+    unsigned long long timeStamp;
+    unsigned int smUtil, memUtil, encUtil, decUtil;
+} nvmlProcessUtilizationSample_t;
+
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, unsigned int *count,
+                                                     nvmlProcessInfo_t *infos) {
+    if (!initialized) return NVML_ERROR_UNINITIALIZED;
+    if (!device || !count) return NVML_ERROR_INVALID_ARGUMENT;
+    unsigned int have = device->process_count;
+    if (!infos || *count < have) {
+        *count = have;
+        return have == 0 ? NVML_SUCCESS : NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    for (unsigned int i = 0; i < have; i++) {
+        infos[i].pid = device->processes[i].pid;
+        infos[i].usedGpuMemory = device->processes[i].memory;
+        infos[i].gpuInstanceId = infos[i].computeInstanceId = 0xFFFFFFFF;
+    }
+    *count = have;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
+                                             nvmlProcessUtilizationSample_t *samples,
+                                             unsigned int *count,
+                                             unsigned long long lastSeenTimeStamp) {
+    if (!initialized) return NVML_ERROR_UNINITIALIZED;
+    if (!device || !count) return NVML_ERROR_INVALID_ARGUMENT;
+    if (device->mig_mode || device->is_mig) return NVML_ERROR_NOT_SUPPORTED;
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    unsigned long long stamp = (unsigned long long)now.tv_sec * 1000000ULL + now.tv_usec;
+    unsigned int have = stamp > lastSeenTimeStamp ? device->process_count : 0;
+    if (have == 0) {
+        *count = 0;
+        return NVML_ERROR_NOT_FOUND; /* no samples since lastSeenTimeStamp, as NVML answers */
+    }
+    if (!samples || *count < have) {
+        *count = have;
+        return NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    for (unsigned int i = 0; i < have; i++) {
+        samples[i].pid = device->processes[i].pid;
+        samples[i].timeStamp = stamp;
+        samples[i].smUtil = device->processes[i].sm;
+        samples[i].memUtil = samples[i].encUtil = samples[i].decUtil = 0;
+    }
+    *count = have;
     return NVML_SUCCESS;
 }

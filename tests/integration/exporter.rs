@@ -563,6 +563,135 @@ async fn gpm_activity_end_to_end() {
     );
 }
 
+/// `--per-process` on a time-sliced GPU: NVML's compute processes (scripted in the simulated
+/// library) attributed to pods through a fake host `/proc` — each PID's cgroup in one of the
+/// kubelet's layouts — and the node's pods' UIDs from the stand-in API server. Each pod gets
+/// exactly its own processes' SM time and memory; a host process is nobody's; the whole-GPU
+/// series stay as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_process_shares_of_a_time_sliced_gpu() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let library = crate::nvml::build_simulated_nvml(dir.path());
+    let gib = 1u64 << 30;
+    std::fs::write(
+        dir.path().join("nvml-sim.conf"),
+        format!(
+            "gpu GPU-shared 100 {} {} 600000 70\n\
+             proc 4100 35 {} \nproc 4101 5 {}\nproc 4200 50 {}\nproc 1 3 {gib}\n",
+            33 * gib,
+            80 * gib,
+            10 * gib,
+            2 * gib,
+            20 * gib
+        ),
+    )
+    .expect("nvml script");
+    const UID_A: &str = "0b6e3f1c-9a2d-4c57-8e10-3d4f5a6b7c8d";
+    const UID_B: &str = "7f2a9c4e-1b3d-4e6f-a5c7-9d0e1f2a3b4c";
+    const CONTAINER: &str = "4c9e3b0d7a5f1e2c8b6a9d0f3e7c1b5a2d8f6e4c0b9a7d3f1e5c2b8a6d4f0e9c";
+    let proc_root = dir.path().join("proc");
+    for (pid, cgroup) in [
+        // pod A: cgroup v2, systemd driver, containerd
+        (
+            4100,
+            format!(
+                "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{CONTAINER}.scope\n",
+                UID_A.replace('-', "_")
+            ),
+        ),
+        (
+            4101,
+            format!(
+                "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{CONTAINER}.scope\n",
+                UID_A.replace('-', "_")
+            ),
+        ),
+        // pod B: cgroup v1, cgroupfs driver
+        (
+            4200,
+            format!("12:pids:/kubepods/besteffort/pod{UID_B}/{CONTAINER}\n1:name=systemd:/\n"),
+        ),
+        // a host process
+        (1, "0::/init.scope\n".to_string()),
+    ] {
+        let path = proc_root.join(pid.to_string());
+        std::fs::create_dir_all(&path).expect("fake /proc");
+        std::fs::write(path.join("cgroup"), cgroup).expect("cgroup");
+    }
+    let socket = dir.path().join("kubelet.sock");
+    let kubelet = Kubelet::default();
+    kubelet.set(vec![
+        pod("ml", "llm-a", "nvidia.com/gpu", &["GPU-shared::1"]),
+        pod("ml", "llm-b", "nvidia.com/gpu", &["GPU-shared::2"]),
+    ]);
+    let _kubelet = kubelet.serve(&socket).expect("serves");
+    let standin = crate::standin::StandIn::start(Default::default(), vec![], Default::default());
+    let api_pod = |name: &str, uid: &str| {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "ml", "uid": uid, "resourceVersion": "7"},
+            "spec": {"nodeName": "gpu-node-1", "containers": [{"name": "server", "image": "vllm"}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.9"},
+        })
+    };
+    standin.set_pods(vec![api_pod("llm-a", UID_A), api_pod("llm-b", UID_B)]);
+    let kubeconfig = standin.kubeconfig(dir.path());
+    let (_exporter, url) = start_exporter(
+        dir.path(),
+        &library,
+        &[
+            "--pod-resources-socket",
+            socket.to_str().expect("utf-8"),
+            "--pod-resources-refresh",
+            "200ms",
+            "--kubeconfig",
+            kubeconfig.to_str().expect("utf-8"),
+            "--per-process",
+            "--proc-root",
+            proc_root.to_str().expect("utf-8"),
+        ],
+    );
+    let page =
+        crate::util::wait_for_async(Duration::from_secs(60), "both pods' shares", || async {
+            let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+            let shares = values(&text, "kubemind_pod_gpu_sm_share_ratio");
+            (shares.contains_key("ml/llm-a") && shares.contains_key("ml/llm-b")).then_some(text)
+        })
+        .await;
+    let close = |name: &str, who: &str, expected: f64| {
+        let value = values(&page, name).get(who).copied();
+        assert!(
+            value.is_some_and(|v| (v - expected).abs() < 1e-9),
+            "{name} of {who}: {value:?}, expected {expected}"
+        );
+    };
+    close("kubemind_pod_gpu_sm_share_ratio", "ml/llm-a", 0.40);
+    close("kubemind_pod_gpu_sm_share_ratio", "ml/llm-b", 0.50);
+    close(
+        "kubemind_pod_gpu_process_memory_bytes",
+        "ml/llm-a",
+        (12 * gib) as f64,
+    );
+    close(
+        "kubemind_pod_gpu_process_memory_bytes",
+        "ml/llm-b",
+        (20 * gib) as f64,
+    );
+    assert_eq!(
+        values(&page, "kubemind_pod_gpu_sm_share_ratio").len(),
+        2,
+        "the host process is nobody's"
+    );
+    // the whole-GPU view is unchanged: both pods see the GPU at 100 %
+    close("kubemind_pod_gpu_utilization_ratio", "ml/llm-a", 1.0);
+    close("kubemind_pod_gpu_utilization_ratio", "ml/llm-b", 1.0);
+    let read = kubemind::adapter::sources::exporter_page::read(&page, 100_000).expect("reads");
+    let a = &read.pods[&("ml".to_string(), "llm-a".to_string())];
+    assert!((a["gpu_sm_share_percent"] - 40.0).abs() < 1e-9, "{a:?}");
+    assert!((a["gpu_utilization_percent"] - 100.0).abs() < 1e-9, "{a:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn annotated_pods_on_the_node_are_discovered() {
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -30,6 +30,7 @@ fn start(
         library: Some(build_simulated_nvml(dir)),
         interval: Duration::from_millis(50),
         published: published.clone(),
+        per_process: None,
     }
     .spawn(stopped)
     .expect("thread");

@@ -153,6 +153,7 @@ mod tests {
             temperature_celsius: None,
             gpm_supported: false,
             gpm: None,
+            processes: vec![],
             mig: vec![],
         };
         let gpus = GpuSnapshot {
@@ -193,6 +194,7 @@ mod tests {
             holders: &holders,
             pod_resources_up: true,
             servers: &servers,
+            pod_shares: &Default::default(),
             duration: Duration::ZERO,
             finished_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000),
         })
