@@ -507,20 +507,5 @@ async fn the_exporter_caps_its_scrapers_and_trusts_no_redirect() {
         "{page}"
     );
     // the page with its own accounting is still the text format promtool accepts
-    let mut check = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool runs");
-    if let Some(mut stdin) = check.stdin.take() {
-        std::io::Write::write_all(&mut stdin, page.as_bytes()).expect("page to promtool");
-    }
-    let checked = check.wait_with_output().expect("promtool ends");
-    assert!(
-        checked.status.success(),
-        "{}",
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    crate::util::assert_promtool_accepts(&page);
 }

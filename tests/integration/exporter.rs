@@ -72,20 +72,27 @@ fn values(page: &str, name: &str) -> HashMap<String, f64> {
         .collect()
 }
 
+/// Asserts `page`'s `name` for `who` (namespace/pod, or the GPU UUID) is `expected`.
+fn assert_value(page: &str, name: &str, who: &str, expected: f64) {
+    let value = values(page, name).get(who).copied();
+    assert!(
+        value.is_some_and(|v| (v - expected).abs() < 1e-9),
+        "{name} of {who}: {value:?}, expected {expected}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporter_end_to_end() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let library = crate::nvml::build_simulated_nvml(dir.path());
     let gib = 1u64 << 30;
-    std::fs::write(
-        dir.path().join("nvml-sim.conf"),
-        format!(
-            "gpu GPU-aaaa 97 {} {} 350000 71\ngpu GPU-bbbb 4 {gib} {} 90000 40\ngpu GPU-mig0 0 0 {} 200000 50 mig\nmig MIG-cccc {gib} {}\n",
-            40 * gib, 80 * gib, 80 * gib, 80 * gib, 10 * gib
-        ),
-    )
-    .expect("nvml script");
+    let (dir, library) = crate::nvml::simulated_gpus(&format!(
+        "gpu GPU-aaaa 97 {} {} 350000 71\ngpu GPU-bbbb 4 {gib} {} 90000 40\ngpu GPU-mig0 0 0 {} 200000 50 mig\nmig MIG-cccc {gib} {}\n",
+        40 * gib,
+        80 * gib,
+        80 * gib,
+        80 * gib,
+        10 * gib
+    ));
     let socket = dir.path().join("kubelet.sock");
     let kubelet = Kubelet::default();
     kubelet.set(vec![
@@ -208,30 +215,7 @@ async fn exporter_end_to_end() {
     )
     .await;
 
-    let check = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool is installed (Debian package prometheus)");
-    let output = {
-        use std::io::Write as _;
-        let mut check = check;
-        check
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(page.as_bytes())
-            .expect("write");
-        check.wait_with_output().expect("promtool runs")
-    };
-    assert!(
-        output.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    crate::util::assert_promtool_accepts(&page);
 }
 
 /// A server's documented page (`tests/data/`) as it reads after `scrapes` scrapes: every
@@ -334,29 +318,54 @@ async fn every_server_kind_end_to_end() {
         },
     )
     .await;
-    let close = |name: &str, pod: &str, expected: f64| {
-        let value = values(&page, name).get(pod).copied();
-        assert!(
-            value.is_some_and(|v| (v - expected).abs() < 1e-9),
-            "{name} of {pod}: {value:?}, expected {expected}"
-        );
-    };
     // SGLang: 48 s waited by 160 requests; 9 waiting, 24 running, 62 % of the token pool
-    close("kubemind_inference_queue_time_seconds", "llm/sglang-0", 0.3);
-    close("kubemind_inference_requests_waiting", "llm/sglang-0", 9.0);
-    close("kubemind_inference_requests_running", "llm/sglang-0", 24.0);
-    close(
+    assert_value(
+        &page,
+        "kubemind_inference_queue_time_seconds",
+        "llm/sglang-0",
+        0.3,
+    );
+    assert_value(
+        &page,
+        "kubemind_inference_requests_waiting",
+        "llm/sglang-0",
+        9.0,
+    );
+    assert_value(
+        &page,
+        "kubemind_inference_requests_running",
+        "llm/sglang-0",
+        24.0,
+    );
+    assert_value(
+        &page,
         "kubemind_inference_kv_cache_usage_ratio",
         "llm/sglang-0",
         0.62,
     );
     // TGI: 36 s over 400 successful requests; queue 6, batch 32; no KV-cache gauge
-    close("kubemind_inference_queue_time_seconds", "llm/tgi-0", 0.09);
-    close("kubemind_inference_requests_waiting", "llm/tgi-0", 6.0);
-    close("kubemind_inference_requests_running", "llm/tgi-0", 32.0);
+    assert_value(
+        &page,
+        "kubemind_inference_queue_time_seconds",
+        "llm/tgi-0",
+        0.09,
+    );
+    assert_value(
+        &page,
+        "kubemind_inference_requests_waiting",
+        "llm/tgi-0",
+        6.0,
+    );
+    assert_value(
+        &page,
+        "kubemind_inference_requests_running",
+        "llm/tgi-0",
+        32.0,
+    );
     assert!(!values(&page, "kubemind_inference_kv_cache_usage_ratio").contains_key("llm/tgi-0"));
     // TorchServe: (12.5 + 4.5) s of queue over 400 requests, both models; no depth gauge
-    close(
+    assert_value(
+        &page,
         "kubemind_inference_queue_time_seconds",
         "vision/torchserve-0",
         0.0425,
@@ -365,23 +374,31 @@ async fn every_server_kind_end_to_end() {
         !values(&page, "kubemind_inference_requests_waiting").contains_key("vision/torchserve-0")
     );
     // the mapped server: prefill depth only, 1,500 ms over 20 requests in ms scaled to seconds
-    close(
+    assert_value(
+        &page,
         "kubemind_inference_requests_waiting",
         "apps/home-grown",
         4.0,
     );
-    close(
+    assert_value(
+        &page,
         "kubemind_inference_queue_time_seconds",
         "apps/home-grown",
         0.075,
     );
     // Triton gives the neutral series too: 50 ms each, nothing pending
-    close(
+    assert_value(
+        &page,
         "kubemind_inference_queue_time_seconds",
         "demo/triton-0",
         0.05,
     );
-    close("kubemind_inference_requests_waiting", "demo/triton-0", 0.0);
+    assert_value(
+        &page,
+        "kubemind_inference_requests_waiting",
+        "demo/triton-0",
+        0.0,
+    );
     for pod in [
         "llm/sglang-0",
         "llm/tgi-0",
@@ -438,19 +455,18 @@ async fn every_server_kind_end_to_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gpm_activity_end_to_end() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let library = crate::nvml::build_simulated_nvml(dir.path());
     let gib = 1u64 << 30;
-    std::fs::write(
-        dir.path().join("nvml-sim.conf"),
-        format!(
-            "gpu GPU-hopper 100 {} {} 600000 70\ngpm 12 8.5 3.25 40\n\
+    let (dir, library) = crate::nvml::simulated_gpus(&format!(
+        "gpu GPU-hopper 100 {} {} 600000 70\ngpm 12 8.5 3.25 40\n\
              gpu GPU-ampere 95 {} {} 300000 65\n\
              gpu GPU-migh 0 0 {} 200000 50 mig\ngpm 50 30 20 10\nmig MIG-aaaa {gib} {} 5\ngpm 70 35 60 25\n",
-            40 * gib, 80 * gib, 20 * gib, 80 * gib, 80 * gib, 10 * gib
-        ),
-    )
-    .expect("nvml script");
+        40 * gib,
+        80 * gib,
+        20 * gib,
+        80 * gib,
+        80 * gib,
+        10 * gib
+    ));
     let socket = dir.path().join("kubelet.sock");
     let kubelet = Kubelet::default();
     kubelet.set(vec![
@@ -476,29 +492,48 @@ async fn gpm_activity_end_to_end() {
         },
     )
     .await;
-    let close = |name: &str, who: &str, expected: f64| {
-        let value = values(&page, name).get(who).copied();
-        assert!(
-            value.is_some_and(|v| (v - expected).abs() < 1e-9),
-            "{name} of {who}: {value:?}, expected {expected}"
-        );
-    };
-    close("kubemind_gpu_sm_active_ratio", "llm/vllm-0", 0.12);
-    close("kubemind_gpu_sm_occupancy_ratio", "llm/vllm-0", 0.085);
-    close("kubemind_gpu_tensor_active_ratio", "llm/vllm-0", 0.0325);
-    close("kubemind_gpu_dram_active_ratio", "llm/vllm-0", 0.4);
-    close("kubemind_gpu_utilization_ratio", "llm/vllm-0", 1.0);
-    close("kubemind_pod_gpu_sm_active_ratio", "llm/vllm-0", 0.12);
-    close("kubemind_mig_sm_active_ratio", "small/gke-0", 0.7);
-    close("kubemind_pod_gpu_sm_active_ratio", "small/gke-0", 0.7);
-    close("kubemind_pod_gpu_tensor_active_ratio", "small/gke-0", 0.6);
-    close(
+    assert_value(&page, "kubemind_gpu_sm_active_ratio", "llm/vllm-0", 0.12);
+    assert_value(
+        &page,
+        "kubemind_gpu_sm_occupancy_ratio",
+        "llm/vllm-0",
+        0.085,
+    );
+    assert_value(
+        &page,
+        "kubemind_gpu_tensor_active_ratio",
+        "llm/vllm-0",
+        0.0325,
+    );
+    assert_value(&page, "kubemind_gpu_dram_active_ratio", "llm/vllm-0", 0.4);
+    assert_value(&page, "kubemind_gpu_utilization_ratio", "llm/vllm-0", 1.0);
+    assert_value(
+        &page,
+        "kubemind_pod_gpu_sm_active_ratio",
+        "llm/vllm-0",
+        0.12,
+    );
+    assert_value(&page, "kubemind_mig_sm_active_ratio", "small/gke-0", 0.7);
+    assert_value(
+        &page,
+        "kubemind_pod_gpu_sm_active_ratio",
+        "small/gke-0",
+        0.7,
+    );
+    assert_value(
+        &page,
+        "kubemind_pod_gpu_tensor_active_ratio",
+        "small/gke-0",
+        0.6,
+    );
+    assert_value(
+        &page,
         "kubemind_pod_gpu_memory_used_bytes",
         "small/gke-0",
         gib as f64,
     );
-    close("kubemind_gpm_supported", "llm/vllm-0", 1.0);
-    close("kubemind_gpm_supported", "legacy/old-0", 0.0);
+    assert_value(&page, "kubemind_gpm_supported", "llm/vllm-0", 1.0);
+    assert_value(&page, "kubemind_gpm_supported", "legacy/old-0", 0.0);
     for name in [
         "kubemind_gpu_sm_active_ratio",
         "kubemind_pod_gpu_sm_active_ratio",
@@ -537,30 +572,7 @@ async fn gpm_activity_end_to_end() {
         read.node_values
     );
 
-    let check = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool is installed (Debian package prometheus)");
-    let output = {
-        use std::io::Write as _;
-        let mut check = check;
-        check
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(page.as_bytes())
-            .expect("write");
-        check.wait_with_output().expect("promtool runs")
-    };
-    assert!(
-        output.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    crate::util::assert_promtool_accepts(&page);
 }
 
 /// `--per-process` on a time-sliced GPU: NVML's compute processes (scripted in the simulated
@@ -571,22 +583,16 @@ async fn gpm_activity_end_to_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_process_shares_of_a_time_sliced_gpu() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let library = crate::nvml::build_simulated_nvml(dir.path());
     let gib = 1u64 << 30;
-    std::fs::write(
-        dir.path().join("nvml-sim.conf"),
-        format!(
-            "gpu GPU-shared 100 {} {} 600000 70\n\
+    let (dir, library) = crate::nvml::simulated_gpus(&format!(
+        "gpu GPU-shared 100 {} {} 600000 70\n\
              proc 4100 35 {} \nproc 4101 5 {}\nproc 4200 50 {}\nproc 1 3 {gib}\n",
-            33 * gib,
-            80 * gib,
-            10 * gib,
-            2 * gib,
-            20 * gib
-        ),
-    )
-    .expect("nvml script");
+        33 * gib,
+        80 * gib,
+        10 * gib,
+        2 * gib,
+        20 * gib
+    ));
     const UID_A: &str = "0b6e3f1c-9a2d-4c57-8e10-3d4f5a6b7c8d";
     const UID_B: &str = "7f2a9c4e-1b3d-4e6f-a5c7-9d0e1f2a3b4c";
     const CONTAINER: &str = "4c9e3b0d7a5f1e2c8b6a9d0f3e7c1b5a2d8f6e4c0b9a7d3f1e5c2b8a6d4f0e9c";
@@ -659,21 +665,16 @@ async fn per_process_shares_of_a_time_sliced_gpu() {
             (shares.contains_key("ml/llm-a") && shares.contains_key("ml/llm-b")).then_some(text)
         })
         .await;
-    let close = |name: &str, who: &str, expected: f64| {
-        let value = values(&page, name).get(who).copied();
-        assert!(
-            value.is_some_and(|v| (v - expected).abs() < 1e-9),
-            "{name} of {who}: {value:?}, expected {expected}"
-        );
-    };
-    close("kubemind_pod_gpu_sm_share_ratio", "ml/llm-a", 0.40);
-    close("kubemind_pod_gpu_sm_share_ratio", "ml/llm-b", 0.50);
-    close(
+    assert_value(&page, "kubemind_pod_gpu_sm_share_ratio", "ml/llm-a", 0.40);
+    assert_value(&page, "kubemind_pod_gpu_sm_share_ratio", "ml/llm-b", 0.50);
+    assert_value(
+        &page,
         "kubemind_pod_gpu_process_memory_bytes",
         "ml/llm-a",
         (12 * gib) as f64,
     );
-    close(
+    assert_value(
+        &page,
         "kubemind_pod_gpu_process_memory_bytes",
         "ml/llm-b",
         (20 * gib) as f64,
@@ -684,8 +685,8 @@ async fn per_process_shares_of_a_time_sliced_gpu() {
         "the host process is nobody's"
     );
     // the whole-GPU view is unchanged: both pods see the GPU at 100 %
-    close("kubemind_pod_gpu_utilization_ratio", "ml/llm-a", 1.0);
-    close("kubemind_pod_gpu_utilization_ratio", "ml/llm-b", 1.0);
+    assert_value(&page, "kubemind_pod_gpu_utilization_ratio", "ml/llm-a", 1.0);
+    assert_value(&page, "kubemind_pod_gpu_utilization_ratio", "ml/llm-b", 1.0);
     let read = kubemind::adapter::sources::exporter_page::read(&page, 100_000).expect("reads");
     let a = &read.pods[&("ml".to_string(), "llm-a".to_string())];
     assert!((a["gpu_sm_share_percent"] - 40.0).abs() < 1e-9, "{a:?}");

@@ -15,6 +15,15 @@ pub fn build_simulated_nvml(dir: &Path) -> PathBuf {
     kubemind::sim::nvml::build(dir).expect("a C compiler (cc) builds the simulated NVML")
 }
 
+/// A tempdir holding the simulated NVML and its script: the directory (kept while the test
+/// runs) and the library to load.
+pub fn simulated_gpus(script: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let library = build_simulated_nvml(dir.path());
+    std::fs::write(dir.path().join("nvml-sim.conf"), script).expect("nvml script");
+    (dir, library)
+}
+
 const H100: u64 = 80 * 1024 * 1024 * 1024;
 
 fn start(

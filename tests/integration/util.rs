@@ -249,3 +249,28 @@ pub async fn wait_for_async<T, F: Future<Output = Option<T>>>(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Asserts `promtool check metrics` accepts `page`.
+pub fn assert_promtool_accepts(page: &str) {
+    use std::io::Write as _;
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (Debian package prometheus)");
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(page.as_bytes())
+        .expect("write");
+    let output = check.wait_with_output().expect("promtool runs");
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
