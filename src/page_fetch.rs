@@ -34,19 +34,26 @@ pub enum FetchError {
 /// inference servers and exporters speak, works; HTTPS targets then fail to verify — rather
 /// than leaving the exporter with no client at all.
 pub fn client(timeout: std::time::Duration) -> Result<reqwest::Client, reqwest::Error> {
-    let builder = || {
-        reqwest::Client::builder()
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-    };
-    builder().build().or_else(|error| {
+    builder(timeout).build().or_else(|error| {
         tracing::warn!(
             %error,
             "no system CA certificates: HTTPS targets cannot be verified; plain HTTP works"
         );
-        builder().tls_certs_only(Vec::new()).build()
+        plain_client(timeout)
     })
+}
+
+/// The same client without the system's CA certificates, for `http://` pages only: it loads
+/// and holds no roots (a few hundred KiB saved where every target speaks plain HTTP).
+pub fn plain_client(timeout: std::time::Duration) -> Result<reqwest::Client, reqwest::Error> {
+    builder(timeout).tls_certs_only(Vec::new()).build()
+}
+
+fn builder(timeout: std::time::Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
 }
 
 /// GETs `url` and returns its body, refusing one larger than `max_bytes`.

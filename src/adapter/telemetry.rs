@@ -11,6 +11,7 @@
 //! | `kubemind_adapter_tls_reloads_total` | result | serving-certificate reloads (`ok`, `error`) |
 //! | `kubemind_adapter_source_newest_value_age_seconds` | source | age of the freshest value a source holds |
 //! | `kubemind_adapter_exporter_page_age_seconds` | exporter | age of each exporter's last good page |
+//! | `kubemind_adapter_exporter_scrape_round_duration_seconds` | | histogram: from a round's start until its last exporter answered or timed out |
 //! | `kubemind_adapter_prometheus_queries_total` | purpose, result | PromQL queries sent (`discovery`, `rule`, `external`) |
 //! | `kubemind_adapter_prometheus_circuit_open` | | 1 while the circuit breaker holds queries back |
 //! | `kubemind_adapter_connections_open` | | connections held now |
@@ -95,6 +96,7 @@ pub struct Telemetry {
     tls_reloads: Family<ResultLabels, Counter>,
     newest_value_age: Family<SourceLabels, Gauge<f64, AtomicU64>>,
     exporter_page_age: Family<ExporterLabels, Gauge<f64, AtomicU64>>,
+    scrape_rounds: Histogram,
     /// When each source's freshest value was measured; turned into ages when encoded.
     newest_value_at: Mutex<BTreeMap<&'static str, SystemTime>>,
     prometheus_queries: Family<QueryLabels, Counter>,
@@ -172,6 +174,13 @@ impl Telemetry {
             "Seconds since each exporter collected the last page read from it",
             exporter_page_age.clone(),
         );
+        // 5 ms to 10 s: a round is bounded by --exporter-timeout
+        let scrape_rounds = Histogram::new(exponential_buckets(0.005, 2.0, 12));
+        registry.register(
+            "kubemind_adapter_exporter_scrape_round_duration_seconds",
+            "Time from the start of a round of exporter scrapes until the last exporter answered or timed out",
+            scrape_rounds.clone(),
+        );
         let prometheus_queries = Family::<QueryLabels, Counter>::default();
         registry.register(
             "kubemind_adapter_prometheus_queries",
@@ -194,6 +203,7 @@ impl Telemetry {
             prometheus_circuit_open,
             newest_value_age,
             exporter_page_age,
+            scrape_rounds,
             requests,
             values_served,
             snapshot_age,
@@ -244,6 +254,11 @@ impl Telemetry {
                 })
                 .set(*age);
         }
+    }
+
+    /// Records how long one round of exporter scrapes took.
+    pub fn observe_scrape_round(&self, took: Duration) {
+        self.scrape_rounds.observe(took.as_secs_f64());
     }
 
     /// Records when the freshest value `source` holds was measured.

@@ -246,6 +246,7 @@ pub fn start_standalone_adapter_limited(
 }
 
 /// An HTTPS client for the adapter, sending a bearer token.
+#[derive(Clone)]
 pub struct AdapterClient {
     pub http: reqwest::Client,
     base: String,

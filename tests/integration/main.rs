@@ -12,6 +12,7 @@
 //! - `security`: authentication and authorization, against `standin` (a minimal stand-in for
 //!   kube-apiserver, which cannot be installed here).
 //! - `demo`, `explain`: the two commands a person runs, from their output.
+//! - `replicas`: two adapter replicas on the same exporters serve the same values.
 //! - `dashboards`, `alerts`: every dashboard query against a real Prometheus; promtool on the
 //!   alert rules.
 
@@ -35,6 +36,7 @@ mod prometheus;
 mod prometheus_auth;
 mod prometheus_server;
 mod regression;
+mod replicas;
 mod security;
 mod standalone;
 mod standin;

@@ -2,9 +2,10 @@
 //! `/metrics` concurrently under a timeout, keep each exporter's last good page, and hand the
 //! pages' values to the publisher.
 //!
-//! Exporter pods are found in the pod cache by label selector; an exporter that disappears
-//! takes its page with it, and one that stops answering keeps its last page, whose values turn
-//! absent once older than `--max-age`.
+//! Exporter pods are found in the pod cache by label selector. An exporter that stops answering,
+//! or whose pod stops running or is replaced (a DaemonSet rollout), keeps its last page until
+//! the page is older than `--max-age`: a rollout never blanks a node's values for the restart
+//! window, and where two pages name the same pod or node the newer value wins.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,11 +57,8 @@ impl ExporterSource {
         loop {
             ticker.tick().await;
             let exporters = self.cluster.running_pods(&self.selector);
-            pages.retain(|key, _| {
-                exporters
-                    .iter()
-                    .any(|(ns, name, _)| (ns, name) == (&key.0, &key.1))
-            });
+            let now = SystemTime::now();
+            pages.retain(|key, page| keep_page(key, page, &exporters, now, self.max_age));
             let scrapes = exporters.iter().map(|(namespace, name, ip)| {
                 let client = client.clone();
                 let host = if ip.contains(':') {
@@ -76,7 +74,10 @@ impl ExporterSource {
                     )
                 }
             });
-            for (key, result) in futures::future::join_all(scrapes).await {
+            let round = std::time::Instant::now();
+            let results = futures::future::join_all(scrapes).await;
+            self.telemetry.observe_scrape_round(round.elapsed());
+            for (key, result) in results {
                 match result {
                     Ok(page) => {
                         pages.insert(key, page);
@@ -108,6 +109,25 @@ impl ExporterSource {
     }
 }
 
+/// Whether to keep an exporter's last page: while its pod runs, and afterwards until its
+/// values are older than `max_age` (they would be absent then anyway).
+fn keep_page(
+    (namespace, name): &(String, String),
+    page: &ExporterPage,
+    running: &[(String, String, String)],
+    now: SystemTime,
+    max_age: Duration,
+) -> bool {
+    let runs = running
+        .iter()
+        .any(|(ns, pod, _)| (ns, pod) == (namespace, name));
+    let fresh = now
+        .duration_since(page.collected_at)
+        .is_ok_and(|age| age <= max_age)
+        || page.collected_at > now;
+    runs || fresh
+}
+
 /// Why an exporter's page could not be read.
 #[derive(Debug, thiserror::Error)]
 enum FetchError {
@@ -126,4 +146,40 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<ExporterPage, Fetc
         Ok(exporter_page::read(text, MAX_SAMPLES)?)
     })
     .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_exporters_page_stays_until_max_age() {
+        let now = SystemTime::now();
+        let max_age = Duration::from_secs(10);
+        let page = |age: u64| ExporterPage {
+            node: Some("gpu-node-1".into()),
+            collected_at: now - Duration::from_secs(age),
+            pods: Default::default(),
+            node_values: Default::default(),
+        };
+        let key = ("kubemind-exporter".to_string(), "exporter-old".to_string());
+        let running = vec![(
+            "kubemind-exporter".to_string(),
+            "exporter-old".to_string(),
+            "10.0.0.1".to_string(),
+        )];
+        assert!(
+            keep_page(&key, &page(600), &running, now, max_age),
+            "its pod runs"
+        );
+        // the rollout: the old pod is gone, its replacement not yet answering
+        assert!(
+            keep_page(&key, &page(3), &[], now, max_age),
+            "fresh: kept through the restart"
+        );
+        assert!(
+            !keep_page(&key, &page(11), &[], now, max_age),
+            "past max-age: dropped"
+        );
+    }
 }

@@ -326,7 +326,11 @@ impl Readings {
 
 /// Scrapes targets over HTTP into [`Readings`].
 pub struct Scraper {
-    client: reqwest::Client,
+    /// For `http://` targets (nearly all inference servers): no CA roots loaded.
+    plain: reqwest::Client,
+    /// For `https://` targets, verified against the system's roots: built when the first
+    /// such target appears.
+    verified: Option<reqwest::Client>,
     timeout: Duration,
     max_samples: usize,
     readings: Readings,
@@ -335,7 +339,8 @@ pub struct Scraper {
 impl Scraper {
     pub fn new(timeout: Duration, max_samples: usize) -> Result<Scraper, reqwest::Error> {
         Ok(Scraper {
-            client: crate::page_fetch::client(timeout)?,
+            plain: crate::page_fetch::plain_client(timeout)?,
+            verified: None,
             timeout,
             max_samples,
             readings: Readings::default(),
@@ -345,8 +350,14 @@ impl Scraper {
     /// Scrapes every target at once and reports on each; forgets targets no longer listed.
     pub async fn scrape_all(&mut self, targets: &[Target]) -> Vec<TargetReport> {
         self.readings.retain(targets);
+        if self.verified.is_none() && targets.iter().any(|t| t.url.starts_with("https://")) {
+            self.verified = crate::page_fetch::client(self.timeout).ok();
+        }
         let rounds = targets.iter().map(|target| {
-            let client = self.client.clone();
+            let client = match &self.verified {
+                Some(verified) if target.url.starts_with("https://") => verified.clone(),
+                _ => self.plain.clone(),
+            };
             let (timeout, max_samples) = (self.timeout, self.max_samples);
             async move {
                 let result = tokio::time::timeout(timeout, fetch(&client, target, max_samples))
