@@ -7,7 +7,12 @@
 //!
 //! - latency: one connection, one request at a time (what one HPA sync sees), p50/p99;
 //! - throughput: several keep-alive connections at once, requests per second and p99;
-//! - memory: the adapter's resident set after the load (and its peak).
+//! - memory: the adapter's resident set after the load (and its peak);
+//! - the floor, as ratios: the same two measurements against a minimal rustls HTTPS server
+//!   (this bench re-run as its own process) that answers every request with the adapter's own
+//!   answer, prebuilt, after the same client-certificate check — what any server must spend to
+//!   send that answer. Budget: ≥ 50 % of its throughput, p99 within 2× of its p99, both
+//!   measured in the same run on the same machine.
 //!
 //! Every answer is checked for status and size, and every 20th (and all warm-up answers) to hold
 //! exactly 1,000 items, so a fast error cannot pass for a fast answer.
@@ -176,8 +181,193 @@ fn in_process_answer_time(values: &Path) -> Duration {
     })
 }
 
+/// Set (to the folder of its files) when this binary runs as the floor server.
+const FLOOR: &str = "KUBEMIND_BENCH_FLOOR";
+
+/// The floor server: HTTPS/1.1 with rustls, a self-signed certificate for `localhost`, client
+/// certificates verified against `client-ca.pem` (as the adapter verifies them), and every
+/// request answered with `body.json`. Writes `floor.pem` (its certificate) and `address`.
+fn floor_server(folder: &Path) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let body = Bytes::from(std::fs::read(folder.join("body.json")).expect("body"));
+    let client_ca = std::fs::read(folder.join("client-ca.pem")).expect("client CA");
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(&client_ca).filter_map(Result::ok) {
+        roots.add(certificate).expect("a CA certificate");
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .expect("verifier");
+    let issued =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+    let key =
+        PrivateKeyDer::from_pem_slice(issued.signing_key.serialize_pem().as_bytes()).expect("key");
+    let mut config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![issued.cert.der().clone()], key)
+        .expect("server config");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        std::fs::write(folder.join("floor.pem"), issued.cert.pem()).expect("certificate file");
+        std::fs::write(
+            folder.join("address"),
+            listener.local_addr().expect("address").to_string(),
+        )
+        .expect("address file");
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, body) = (acceptor.clone(), body.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |_request| {
+                    let body = body.clone();
+                    async move {
+                        hyper::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(http_body_util::Full::new(body))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+}
+
+/// Starts the floor server as a separate process serving `body`; its address and a client
+/// configuration presenting the kubeconfig's client certificate.
+fn start_floor(
+    dir: &Path,
+    body: &[u8],
+    kubeconfig: &kubemind::adapter::kubeconfig::Credentials,
+) -> (Adapter, Credentials) {
+    let folder = dir.join("floor");
+    std::fs::create_dir_all(&folder).expect("floor folder");
+    std::fs::write(folder.join("body.json"), body).expect("body");
+    std::fs::write(folder.join("client-ca.pem"), &kubeconfig.ca_pem).expect("client CA");
+    let child = Command::new(std::env::current_exe().expect("this bench"))
+        .env(FLOOR, &folder)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("floor server starts");
+    let floor = Adapter(child);
+    let start = Instant::now();
+    while !folder.join("address").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "floor server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let address = std::fs::read_to_string(folder.join("address")).expect("address");
+    let trusting_floor = kubemind::adapter::kubeconfig::Credentials {
+        ca_pem: std::fs::read_to_string(folder.join("floor.pem")).expect("floor certificate"),
+        ..kubeconfig.clone()
+    };
+    let credentials = Credentials {
+        address,
+        client: Arc::new(
+            trusting_floor
+                .tls_client_config(&[b"http/1.1"])
+                .expect("client config"),
+        ),
+    };
+    (floor, credentials)
+}
+
+/// What one server gave: one-connection latencies and loaded latencies, sorted, and throughput.
+struct Run {
+    latencies: Vec<Duration>,
+    loaded: Vec<Duration>,
+    throughput: f64,
+}
+
+/// One connection, one request at a time; then [`THROUGHPUT_CONNECTIONS`] at once.
+async fn measure(credentials: &Credentials) -> Run {
+    // warm up: connections, caches, allocator
+    let mut sender = connect(credentials).await;
+    for _ in 0..200 {
+        request(&mut sender, true).await;
+    }
+    let mut latencies = Vec::with_capacity(LATENCY_REQUESTS);
+    let deadline = Instant::now() + TIME_LIMIT;
+    while latencies.len() < LATENCY_REQUESTS && Instant::now() < deadline {
+        latencies.push(request(&mut sender, false).await);
+    }
+    latencies.sort();
+
+    let per_connection = THROUGHPUT_REQUESTS / THROUGHPUT_CONNECTIONS;
+    let mut senders = Vec::new();
+    for _ in 0..THROUGHPUT_CONNECTIONS {
+        senders.push(connect(credentials).await);
+    }
+    let started = Instant::now();
+    let deadline = started + TIME_LIMIT;
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .map(|mut sender| {
+            tokio::spawn(async move {
+                let mut times = Vec::with_capacity(per_connection);
+                while times.len() < per_connection && Instant::now() < deadline {
+                    let count = times.len() % 20 == 0;
+                    times.push(request(&mut sender, count).await);
+                }
+                times
+            })
+        })
+        .collect();
+    let mut loaded = Vec::new();
+    for task in tasks {
+        loaded.extend(task.await.expect("load task"));
+    }
+    let elapsed = started.elapsed();
+    loaded.sort();
+    Run {
+        latencies,
+        throughput: loaded.len() as f64 / elapsed.as_secs_f64(),
+        loaded,
+    }
+}
+
+/// The adapter's answer to [`PATH`], for the floor server to send.
+async fn answer_body(credentials: &Credentials) -> Bytes {
+    let mut sender = connect(credentials).await;
+    let request = hyper::Request::get(PATH)
+        .header("host", "localhost")
+        .header("accept", "application/json, */*")
+        .body(Empty::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+}
+
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Some(folder) = std::env::var_os(FLOOR) {
+        floor_server(Path::new(&folder));
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let values: PathBuf = dir.path().join("values.yaml");
     let kubeconfig = dir.path().join("kubeconfig");
@@ -223,56 +413,22 @@ fn main() {
         .build()
         .expect("runtime");
 
-    let (latencies, throughput, loaded) = runtime.block_on(async {
-        // warm up: connections, caches, allocator
-        let mut sender = connect(&credentials).await;
-        for _ in 0..200 {
-            request(&mut sender, true).await;
-        }
-        let mut latencies = Vec::with_capacity(LATENCY_REQUESTS);
-        let deadline = Instant::now() + TIME_LIMIT;
-        while latencies.len() < LATENCY_REQUESTS && Instant::now() < deadline {
-            latencies.push(request(&mut sender, false).await);
-        }
-        latencies.sort();
-
-        let per_connection = THROUGHPUT_REQUESTS / THROUGHPUT_CONNECTIONS;
-        let mut senders = Vec::new();
-        for _ in 0..THROUGHPUT_CONNECTIONS {
-            senders.push(connect(&credentials).await);
-        }
-        let started = Instant::now();
-        let deadline = started + TIME_LIMIT;
-        let tasks: Vec<_> = senders
-            .into_iter()
-            .map(|mut sender| {
-                tokio::spawn(async move {
-                    let mut times = Vec::with_capacity(per_connection);
-                    while times.len() < per_connection && Instant::now() < deadline {
-                        let count = times.len() % 20 == 0;
-                        times.push(request(&mut sender, count).await);
-                    }
-                    times
-                })
-            })
-            .collect();
-        let mut loaded = Vec::new();
-        for task in tasks {
-            loaded.extend(task.await.expect("load task"));
-        }
-        let elapsed = started.elapsed();
-        loaded.sort();
-        (
-            latencies,
-            loaded.len() as f64 / elapsed.as_secs_f64(),
-            loaded,
-        )
-    });
-
+    let adapter_run = runtime.block_on(measure(&credentials));
+    // the adapter is measured first and alone; its memory is read before the floor starts
     let rss = kubemind::sim::process::status_kib(pid, "VmRSS:");
     let peak = kubemind::sim::process::status_kib(pid, "VmHWM:");
-    let p50 = percentile(&latencies, 0.50);
-    let p99 = percentile(&latencies, 0.99);
+    let body = runtime.block_on(answer_body(&credentials));
+    let (floor, floor_credentials) = start_floor(dir.path(), &body, &written);
+    let floor_run = runtime.block_on(measure(&floor_credentials));
+    drop(floor);
+    let (latencies, throughput, loaded) = (
+        &adapter_run.latencies,
+        adapter_run.throughput,
+        &adapter_run.loaded,
+    );
+    let p50 = percentile(latencies, 0.50);
+    let p99 = percentile(latencies, 0.99);
+    let loaded_p99 = percentile(loaded, 0.99);
     println!();
     println!(
         "kubemind adapter: Pods request over {PODS} pods, HTTPS/1.1 with a client certificate, 127.0.0.1"
@@ -306,7 +462,7 @@ fn main() {
     println!(
         "{:<46} {:>14}   {:<16}",
         format!("latency p99 under that load ({} requests)", loaded.len()),
-        millis(percentile(&loaded, 0.99)),
+        millis(loaded_p99),
         ""
     );
     println!(
@@ -314,6 +470,61 @@ fn main() {
         "answer time in-process (router only, no TLS)",
         millis(in_process),
         ""
+    );
+    let floor_p99 = percentile(&floor_run.latencies, 0.99);
+    let floor_loaded_p99 = percentile(&floor_run.loaded, 0.99);
+    let share = throughput / floor_run.throughput;
+    println!(
+        "{:<46} {:>14}   {:<16}",
+        format!("floor: minimal rustls server, {} B prebuilt", body.len()),
+        "",
+        ""
+    );
+    println!(
+        "{:<46} {:>14}   {:<16}",
+        "  floor latency p50 / p99, 1 connection",
+        format!(
+            "{} / {}",
+            millis(percentile(&floor_run.latencies, 0.5)),
+            millis(floor_p99)
+        ),
+        ""
+    );
+    println!(
+        "{:<46} {:>14}   {:<16}",
+        format!("  floor throughput, {THROUGHPUT_CONNECTIONS} connections"),
+        format!("{:.0} req/s", floor_run.throughput),
+        ""
+    );
+    println!(
+        "{:<46} {:>14}   {:<16}",
+        "  floor latency p99 under that load",
+        millis(floor_loaded_p99),
+        ""
+    );
+    println!(
+        "{:<46} {:>14}   {:<16} {}",
+        "adapter throughput / floor's",
+        format!("{:.0} %", share * 100.0),
+        ">= 50 %",
+        verdict(share >= 0.5)
+    );
+    println!(
+        "{:<46} {:>14}   {:<16} {}",
+        "adapter p99 / floor's p99, under load",
+        format!(
+            "{:.2}x",
+            loaded_p99.as_secs_f64() / floor_loaded_p99.as_secs_f64()
+        ),
+        "<= 2x",
+        verdict(loaded_p99 <= floor_loaded_p99 * 2)
+    );
+    println!(
+        "{:<46} {:>14}   {:<16} {}",
+        "adapter p99 / floor's p99, 1 connection",
+        format!("{:.2}x", p99.as_secs_f64() / floor_p99.as_secs_f64()),
+        "<= 2x",
+        verdict(p99 <= floor_p99 * 2)
     );
     println!(
         "{:<46} {:>14}   {:<16}",
