@@ -8,7 +8,7 @@ IMAGE ?= ghcr.io/kubemind/kubemind:$(VERSION)
 ## cert-manager, generated, per-process (per-process GPU attribution, hostPID)
 OVERLAY ?= default
 
-.PHONY: all build demo standalone test lint modules manifests alerts certs image deploy undeploy bench fuzz clean
+.PHONY: all build demo standalone test lint modules manifests alerts certs image deploy undeploy bench soak fuzz clean
 
 all: build
 
@@ -76,6 +76,11 @@ bench:
 	$(CARGO) bench --locked --bench adapter_load
 	KUBEMIND_IMAGE=$(IMAGE) $(CARGO) bench --locked --bench exporter_load
 	$(CARGO) bench --locked --bench prometheus_paths
+
+## soak: the adapter for SOAK_MINUTES (10) at SOAK_RATE (5000) req/s of a realistic mix while
+## its values change every second; per-minute p50/p99 and RSS; fails past the budget
+soak:
+	$(CARGO) bench --locked --bench soak
 
 ## fuzz: each parser's fuzz target for FUZZ_SECONDS (needs cargo-fuzz; stable toolchain via RUSTC_BOOTSTRAP)
 fuzz:

@@ -18,15 +18,18 @@
 //! exactly 1,000 items, so a fast error cannot pass for a fast answer.
 //! Figures vary with the machine and its load; compare runs on one machine.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
+
+use common::{Credentials, Sender, Server, connect, millis, percentile, verdict};
 
 const PODS: usize = 1_000;
 const LATENCY_REQUESTS: usize = 2_000;
@@ -34,15 +37,6 @@ const THROUGHPUT_CONNECTIONS: usize = 8;
 const THROUGHPUT_REQUESTS: usize = 20_000;
 const TIME_LIMIT: Duration = Duration::from_secs(20);
 const PATH: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/bench/pods/%2A/triton_queue_time_ms?labelSelector=app%3Dtriton";
-
-struct Adapter(Child);
-
-impl Drop for Adapter {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn write_values(path: &Path) {
     let mut text = String::from("pods:\n");
@@ -62,29 +56,6 @@ fn write_values(path: &Path) {
         ));
     }
     std::fs::write(path, text).expect("write values");
-}
-
-struct Credentials {
-    address: String,
-    client: Arc<rustls::ClientConfig>,
-}
-
-type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
-
-async fn connect(credentials: &Credentials) -> Sender {
-    let tcp = tokio::net::TcpStream::connect(&credentials.address)
-        .await
-        .expect("connect");
-    tcp.set_nodelay(true).expect("nodelay");
-    let tls = tokio_rustls::TlsConnector::from(credentials.client.clone())
-        .connect(ServerName::try_from("localhost").expect("name"), tcp)
-        .await
-        .expect("handshake");
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .expect("http handshake");
-    tokio::spawn(connection);
-    sender
 }
 
 /// Sends one request and checks the answer (status and size always, every item when `count`);
@@ -121,19 +92,6 @@ async fn request(sender: &mut Sender, count: bool) -> Duration {
         assert_eq!(items, PODS, "every matching pod, once");
     }
     elapsed
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[index]
-}
-
-fn millis(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "within budget" } else { "OVER BUDGET" }
 }
 
 /// Mean time for the router alone to answer the request (no TLS, no socket), in this process.
@@ -255,7 +213,7 @@ fn start_floor(
     dir: &Path,
     body: &[u8],
     kubeconfig: &kubemind::adapter::kubeconfig::Credentials,
-) -> (Adapter, Credentials) {
+) -> (Server, Credentials) {
     let folder = dir.join("floor");
     std::fs::create_dir_all(&folder).expect("floor folder");
     std::fs::write(folder.join("body.json"), body).expect("body");
@@ -265,7 +223,7 @@ fn start_floor(
         .stdout(Stdio::null())
         .spawn()
         .expect("floor server starts");
-    let floor = Adapter(child);
+    let floor = Server(child);
     let start = Instant::now();
     while !folder.join("address").exists() {
         assert!(
@@ -370,44 +328,11 @@ fn main() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let values: PathBuf = dir.path().join("values.yaml");
-    let kubeconfig = dir.path().join("kubeconfig");
     write_values(&values);
     let in_process = in_process_answer_time(&values);
-    let child = Command::new(env!("CARGO_BIN_EXE_kubemind"))
-        .args([
-            "adapter",
-            "--standalone",
-            "--secure-port",
-            "0",
-            "--static-metrics",
-        ])
-        .arg(&values)
-        .arg("--kubeconfig-out")
-        .arg(&kubeconfig)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("adapter starts");
-    let adapter = Adapter(child);
-    let start = Instant::now();
-    while !kubeconfig.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "adapter did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (adapter, written) = common::start_standalone_adapter(dir.path(), &values);
     let pid = adapter.0.id();
-    let written =
-        kubemind::adapter::kubeconfig::read(&kubeconfig).expect("the adapter's kubeconfig");
-    let credentials = Credentials {
-        address: written.server.trim_start_matches("https://").to_string(),
-        client: Arc::new(
-            written
-                .tls_client_config(&[b"http/1.1"])
-                .expect("client config"),
-        ),
-    };
+    let credentials = Credentials::of(&written);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
