@@ -25,7 +25,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 
@@ -62,12 +62,10 @@ fn write_values(path: &Path) {
 /// returns its latency.
 async fn request(sender: &mut Sender, count: bool) -> Duration {
     let start = Instant::now();
-    let request = hyper::Request::get(PATH)
-        .header("host", "localhost")
-        .header("accept", "application/json, */*")
-        .body(Empty::new())
-        .expect("request");
-    let response = sender.send_request(request).await.expect("response");
+    let response = sender
+        .send_request(common::get(PATH))
+        .await
+        .expect("response");
     let status = response.status();
     let body = response
         .into_body()
@@ -306,12 +304,10 @@ async fn measure(credentials: &Credentials) -> Run {
 /// The adapter's answer to [`PATH`], for the floor server to send.
 async fn answer_body(credentials: &Credentials) -> Bytes {
     let mut sender = connect(credentials).await;
-    let request = hyper::Request::get(PATH)
-        .header("host", "localhost")
-        .header("accept", "application/json, */*")
-        .body(Empty::new())
-        .expect("request");
-    let response = sender.send_request(request).await.expect("response");
+    let response = sender
+        .send_request(common::get(PATH))
+        .await
+        .expect("response");
     response
         .into_body()
         .collect()

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 
 use common::{Credentials, Sender, connect, millis, percentile, verdict};
 
@@ -81,13 +81,8 @@ fn write_values(path: &Path, tick: u64) {
 
 /// Sends `path`; `Ok` when the answer is a 200 of the expected shape.
 async fn request(sender: &mut Sender, path: &str) -> Result<(), String> {
-    let request = hyper::Request::get(path)
-        .header("host", "localhost")
-        .header("accept", "application/json, */*")
-        .body(Empty::new())
-        .map_err(|e| e.to_string())?;
     let response = sender
-        .send_request(request)
+        .send_request(common::get(path))
         .await
         .map_err(|e| e.to_string())?;
     let status = response.status();

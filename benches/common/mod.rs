@@ -96,6 +96,15 @@ pub async fn connect(credentials: &Credentials) -> Sender {
     sender
 }
 
+/// A GET of `path` as the HPA's client sends it.
+pub fn get(path: &str) -> hyper::Request<Empty<Bytes>> {
+    hyper::Request::get(path)
+        .header("host", "localhost")
+        .header("accept", "application/json, */*")
+        .body(Empty::new())
+        .expect("a request for a constant path")
+}
+
 /// The `p` quantile of sorted durations.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
