@@ -12,7 +12,7 @@
 //! | `kubemind_adapter_source_newest_value_age_seconds` | source | age of the freshest value a source holds |
 //! | `kubemind_adapter_exporter_page_age_seconds` | exporter | age of each exporter's last good page |
 //! | `kubemind_adapter_exporter_scrape_round_duration_seconds` | | histogram: from a round's start until its last exporter answered or timed out |
-//! | `kubemind_adapter_prometheus_queries_total` | purpose, result | PromQL queries sent (`discovery`, `rule`, `external`) |
+//! | `kubemind_adapter_prometheus_queries_total` | purpose, result | PromQL queries sent (`discovery`, `rule`, `sample_times`, `external`) |
 //! | `kubemind_adapter_prometheus_circuit_open` | | 1 while the circuit breaker holds queries back |
 //! | `kubemind_adapter_connections_open` | | connections held now |
 //! | `kubemind_adapter_connections_accepted_total` | | connections accepted |

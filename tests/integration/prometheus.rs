@@ -338,3 +338,77 @@ fn a_bad_rules_file_is_refused_at_start_naming_file_and_line() {
         "{stderr}"
     );
 }
+
+/// Values carry their samples' own times, not Prometheus' evaluation time: against a
+/// Prometheus that scrapes every 10 s and an adapter with a 4 s max-age, a value turns absent
+/// once its newest sample is 4 s old — although every evaluation still returns it — and is back
+/// after the next scrape; the freshness gauge tells the samples' age. (Stamped with the
+/// evaluation time, it would be served throughout, however old: what a lagging backend such as
+/// VictoriaMetrics, which hides its newest 30 s by default, made of it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_carry_their_sample_times_not_the_evaluation_time() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_exporter, exporter_url) = start_demo_exporter(dir.path(), |n| triton_page(n, 20, 8000));
+    let prometheus =
+        Prometheus::start_with_interval(dir.path(), &[("kubemind-exporter", &exporter_url)], "10s");
+    let standin = hpa_standin();
+    let prometheus_url = prometheus.url();
+    let (adapter, _, client) = start_cluster_adapter(
+        dir.path(),
+        &standin,
+        &[
+            "--sources",
+            "prometheus",
+            "--prometheus-url",
+            &prometheus_url,
+            "--prometheus-interval",
+            "500ms",
+            "--prometheus-discovery-interval",
+            "2s",
+            "--prometheus-max-age",
+            "4s",
+        ],
+    );
+    let served = || async {
+        let (code, body) = client.get(DEMO_PODS_PATH.to_string()).await?;
+        Some(code == 200 && !values(&body).is_empty())
+    };
+    // first served after a scrape
+    crate::util::wait_for_async(Duration::from_secs(60), "the first values", || async {
+        served().await.filter(|s| *s)
+    })
+    .await;
+    // then absent before the next scrape, with the freshness gauge past the max-age
+    crate::util::wait_for_async(
+        Duration::from_secs(30),
+        "values to turn absent between two scrapes",
+        || async { served().await.filter(|s| !*s) },
+    )
+    .await;
+    let telemetry = client.text("/metrics").await;
+    let age = telemetry
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "kubemind_adapter_source_newest_value_age_seconds{source=\"prometheus\"} ",
+            )
+        })
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(
+        age.is_some_and(|a| a > 4.0),
+        "the freshness gauge tells the samples' age: {age:?}\n{}",
+        adapter.log()
+    );
+    // and back after the next scrape
+    crate::util::wait_for_async(
+        Duration::from_secs(30),
+        "values after the next scrape",
+        || async { served().await.filter(|s| *s) },
+    )
+    .await;
+    assert!(
+        !prometheus.queries_containing("timestamp(").is_empty(),
+        "the sample times are asked of Prometheus"
+    );
+}

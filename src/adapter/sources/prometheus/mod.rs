@@ -3,8 +3,10 @@
 //!
 //! Every `interval`: rediscover what each rule serves when discovery is due ([`plan::units`];
 //! every `discovery_interval`, and until it first succeeds), evaluate every unit — one query per
-//! rule, metric, resource and namespace, a few at a time — and hand over the values with the
-//! time Prometheus evaluated them. A unit whose query fails keeps its last values, which turn
+//! rule, metric, resource and namespace, a few at a time, each with the query of its samples'
+//! times ([`plan::sample_time_query`]) — and hand over the values stamped with when they were
+//! sampled, not when Prometheus evaluated them, so `--prometheus-max-age` holds on a backend
+//! that lags. A unit whose query fails keeps its last values, which turn
 //! absent past the max-age; NaN, ±Inf and empty answers are absent, never 0. A circuit breaker
 //! ([`breaker`]) stops the loop and the external reads from hammering a failing Prometheus.
 //! External rules are read on demand ([`external`]).
@@ -70,27 +72,40 @@ impl PrometheusSource {
                 discovered_at = Some(Instant::now());
                 results.retain(|unit, _| units.contains(unit));
             }
-            let jobs: Vec<(Unit, String)> = units
+            let jobs: Vec<(Unit, String, String)> = units
                 .iter()
                 .take(MAX_UNITS)
-                .map(|unit| (unit.clone(), plan::unit_query(&rules[unit.rule], unit)))
+                .map(|unit| {
+                    let rule = &rules[unit.rule];
+                    (
+                        unit.clone(),
+                        plan::unit_query(rule, unit),
+                        plan::sample_time_query(rule, unit),
+                    )
+                })
                 .collect();
             let evaluations: Vec<_> = futures::stream::iter(jobs)
-                .map(|(unit, query)| {
+                .map(|(unit, query, times)| {
                     let client = self.client.clone();
                     async move {
-                        let answer = client.instant("rule", &query).await;
-                        (unit, query, answer)
+                        let (answer, times) = tokio::join!(
+                            client.instant("rule", &query),
+                            client.instant("sample_times", &times)
+                        );
+                        (unit, query, answer, times)
                     }
                 })
                 .buffer_unordered(CONCURRENT_QUERIES)
                 .collect()
                 .await;
             let mut failures = 0;
-            for (unit, query, answer) in evaluations {
+            for (unit, query, answer, times) in evaluations {
                 match answer {
                     Ok(rows) => {
-                        let values = plan::read_unit(&unit, &rows);
+                        if let Err(error) = &times {
+                            tracing::debug!(rule = %rules[unit.rule].origin, %error, "sample times unknown: values keep the evaluation time");
+                        }
+                        let values = plan::read_unit(&unit, &rows, times.as_deref().ok());
                         results.insert(unit, values);
                     }
                     Err(error) => {

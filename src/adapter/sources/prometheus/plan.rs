@@ -8,6 +8,12 @@
 //!   `<<.LabelMatchers>>` = the namespace (and the resource label present) and `<<.GroupBy>>` =
 //!   the resource label, so one query answers for every pod of the namespace: never a regex of
 //!   pod names, whose length grows with the pods and breaks past a few hundred.
+//! - Sample times: beside each evaluation, `max by (<resource label>) (timestamp(<<.Series>>
+//!   {<<.LabelMatchers>>}))` — when the newest raw sample behind each object's value was
+//!   scraped. Prometheus stamps a query's answer with the evaluation time, so without it a
+//!   backend that lags (VictoriaMetrics hides the newest 30 s by default; a slow scrape interval;
+//!   remote-write delays) would pass old values as fresh, past `--max-age` and the freshness
+//!   gauge. A value is stamped with the older of the two.
 //! - External: the request's label selector as PromQL matchers, plus the namespace when the rule
 //!   is namespaced.
 
@@ -90,8 +96,8 @@ pub(crate) fn units(rule_index: usize, rule: &Rule, rows: &[Row]) -> BTreeSet<Un
     units
 }
 
-/// The query of one unit.
-pub(crate) fn unit_query(rule: &Rule, unit: &Unit) -> String {
+/// A unit's label matchers: its namespace, and its resource label present.
+fn unit_matchers(rule: &Rule, unit: &Unit) -> String {
     let mut matchers = Vec::new();
     if let (Some(namespace), Some(label)) = (&unit.namespace, rule.namespace_label()) {
         matchers.push(format!("{label}={}", quote(namespace)));
@@ -99,7 +105,12 @@ pub(crate) fn unit_query(rule: &Rule, unit: &Unit) -> String {
     if rule.namespace_label() != Some(unit.label.as_str()) || unit.namespace.is_none() {
         matchers.push(format!("{}!=\"\"", unit.label));
     }
-    let matchers = matchers.join(",");
+    matchers.join(",")
+}
+
+/// The query of one unit.
+pub(crate) fn unit_query(rule: &Rule, unit: &Unit) -> String {
+    let matchers = unit_matchers(rule, unit);
     rule.metrics_query.render(|field| match field {
         "Series" => &unit.series,
         "LabelMatchers" => &matchers,
@@ -107,11 +118,36 @@ pub(crate) fn unit_query(rule: &Rule, unit: &Unit) -> String {
     })
 }
 
-/// Reads a unit's answer: each row names its object in the unit's label.
-pub(crate) fn read_unit(unit: &Unit, rows: &[Row]) -> Vec<(ObjectKey, Value)> {
+/// The sample-time query of one unit: per object, when its newest raw sample was taken.
+pub(crate) fn sample_time_query(rule: &Rule, unit: &Unit) -> String {
+    format!(
+        "max by ({}) (timestamp({}{{{}}}))",
+        unit.label,
+        unit.series,
+        unit_matchers(rule, unit)
+    )
+}
+
+/// Reads a unit's answer: each row names its object in the unit's label. With the sample-time
+/// answer, each value is stamped with its newest sample's time when that is older than the
+/// evaluation; an object it does not name keeps the evaluation time.
+pub(crate) fn read_unit(
+    unit: &Unit,
+    rows: &[Row],
+    sample_times: Option<&[Row]>,
+) -> Vec<(ObjectKey, Value)> {
+    let sampled_at = |name: &str| {
+        let row = sample_times?
+            .iter()
+            .find(|row| row.labels.get(&unit.label).is_some_and(|n| n == name))?;
+        std::time::Duration::try_from_secs_f64(row.value)
+            .ok()
+            .map(|since| std::time::SystemTime::UNIX_EPOCH + since)
+    };
     rows.iter()
         .filter_map(|row| {
             let name = row.labels.get(&unit.label).filter(|n| !n.is_empty())?;
+            let at = sampled_at(name).map_or(row.at, |sampled| sampled.min(row.at));
             Some((
                 ObjectKey {
                     resource: unit.resource.clone(),
@@ -120,7 +156,7 @@ pub(crate) fn read_unit(unit: &Unit, rows: &[Row]) -> Vec<(ObjectKey, Value)> {
                 },
                 Value {
                     value: row.value,
-                    at: row.at,
+                    at,
                 },
             ))
         })
@@ -282,11 +318,45 @@ externalRules:
         let values = read_unit(
             pods[0],
             &[row(&[("pod", "p1")], 4.0), row(&[("other", "x")], 1.0)],
+            None,
         );
         assert_eq!(values.len(), 1);
         assert_eq!(values[0].0.name, "p1");
         assert_eq!(values[0].0.namespace.as_deref(), Some("a"));
         assert_eq!(values[0].1.value, 4.0);
+        assert_eq!(
+            values[0].1.at,
+            SystemTime::UNIX_EPOCH,
+            "no sample times: evaluation time"
+        );
+
+        // the samples' own times: the newest raw sample per pod
+        assert_eq!(
+            sample_time_query(rule, pods[0]),
+            r#"max by (pod) (timestamp(http_requests_total{namespace="a",pod!=""}))"#
+        );
+        let evaluated = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        let at = |row: Row| Row {
+            at: evaluated,
+            ..row
+        };
+        let values = read_unit(
+            pods[0],
+            &[
+                at(row(&[("pod", "p1")], 4.0)),
+                at(row(&[("pod", "p2")], 5.0)),
+            ],
+            Some(&[row(&[("pod", "p1")], 962.0)]),
+        );
+        assert_eq!(
+            values[0].1.at,
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(962),
+            "sampled 38 s before the evaluation: stamped with its sample time"
+        );
+        assert_eq!(
+            values[1].1.at, evaluated,
+            "no sample time for p2: the evaluation's"
+        );
     }
 
     #[test]
