@@ -5,6 +5,7 @@
 //! - `cluster`: the direct path end to end: exporter binary → adapter in cluster mode → HPA requests.
 //! - `prometheus`: the Prometheus source against the real Prometheus, and its faults.
 //! - `prometheus_auth`: the same through an authenticating HTTPS proxy, with a rotated token.
+//! - `victoria_metrics`: the Prometheus source against VictoriaMetrics, its lag and a path prefix.
 //! - `exporter`: the exporter binary end to end, and promtool on its page.
 //! - `hostile`: 10,000 malformed or hostile requests against the real binary.
 //! - `nvml`: the GPU sampler through nvml-wrapper and a simulated libnvidia-ml.so.1.
@@ -41,3 +42,4 @@ mod security;
 mod standalone;
 mod standin;
 mod util;
+mod victoria_metrics;
