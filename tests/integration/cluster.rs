@@ -84,16 +84,11 @@ async fn the_hpa_reads_what_the_exporters_measured() {
     assert!(
         telemetry.contains("kubemind_adapter_source_newest_value_age_seconds{source=\"exporter\"}")
     );
-    let rounds = telemetry
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("kubemind_adapter_exporter_scrape_round_duration_seconds_count ")
-        })
-        .and_then(|v| v.trim().parse::<f64>().ok());
-    assert!(
-        rounds.is_some_and(|n| n >= 1.0),
-        "scrape rounds timed: {telemetry}"
+    let rounds = crate::util::series_value(
+        &telemetry,
+        "kubemind_adapter_exporter_scrape_round_duration_seconds_count ",
     );
+    assert!(rounds >= 1.0, "scrape rounds timed: {telemetry}");
 
     // the exporter stops: after --max-age its pods' values are absent — never 0 — and the
     // Deployment's aggregates with them; discovery keeps answering 200 at once

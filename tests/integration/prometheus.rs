@@ -339,6 +339,22 @@ fn a_bad_rules_file_is_refused_at_start_naming_file_and_line() {
     );
 }
 
+/// The adapter's flags for the Prometheus source alone at `url`, evaluating every 500 ms.
+pub fn prometheus_source_args<'a>(url: &'a str, max_age: &'a str) -> Vec<&'a str> {
+    vec![
+        "--sources",
+        "prometheus",
+        "--prometheus-url",
+        url,
+        "--prometheus-interval",
+        "500ms",
+        "--prometheus-discovery-interval",
+        "2s",
+        "--prometheus-max-age",
+        max_age,
+    ]
+}
+
 /// Values carry their samples' own times, not Prometheus' evaluation time: against a
 /// Prometheus that scrapes every 10 s and an adapter with a 4 s max-age, a value turns absent
 /// once its newest sample is 4 s old — although every evaluation still returns it — and is back
@@ -357,18 +373,7 @@ async fn values_carry_their_sample_times_not_the_evaluation_time() {
     let (adapter, _, client) = start_cluster_adapter(
         dir.path(),
         &standin,
-        &[
-            "--sources",
-            "prometheus",
-            "--prometheus-url",
-            &prometheus_url,
-            "--prometheus-interval",
-            "500ms",
-            "--prometheus-discovery-interval",
-            "2s",
-            "--prometheus-max-age",
-            "4s",
-        ],
+        &prometheus_source_args(&prometheus_url, "4s"),
     );
     let served = || async {
         let (code, body) = client.get(DEMO_PODS_PATH.to_string()).await?;
@@ -387,16 +392,12 @@ async fn values_carry_their_sample_times_not_the_evaluation_time() {
     )
     .await;
     let telemetry = client.text("/metrics").await;
-    let age = telemetry
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(
-                "kubemind_adapter_source_newest_value_age_seconds{source=\"prometheus\"} ",
-            )
-        })
-        .and_then(|v| v.trim().parse::<f64>().ok());
+    let age = crate::util::series_value(
+        &telemetry,
+        "kubemind_adapter_source_newest_value_age_seconds{source=\"prometheus\"} ",
+    );
     assert!(
-        age.is_some_and(|a| a > 4.0),
+        age > 4.0,
         "the freshness gauge tells the samples' age: {age:?}\n{}",
         adapter.log()
     );

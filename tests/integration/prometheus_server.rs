@@ -19,6 +19,22 @@ pub struct Prometheus {
     log: PathBuf,
 }
 
+/// The `scrape_configs` entries for `(job, url)` targets, labels as the pages write them
+/// (Prometheus' format, which VictoriaMetrics reads too).
+pub fn scrape_configs(targets: &[(&str, &str)]) -> String {
+    targets
+        .iter()
+        .map(|(job, url)| {
+            let address = url
+                .trim_start_matches("http://")
+                .trim_end_matches("/metrics");
+            format!(
+                "- job_name: {job}\n  honor_labels: true\n  static_configs: [{{targets: ['{address}']}}]\n"
+            )
+        })
+        .collect()
+}
+
 impl Prometheus {
     /// Starts Prometheus scraping each `(job, url)` every second, with a query log.
     pub fn start(dir: &Path, targets: &[(&str, &str)]) -> Prometheus {
@@ -40,14 +56,7 @@ impl Prometheus {
             "global:\n  scrape_interval: {scrape_interval}\n  evaluation_interval: {scrape_interval}\n  query_log_file: {}\nscrape_configs:\n",
             query_log.display()
         );
-        for (job, url) in targets {
-            let address = url
-                .trim_start_matches("http://")
-                .trim_end_matches("/metrics");
-            config.push_str(&format!(
-                "- job_name: {job}\n  honor_labels: true\n  static_configs: [{{targets: ['{address}']}}]\n"
-            ));
-        }
+        config.push_str(&scrape_configs(targets));
         let config_path = dir.join("prometheus.yml");
         std::fs::write(&config_path, config).expect("config");
         let mut prometheus = Prometheus {

@@ -132,15 +132,12 @@ async fn two_replicas_serve_the_same_world() {
     // each replica says how old its freshest value is
     for client in [&a, &b] {
         let telemetry = client.text("/metrics").await;
-        let age = telemetry
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(
-                    "kubemind_adapter_source_newest_value_age_seconds{source=\"exporter\"} ",
-                )
-            })
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .expect("the freshness gauge");
+        let gauge = "kubemind_adapter_source_newest_value_age_seconds{source=\"exporter\"} ";
+        assert!(
+            telemetry.contains(gauge),
+            "the freshness gauge: {telemetry}"
+        );
+        let age = crate::util::series_value(&telemetry, gauge);
         assert!(age < 10.0, "{age}");
     }
 }

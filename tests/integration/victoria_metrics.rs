@@ -15,6 +15,7 @@ use crate::fixtures::{
     DEMO_PODS_PATH, hpa_standin, pinned_demo_pods, start_cluster_adapter, start_demo_exporter,
     triton_page, values,
 };
+use crate::prometheus::prometheus_source_args;
 
 /// A VictoriaMetrics single-node server scraping targets every second.
 struct VictoriaMetrics {
@@ -29,15 +30,10 @@ impl VictoriaMetrics {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let mut config = String::from("global:\n  scrape_interval: 1s\nscrape_configs:\n");
-        for (job, url) in targets {
-            let address = url
-                .trim_start_matches("http://")
-                .trim_end_matches("/metrics");
-            config.push_str(&format!(
-                "- job_name: {job}\n  honor_labels: true\n  static_configs: [{{targets: ['{address}']}}]\n"
-            ));
-        }
+        let config = format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n{}",
+            crate::prometheus_server::scrape_configs(targets)
+        );
         let config_path = dir.join("vm-scrape.yml");
         std::fs::write(&config_path, config).expect("config");
         let log = dir.join("victoria-metrics.log");
@@ -78,21 +74,6 @@ impl Drop for VictoriaMetrics {
     }
 }
 
-fn adapter_args<'a>(url: &'a str, max_age: &'a str) -> Vec<&'a str> {
-    vec![
-        "--sources",
-        "prometheus",
-        "--prometheus-url",
-        url,
-        "--prometheus-interval",
-        "500ms",
-        "--prometheus-discovery-interval",
-        "2s",
-        "--prometheus-max-age",
-        max_age,
-    ]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_prometheus_source_works_against_victoria_metrics() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -107,8 +88,11 @@ async fn the_prometheus_source_works_against_victoria_metrics() {
     let fast_url = fast.url();
     let adapter_dir = dir.path().join("adapter-fast");
     std::fs::create_dir_all(&adapter_dir).expect("dir");
-    let (adapter, _, client) =
-        start_cluster_adapter(&adapter_dir, &standin, &adapter_args(&fast_url, "10s"));
+    let (adapter, _, client) = start_cluster_adapter(
+        &adapter_dir,
+        &standin,
+        &prometheus_source_args(&fast_url, "10s"),
+    );
     let served = client.wait_for_demo_pods(Duration::from_secs(60)).await;
     assert_eq!(
         served,
@@ -129,8 +113,11 @@ async fn the_prometheus_source_works_against_victoria_metrics() {
     let lagging_url = format!("{}/prometheus", lagging.url());
     let adapter_dir = dir.path().join("adapter-lagging");
     std::fs::create_dir_all(&adapter_dir).expect("dir");
-    let (adapter, _, client) =
-        start_cluster_adapter(&adapter_dir, &standin, &adapter_args(&lagging_url, "60s"));
+    let (adapter, _, client) = start_cluster_adapter(
+        &adapter_dir,
+        &standin,
+        &prometheus_source_args(&lagging_url, "60s"),
+    );
     crate::util::wait_for_async(
         Duration::from_secs(90),
         "values through the lag",
@@ -141,16 +128,12 @@ async fn the_prometheus_source_works_against_victoria_metrics() {
     )
     .await;
     let telemetry = client.text("/metrics").await;
-    let age = telemetry
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(
-                "kubemind_adapter_source_newest_value_age_seconds{source=\"prometheus\"} ",
-            )
-        })
-        .and_then(|v| v.trim().parse::<f64>().ok());
+    let age = crate::util::series_value(
+        &telemetry,
+        "kubemind_adapter_source_newest_value_age_seconds{source=\"prometheus\"} ",
+    );
     assert!(
-        age.is_some_and(|a| a >= 25.0),
+        age >= 25.0,
         "the freshness gauge shows VictoriaMetrics' 30 s lag: {age:?}\n{}",
         adapter.log()
     );
