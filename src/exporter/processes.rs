@@ -10,7 +10,7 @@
 //! unattributed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nvml_wrapper::Device;
 use nvml_wrapper::enums::device::UsedGpuMemory;
@@ -134,11 +134,8 @@ impl ProcessSampler {
     }
 
     fn container(&self, pid: u32) -> Option<ContainerRef> {
-        let path: PathBuf = [self.proc_root.as_path(), Path::new(&pid.to_string())]
-            .iter()
-            .collect::<PathBuf>()
-            .join("cgroup");
-        let text = std::fs::read_to_string(&path).ok()?;
+        let path = self.proc_root.join(pid.to_string()).join("cgroup");
+        let text = std::fs::read_to_string(path).ok()?;
         container_of(&text)
     }
 }

@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
-use super::exporter_page::{ExporterPage, NODE_METRICS, pod_metrics};
+use super::exporter_page::{ExporterPage, node_metrics, pod_metrics};
 use crate::adapter::store::{Inventory, Sample, SnapshotBuilder, oldest_fresh};
 use crate::resources::GroupResource;
 
@@ -65,7 +65,7 @@ impl SourceValues {
         for metric in pod_metrics() {
             values.declared.insert((pods.clone(), metric.to_string()));
         }
-        for metric in NODE_METRICS {
+        for metric in node_metrics() {
             values.declared.insert((nodes.clone(), metric.to_string()));
         }
         let mut newest = |key: ObjectKey, at: SystemTime, metrics: &BTreeMap<&str, f64>| {

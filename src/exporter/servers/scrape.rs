@@ -6,6 +6,7 @@
 //! blow up memory). Each target keeps its previous reading, so signals are computed over the
 //! time between two successful scrapes. Failures are counted by a bounded `reason`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -131,13 +132,13 @@ impl Target {
     }
 
     /// The recipe this target is read with; a mapped target's mapping may not parse.
-    fn recipe(&self) -> Result<std::borrow::Cow<'static, Recipe>, Failure> {
+    fn recipe(&self) -> Result<Cow<'static, Recipe>, Failure> {
         if let Some(recipe) = self.kind.recipe() {
-            return Ok(std::borrow::Cow::Borrowed(recipe));
+            return Ok(Cow::Borrowed(recipe));
         }
         let mapping = self.mapping.as_deref().unwrap_or_default();
         Recipe::parse_mapping(mapping)
-            .map(std::borrow::Cow::Owned)
+            .map(Cow::Owned)
             .map_err(|e| Failure::new(FailureReason::Mapping, format!("mapping: {e}")))
     }
 }
@@ -145,7 +146,8 @@ impl Target {
 #[derive(Debug, Clone, PartialEq)]
 enum Reading {
     Triton(TritonReading),
-    Queue(QueueReading),
+    /// Read with this recipe (kept, so a mapping is parsed once per scrape).
+    Queue(Cow<'static, Recipe>, QueueReading),
 }
 
 /// A server's signals over its last window.
@@ -285,7 +287,7 @@ impl Readings {
         let up = match result {
             Ok(reading) => {
                 if let Some((previous, then)) = &state.previous {
-                    state.signals = signals(target, previous, &reading, at.duration_since(*then));
+                    state.signals = signals(previous, &reading, at.duration_since(*then));
                 }
                 if state.signals.as_ref().is_some_and(|s| !s.is_finite()) {
                     *state.failures.entry(FailureReason::NonFinite).or_default() += 1;
@@ -391,21 +393,14 @@ impl Signals {
     }
 }
 
-fn signals(
-    target: &Target,
-    previous: &Reading,
-    current: &Reading,
-    elapsed: Duration,
-) -> Option<Signals> {
+fn signals(previous: &Reading, current: &Reading, elapsed: Duration) -> Option<Signals> {
     match (previous, current) {
         (Reading::Triton(before), Reading::Triton(now)) => {
             triton::signals(before, now, elapsed).map(Signals::Triton)
         }
-        (Reading::Queue(before), Reading::Queue(now)) => target
-            .recipe()
-            .ok()?
-            .signals(before, now, elapsed)
-            .map(Signals::Queue),
+        (Reading::Queue(_, before), Reading::Queue(recipe, now)) => {
+            recipe.signals(before, now, elapsed).map(Signals::Queue)
+        }
         _ => None,
     }
 }
@@ -446,10 +441,10 @@ fn read(target: &Target, body: &[u8], max_samples: usize) -> Result<Reading, Fai
         return Ok(Reading::Triton(TritonReading::from_exposition(&exposition)));
     }
     let recipe = target.recipe()?;
-    recipe
-        .read(&exposition)
-        .map(Reading::Queue)
-        .map_err(|missing| Failure::new(FailureReason::MissingSeries, missing))
+    match recipe.read(&exposition) {
+        Ok(reading) => Ok(Reading::Queue(recipe, reading)),
+        Err(missing) => Err(Failure::new(FailureReason::MissingSeries, missing)),
+    }
 }
 
 #[cfg(test)]
