@@ -13,6 +13,7 @@
 //! - `security`: authentication and authorization, against `standin` (a minimal stand-in for
 //!   kube-apiserver, which cannot be installed here).
 //! - `demo`, `explain`: the two commands a person runs, from their output.
+//! - `fleet`: one adapter scraping a hundred exporters (a simulated fleet on loopback addresses).
 //! - `replicas`: two adapter replicas on the same exporters serve the same values.
 //! - `dashboards`, `alerts`: every dashboard query against a real Prometheus; promtool on the
 //!   alert rules.
@@ -27,6 +28,7 @@ mod demo;
 mod explain;
 mod exporter;
 mod fixtures;
+mod fleet;
 mod hostile;
 mod image;
 mod keda;

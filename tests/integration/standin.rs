@@ -329,7 +329,11 @@ impl StandIn {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let credentials = kubemind::adapter::kubeconfig::read(adapter_kubeconfig)
             .expect("the adapter's kubeconfig");
-        let identity = crate::util::client_identity(&credentials);
+        let pem = format!(
+            "{}{}",
+            credentials.client_certificate_pem, credentials.client_key_pem
+        );
+        let identity = reqwest::Identity::from_pem(pem.as_bytes()).expect("identity");
         let client = reqwest::Client::builder()
             .tls_backend_rustls()
             .add_root_certificate(

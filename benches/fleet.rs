@@ -1,0 +1,208 @@
+//! Fan-in at fleet size (`make bench`): one adapter in cluster mode against the stand-in API
+//! server, scraping `FLEET_EXPORTERS` (1,000) exporters every second — each a page of 8 GPUs
+//! and 16 Triton pods on its own loopback address, all served by this process — with 10,000
+//! more pods that carry no values across 50 namespaces. Over `FLEET_SECONDS` (30) it measures,
+//! side by side in one run and against the budget:
+//!
+//! - freshness: a value changed at one exporter → served by the adapter, p50/p99 over 60
+//!   changes (six at a time, at exporters spread over the fleet);
+//! - the adapter's CPU and RSS, and the duration of one scrape round (its own histogram);
+//! - a Pods request over 1,000 pods, p50/p99, sent back to back on one connection while the
+//!   scraping runs.
+//!
+//! The setup is the integration test's (`tests/integration/fleet.rs`), included here.
+
+#[allow(dead_code)]
+#[path = "../tests/integration/fixtures.rs"]
+mod fixtures;
+#[allow(dead_code)]
+#[path = "../tests/integration/fleet.rs"]
+mod fleet;
+#[allow(dead_code)]
+#[path = "../tests/integration/standin.rs"]
+mod standin;
+#[allow(dead_code)]
+#[path = "../tests/integration/util.rs"]
+mod util;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use kubemind::sim::fleet::FleetShape;
+use kubemind::sim::process::{cpu_seconds, status_kib};
+
+use fleet::{change_and_wait, percentile};
+
+const PODS_READ: &str =
+    "/apis/custom.metrics.k8s.io/v1beta2/namespaces/infer-0/pods/%2A/triton_pending_requests";
+const CHANGES: usize = 60;
+const AT_ONCE: usize = 6;
+
+fn from_env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "within budget" } else { "OVER BUDGET" }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Mean and the upper bound of the bucket holding the 99th percentile of a histogram on the
+/// adapter's `/metrics`.
+fn histogram(page: &str, name: &str) -> (f64, String) {
+    let value = |line: &str| {
+        line.rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let mut sum = 0.0;
+    let mut count = 0.0;
+    let mut buckets = Vec::new();
+    for line in page.lines() {
+        if let Some(rest) = line.strip_prefix(&format!("{name}_bucket{{le=\"")) {
+            let bound = rest.split('"').next().unwrap_or_default().to_string();
+            buckets.push((bound, value(line)));
+        } else if line.starts_with(&format!("{name}_sum")) {
+            sum = value(line);
+        } else if line.starts_with(&format!("{name}_count")) {
+            count = value(line);
+        }
+    }
+    let p99 = buckets
+        .iter()
+        .find(|(_, n)| *n >= count * 0.99)
+        .map_or_else(|| "?".into(), |(bound, _)| format!("≤ {bound} s"));
+    (if count > 0.0 { sum / count } else { 0.0 }, p99)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let shape = FleetShape {
+        exporters: from_env("FLEET_EXPORTERS", 1_000),
+        gpus: 8,
+        pods: 16,
+        plain_pods: 10_000,
+        plain_namespaces: 50,
+    };
+    let seconds = from_env("FLEET_SECONDS", 30) as u64;
+    println!(
+        "fleet: {} exporters × ({} GPUs, {} Triton pods) + {} pods without values in {} namespaces; adapter in cluster mode, --exporter-interval 1s",
+        shape.exporters, shape.gpus, shape.pods, shape.plain_pods, shape.plain_namespaces
+    );
+    let started = Instant::now();
+    let under_test = Arc::new(fleet::start(shape, "1s").await);
+    println!(
+        "  every exporter's values served {:.1} s after start",
+        started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let pid = under_test.adapter.child_id();
+
+    let cpu_before = cpu_seconds(pid);
+    let window = Instant::now();
+    let done = Arc::new(AtomicBool::new(false));
+    // the Pods request, back to back on one connection
+    let reads = {
+        let (under_test, done) = (under_test.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut took = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let start = Instant::now();
+                let body = under_test.client.bytes(PODS_READ).await;
+                took.push(start.elapsed());
+                assert!(body.len() > 100 * shape.exporters, "{} bytes", body.len());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            took
+        })
+    };
+    // RSS each second
+    let rss = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while !done.load(Ordering::Relaxed) {
+                peak = peak.max(status_kib(pid, "VmRSS:"));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            peak
+        })
+    };
+    // changes, six at a time, at exporters spread over the fleet
+    let mut freshness = Vec::new();
+    for batch in 0..CHANGES / AT_ONCE {
+        let changes = (0..AT_ONCE).map(|k| {
+            let n = batch * AT_ONCE + k;
+            let i = (n * 7919) % shape.exporters;
+            let under_test = under_test.clone();
+            // at a time unrelated to the scrape schedule
+            let phase = Duration::from_millis((n as u64 * 389) % 1_000);
+            async move {
+                tokio::time::sleep(phase).await;
+                change_and_wait(&under_test, i, n % shape.pods, 10_000.0 + n as f64).await
+            }
+        });
+        freshness.extend(futures::future::join_all(changes).await);
+    }
+    let left = Duration::from_secs(seconds).saturating_sub(window.elapsed());
+    tokio::time::sleep(left).await;
+    done.store(true, Ordering::Relaxed);
+    let elapsed = window.elapsed().as_secs_f64();
+    let cores = (cpu_seconds(pid) - cpu_before) / elapsed;
+    let mut reads = reads.await.expect("reads");
+    let peak_rss = rss.await.expect("rss") as f64 / 1024.0;
+    let telemetry = under_test.client.text("/metrics").await;
+    let (round_mean, round_p99) = histogram(
+        &telemetry,
+        "kubemind_adapter_exporter_scrape_round_duration_seconds",
+    );
+    let values = util::series_value(&telemetry, "kubemind_adapter_snapshot_samples ");
+
+    let (fresh_p50, fresh_p99) = (
+        percentile(&mut freshness, 50.0),
+        percentile(&mut freshness, 99.0),
+    );
+    let (read_p50, read_p99) = (percentile(&mut reads, 50.0), percentile(&mut reads, 99.0));
+    println!(
+        "  over {elapsed:.0} s ({} pages served, {values:.0} values in the adapter's snapshot):",
+        under_test.fleet.scrapes()
+    );
+    println!(
+        "  freshness, change → served ({CHANGES} changes): p50 {}  p99 {}   budget p99 ≤ 2 s: {}",
+        ms(fresh_p50),
+        ms(fresh_p99),
+        verdict(fresh_p99 <= Duration::from_secs(2))
+    );
+    println!(
+        "  adapter CPU: {:.1} % of one core   budget ≤ 20 %: {}",
+        cores * 100.0,
+        verdict(cores <= 0.2)
+    );
+    println!(
+        "  adapter RSS: peak {peak_rss:.1} MiB   budget ≤ 40 MiB: {}",
+        verdict(peak_rss <= 40.0)
+    );
+    println!(
+        "  scrape round: mean {:.0} ms, p99 {round_p99}",
+        round_mean * 1000.0
+    );
+    println!(
+        "  Pods request over {} pods while scraping ({} reads): p50 {}  p99 {}   budget p99 ≤ 1 ms: {}",
+        shape.exporters,
+        reads.len(),
+        ms(read_p50),
+        ms(read_p99),
+        verdict(read_p99 <= Duration::from_millis(1))
+    );
+}
