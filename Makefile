@@ -76,6 +76,7 @@ bench:
 	$(CARGO) bench --locked --bench adapter_load
 	KUBEMIND_IMAGE=$(IMAGE) $(CARGO) bench --locked --bench exporter_load
 	$(CARGO) bench --locked --bench prometheus_paths
+	$(CARGO) bench --locked --bench fleet
 
 ## soak: the adapter for SOAK_MINUTES (10) at SOAK_RATE (5000) req/s of a realistic mix while
 ## its values change every second; per-minute p50/p99 and RSS; fails past the budget

@@ -49,7 +49,8 @@ pub fn plain_client(timeout: std::time::Duration) -> Result<reqwest::Client, req
     builder(timeout).tls_certs_only(Vec::new()).build()
 }
 
-fn builder(timeout: std::time::Duration) -> reqwest::ClientBuilder {
+/// The client settings every page fetch shares, for callers that add their own.
+pub fn builder(timeout: std::time::Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(timeout)
         .timeout(timeout)

@@ -501,6 +501,12 @@ impl Labels for BTreeMap<String, String> {
     }
 }
 
+impl<L: Labels + ?Sized> Labels for std::sync::Arc<L> {
+    fn label(&self, key: &str) -> Option<&str> {
+        (**self).label(key)
+    }
+}
+
 impl Labels for std::collections::HashMap<String, String> {
     fn label(&self, key: &str) -> Option<&str> {
         self.get(key).map(String::as_str)

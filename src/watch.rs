@@ -4,6 +4,8 @@
 
 use std::fmt::Debug;
 use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use kube::runtime::reflector::{self, Store};
@@ -30,19 +32,41 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
+    reflect_counting(client, config, keep_annotations, Arc::default(), |_| {})
+}
+
+/// [`reflect`], adding one to `changes` for every change the cache takes in (an object
+/// applied or deleted, a list restarted), so readers can tell when what they derived from the
+/// cache is out of date; `slim` drops more of each object as it arrives.
+pub(crate) fn reflect_counting<K>(
+    client: &kube::Client,
+    config: watcher::Config,
+    keep_annotations: bool,
+    changes: Arc<AtomicU64>,
+    slim: fn(&mut K),
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
     let (reader, writer) = reflector::store();
     let events = watcher(Api::<K>::all(client.clone()), config)
-        .modify(move |object| trim(object, keep_annotations))
+        .modify(move |object| {
+            trim(object, keep_annotations);
+            slim(object);
+        })
         .default_backoff();
-    let mut stream = reflector::reflector(writer, events)
-        .applied_objects()
-        .boxed();
+    let mut stream = reflector::reflector(writer, events).boxed();
     let kind = K::kind(&K::DynamicType::default()).to_string();
     tokio::spawn(async move {
         let mut reported = false;
         while let Some(event) = stream.next().await {
             match event {
-                Ok(_) => reported = false,
+                Ok(_) => {
+                    // after the store took it in: a reader that sees the new count sees the change
+                    changes.fetch_add(1, Ordering::Release);
+                    reported = false;
+                }
                 Err(error) if !reported => {
                     tracing::warn!(%error, kind, "watch failed; serving the last known state and retrying");
                     reported = true;

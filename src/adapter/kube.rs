@@ -3,13 +3,15 @@
 //!
 //! [`Cluster::inventory`] turns the caches into the plain [`Inventory`] the snapshot is
 //! assembled from, resolving each pod's workload through its owner references (pod →
-//! ReplicaSet → Deployment, or pod → StatefulSet). Managed fields and annotations are dropped
+//! ReplicaSet → Deployment, or pod → StatefulSet), and keeps it until a cache changes. Managed fields and annotations are dropped
 //! as objects arrive, to keep the caches small ([`crate::watch`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
@@ -34,14 +36,41 @@ pub struct Cluster {
     namespaces: Store<Namespace>,
     /// `true` once every cache holds its first list; `None` inside if a writer stopped first.
     ready: tokio::sync::watch::Receiver<Option<bool>>,
+    /// Counts every change any cache saw.
+    changes: Arc<AtomicU64>,
+    /// The last inventory built, and the change count it was built at.
+    inventory: Arc<Mutex<Option<BuiltInventory>>>,
 }
 
-fn reflect<K>(client: &kube::Client) -> Store<K>
+/// An inventory and the change count it was built at.
+type BuiltInventory = (u64, Arc<Inventory>);
+
+fn reflect<K>(client: &kube::Client, changes: &Arc<AtomicU64>, slim: fn(&mut K)) -> Store<K>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
-    crate::watch::reflect(client, kube::runtime::watcher::Config::default(), false)
+    crate::watch::reflect_counting(
+        client,
+        kube::runtime::watcher::Config::default(),
+        false,
+        changes.clone(),
+        slim,
+    )
+}
+
+/// What the adapter reads of a pod is its metadata, its phase and its IP: the rest (the spec,
+/// container statuses, conditions) is dropped as it arrives. At fleet size the pod cache is
+/// most of the adapter's memory.
+fn slim_pod(pod: &mut Pod) {
+    pod.spec = None;
+    if let Some(status) = &mut pod.status {
+        *status = PodStatus {
+            phase: status.phase.take(),
+            pod_ip: status.pod_ip.take(),
+            ..PodStatus::default()
+        };
+    }
 }
 
 fn owner<'a>(owners: &'a [OwnerReference], kind: &str) -> Option<&'a str> {
@@ -56,14 +85,29 @@ impl Cluster {
     /// Starts every reflector; the caches fill in the background.
     pub fn watch(client: &kube::Client) -> Cluster {
         let (ready_tx, ready) = tokio::sync::watch::channel(None);
+        let changes = Arc::new(AtomicU64::new(0));
         let cluster = Cluster {
-            pods: reflect(client),
-            replicasets: reflect(client),
-            deployments: reflect(client),
-            statefulsets: reflect(client),
-            nodes: reflect(client),
-            namespaces: reflect(client),
+            pods: reflect(client, &changes, slim_pod),
+            replicasets: reflect(client, &changes, |rs: &mut ReplicaSet| {
+                rs.spec = None;
+                rs.status = None;
+            }),
+            deployments: reflect(client, &changes, |d: &mut Deployment| {
+                d.spec = None;
+                d.status = None;
+            }),
+            statefulsets: reflect(client, &changes, |s: &mut StatefulSet| {
+                s.spec = None;
+                s.status = None;
+            }),
+            nodes: reflect(client, &changes, |node: &mut Node| {
+                node.spec = None;
+                node.status = None;
+            }),
+            namespaces: reflect(client, &changes, |_| {}),
             ready,
+            changes,
+            inventory: Arc::default(),
         };
         // kube's `Store::wait_until_ready` wakes only the last task waiting on a store (one
         // waker behind a oneshot), so one task waits and tells everyone else.
@@ -110,8 +154,25 @@ impl Cluster {
             .collect()
     }
 
-    /// Everything the snapshot is assembled from.
-    pub(crate) fn inventory(&self) -> Inventory {
+    /// Everything the snapshot is assembled from: rebuilt only after a cache changed, else
+    /// the one built last (publishing several times a second costs no copy of the caches).
+    pub(crate) fn inventory(&self) -> Arc<Inventory> {
+        let changes = self.changes.load(Ordering::Acquire);
+        let mut cached = self
+            .inventory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*cached {
+            Some((built_at, inventory)) if *built_at == changes => inventory.clone(),
+            _ => {
+                let inventory = Arc::new(self.build_inventory());
+                *cached = Some((changes, inventory.clone()));
+                inventory
+            }
+        }
+    }
+
+    fn build_inventory(&self) -> Inventory {
         let deployment_of: HashMap<(String, String), String> = self
             .replicasets
             .state()
@@ -123,6 +184,7 @@ impl Cluster {
             .collect();
         let deployments = GroupResource::new("deployments", "apps");
         let statefulsets = GroupResource::new("statefulsets", "apps");
+        let mut shared_namespaces: HashMap<String, Arc<str>> = HashMap::new();
         let pods = self
             .pods
             .state()
@@ -139,15 +201,18 @@ impl Cluster {
                 let workload = if let Some(rs) = owner(owners, "ReplicaSet") {
                     deployment_of
                         .get(&(namespace.clone(), rs.to_string()))
-                        .map(|d| (deployments.clone(), d.clone()))
+                        .map(|d| (deployments.clone(), Arc::from(d.as_str())))
                 } else {
-                    owner(owners, "StatefulSet").map(|s| (statefulsets.clone(), s.to_string()))
+                    owner(owners, "StatefulSet").map(|s| (statefulsets.clone(), Arc::from(s)))
                 };
                 Some(PodInfo {
-                    namespace,
-                    name: pod.name_any(),
-                    uid: pod.uid(),
-                    labels: pod.labels().clone(),
+                    namespace: shared_namespaces
+                        .entry(namespace)
+                        .or_insert_with_key(|ns| Arc::from(ns.as_str()))
+                        .clone(),
+                    name: pod.name_any().into(),
+                    uid: pod.uid().map(Arc::from),
+                    labels: Arc::new(pod.labels().clone()),
                     workload,
                 })
             })
@@ -156,11 +221,11 @@ impl Cluster {
             |resource: &GroupResource,
              meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
                 Some(WorkloadInfo {
-                    namespace: meta.namespace.clone()?,
+                    namespace: Arc::from(meta.namespace.as_deref()?),
                     resource: resource.clone(),
-                    name: meta.name.clone()?,
-                    uid: meta.uid.clone(),
-                    labels: meta.labels.clone().unwrap_or_default(),
+                    name: Arc::from(meta.name.as_deref()?),
+                    uid: meta.uid.as_deref().map(Arc::from),
+                    labels: Arc::new(meta.labels.clone().unwrap_or_default()),
                 })
             };
         let mut workloads: Vec<WorkloadInfo> = self
@@ -182,13 +247,13 @@ impl Cluster {
                 .nodes
                 .state()
                 .iter()
-                .map(|n| (n.name_any(), n.labels().clone()))
+                .map(|n| (Arc::from(n.name_any()), Arc::new(n.labels().clone())))
                 .collect(),
             namespaces: self
                 .namespaces
                 .state()
                 .iter()
-                .map(|n| (n.name_any(), n.labels().clone()))
+                .map(|n| (Arc::from(n.name_any()), Arc::new(n.labels().clone())))
                 .collect(),
         }
     }

@@ -10,7 +10,7 @@
 //! namespaces for `/namespaces/{ns}/metrics/{m}`) with their labels and samples, plus external
 //! series. It also precomputes the discovery catalogue, so discovery is a lookup.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -45,6 +45,19 @@ impl Sample {
             quantity: crate::quantity::format(value)?.into_boxed_str(),
             sample_time,
             timestamp: Timestamp::from(sample_time),
+            window_seconds: None,
+            labels: Labels::new(),
+        })
+    }
+
+    /// A sample of a value measured at `sample_time`, whose timestamp text is already known
+    /// (every value of one exporter page shares it); `None` for NaN and ±Inf.
+    pub(crate) fn at(value: f64, sample_time: SystemTime, timestamp: Timestamp) -> Option<Sample> {
+        Some(Sample {
+            value,
+            quantity: crate::quantity::format(value)?.into_boxed_str(),
+            sample_time,
+            timestamp,
             window_seconds: None,
             labels: Labels::new(),
         })
@@ -124,12 +137,21 @@ impl serde::Serialize for Timestamp {
 /// foldhash: keys are our own metric names, not attacker-chosen.
 pub(crate) type MetricSamples = HashMap<Arc<str>, Sample, foldhash::fast::RandomState>;
 
-/// An object a metric can describe: a pod, a workload, a node, a namespace.
+/// An object a metric can describe: a pod, a workload, a node, a namespace. Its parts are
+/// shared: labels with the inventory, samples with the source that formatted them, so an
+/// object whose values did not change costs a snapshot three reference counts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Object {
-    pub labels: Labels,
-    pub uid: Option<String>,
-    pub metrics: MetricSamples,
+    pub labels: Arc<Labels>,
+    pub uid: Option<Arc<str>>,
+    pub metrics: Arc<MetricSamples>,
+}
+
+impl Object {
+    /// Sets `metric`'s sample (copying the samples first if another snapshot shares them).
+    pub fn insert(&mut self, metric: &str, sample: Sample) {
+        Arc::make_mut(&mut self.metrics).insert(Arc::from(metric), sample);
+    }
 }
 
 /// One series of an external metric.
@@ -232,6 +254,28 @@ impl SnapshotBuilder {
         )
     }
 
+    /// [`SnapshotBuilder::object`] for names the caller already holds as shared strings (the
+    /// inventory's): no name is copied.
+    pub(crate) fn shared_object(
+        &mut self,
+        namespace: Option<&Arc<str>>,
+        resource: &GroupResource,
+        name: &Arc<str>,
+    ) -> Option<&mut Object> {
+        let scope = if resource.is_namespaced() {
+            Some(Arc::clone(namespace?))
+        } else {
+            None
+        };
+        Some(
+            self.objects
+                .entry((scope, resource.clone()))
+                .or_default()
+                .entry(Arc::clone(name))
+                .or_default(),
+        )
+    }
+
     /// Lists `metric` for `resource` in discovery even while no object has a value for it.
     pub(crate) fn declare(&mut self, resource: &GroupResource, metric: &str) {
         self.declared.insert((resource.clone(), Arc::from(metric)));
@@ -255,11 +299,17 @@ impl SnapshotBuilder {
             external: self.declared_external,
         };
         let mut sample_count = 0;
+        // Objects mostly share their metric names (one string per name, from the catalogue):
+        // each name is looked up in the catalogue once per resource, not once per sample.
+        let mut seen: HashSet<(&GroupResource, *const u8), foldhash::fast::RandomState> =
+            HashSet::default();
         for ((_, resource), objects) in &self.objects {
             for object in objects.values() {
                 sample_count += object.metrics.len();
                 for metric in object.metrics.keys() {
-                    catalogue.custom.insert((resource.clone(), metric.clone()));
+                    if seen.insert((resource, metric.as_ptr())) {
+                        catalogue.custom.insert((resource.clone(), metric.clone()));
+                    }
                 }
             }
         }
@@ -282,6 +332,8 @@ impl SnapshotBuilder {
 #[derive(Debug)]
 pub struct Store {
     current: ArcSwap<Snapshot>,
+    /// The snapshot the last publish replaced, freed at the next.
+    retired: std::sync::Mutex<Option<Arc<Snapshot>>>,
     generation: AtomicU64,
     max_age: Duration,
 }
@@ -290,16 +342,27 @@ impl Store {
     pub fn new(max_age: Duration) -> Store {
         Store {
             current: ArcSwap::from_pointee(Snapshot::default()),
+            retired: std::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
             max_age,
         }
     }
 
     /// Makes a snapshot built from `builder` the one every following request reads.
+    ///
+    /// The snapshot it replaces is kept until the next publish and freed then, by the
+    /// publisher: a request still reading it when it is replaced finishes long before, so
+    /// freeing a large snapshot never falls to a request's thread.
     pub fn publish(&self, builder: SnapshotBuilder) {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        self.current
-            .store(Arc::new(builder.build(generation, SystemTime::now())));
+        let replaced = self
+            .current
+            .swap(Arc::new(builder.build(generation, SystemTime::now())));
+        let freed = self
+            .retired
+            .lock()
+            .map(|mut retired| retired.replace(replaced));
+        drop(freed);
     }
 
     /// The current snapshot.
@@ -350,7 +413,7 @@ mod tests {
         let pod = builder
             .object(Some("demo"), &GroupResource::pods(), "triton-0")
             .expect("namespaced with a namespace");
-        pod.metrics.insert(
+        Arc::make_mut(&mut pod.metrics).insert(
             "triton_queue_time_ms".into(),
             Sample::new(8000.0, SystemTime::now()).expect("finite"),
         );
@@ -389,25 +452,25 @@ impl Readiness {
     }
 }
 
-/// A pod as the reflectors see it.
+/// A pod as the reflectors see it. Strings and labels are shared with every snapshot.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PodInfo {
-    pub namespace: String,
-    pub name: String,
-    pub uid: Option<String>,
-    pub labels: Labels,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+    pub uid: Option<Arc<str>>,
+    pub labels: Arc<Labels>,
     /// The Deployment or StatefulSet it belongs to, resolved through its ReplicaSet.
-    pub workload: Option<(GroupResource, String)>,
+    pub workload: Option<(GroupResource, Arc<str>)>,
 }
 
 /// A Deployment or StatefulSet.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct WorkloadInfo {
-    pub namespace: String,
+    pub namespace: Arc<str>,
     pub resource: GroupResource,
-    pub name: String,
-    pub uid: Option<String>,
-    pub labels: Labels,
+    pub name: Arc<str>,
+    pub uid: Option<Arc<str>>,
+    pub labels: Arc<Labels>,
 }
 
 /// Everything the reflectors know, stripped to what is served.
@@ -415,6 +478,6 @@ pub(crate) struct WorkloadInfo {
 pub(crate) struct Inventory {
     pub pods: Vec<PodInfo>,
     pub workloads: Vec<WorkloadInfo>,
-    pub nodes: Vec<(String, Labels)>,
-    pub namespaces: Vec<(String, Labels)>,
+    pub nodes: Vec<(Arc<str>, Arc<Labels>)>,
+    pub namespaces: Vec<(Arc<str>, Arc<Labels>)>,
 }

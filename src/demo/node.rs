@@ -5,6 +5,7 @@
 //! and read back by the adapter — the same text a real adapter scrapes.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
@@ -163,27 +164,28 @@ impl Node {
     /// What the API server would list for this scenario: its pods (Pending ones too), the
     /// Deployment, the node and the namespace.
     pub(crate) fn add_inventory(&self, world: &World, inventory: &mut Inventory) {
-        let labels: Labels = [("app".to_string(), "triton".to_string())].into();
+        let labels: Arc<Labels> = Arc::new([("app".to_string(), "triton".to_string())].into());
         let deployment = GroupResource::new("deployments", "apps");
+        let namespace: Arc<str> = Arc::from(self.namespace.as_str());
         for pod in &world.pods {
             inventory.pods.push(PodInfo {
-                namespace: self.namespace.clone(),
-                name: pod.name.clone(),
+                namespace: namespace.clone(),
+                name: pod.name.as_str().into(),
                 uid: None,
                 labels: labels.clone(),
                 workload: Some((deployment.clone(), "triton".into())),
             });
         }
         inventory.workloads.push(WorkloadInfo {
-            namespace: self.namespace.clone(),
+            namespace: namespace.clone(),
             resource: deployment,
             name: "triton".into(),
             uid: None,
             labels,
         });
-        inventory.nodes.push((self.name.clone(), Labels::new()));
         inventory
-            .namespaces
-            .push((self.namespace.clone(), Labels::new()));
+            .nodes
+            .push((self.name.as_str().into(), Arc::default()));
+        inventory.namespaces.push((namespace, Arc::default()));
     }
 }

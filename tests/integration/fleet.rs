@@ -171,11 +171,12 @@ async fn a_hundred_exporters_feed_one_adapter() {
         took.push(change_and_wait(&under_test, i, n % shape.pods, 1_000.0 + n as f64).await);
     }
     println!(
-        "fleet of {}: a changed value served after p50 {} ms, max {} ms ({} pages served)",
+        "fleet of {}: a changed value served after p50 {} ms, max {} ms ({} pages served; adapter RSS {} MiB)",
         shape.exporters,
         percentile(&mut took, 50.0).as_millis(),
         percentile(&mut took, 100.0).as_millis(),
-        under_test.fleet.scrapes()
+        under_test.fleet.scrapes(),
+        kubemind::sim::process::status_kib(under_test.adapter.child_id(), "VmRSS:") / 1024
     );
 
     let telemetry = client.text("/metrics").await;

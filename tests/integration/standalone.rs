@@ -170,18 +170,21 @@ fn file_changes_are_served_and_bad_files_keep_the_last_good_values() {
         pairs(&[("triton-0", "8k")])
     );
 
+    // replaced whole, as a ConfigMap volume or an editor's save does: a reader never sees a
+    // file half written
     let values = dir.path().join("values.yaml");
-    std::fs::write(
-        &values,
-        VALUES.replace("triton_queue_time_ms: 8000", "triton_queue_time_ms: 250"),
-    )
-    .expect("write");
+    let replace = |text: &str| {
+        let next = dir.path().join("values.yaml.next");
+        std::fs::write(&next, text).expect("write");
+        std::fs::rename(&next, &values).expect("rename");
+    };
+    replace(&VALUES.replace("triton_queue_time_ms: 8000", "triton_queue_time_ms: 250"));
     wait_for(Duration::from_secs(30), "the new value", || {
         (item_values(&kubectl_json(&kubeconfig, uri)) == pairs(&[("triton-0", "250")]))
             .then_some(())
     });
 
-    std::fs::write(&values, "pods:\n  - {namespace: demo, nmae: broken}\n").expect("write");
+    replace("pods:\n  - {namespace: demo, nmae: broken}\n");
     wait_for(Duration::from_secs(30), "the error in the log", || {
         adapter.log().contains("unknown field `nmae`").then_some(())
     });

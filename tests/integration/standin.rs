@@ -2,7 +2,7 @@
 //! answers only what kubemind asks of one — TokenReview, SubjectAccessReview (both counted,
 //! so tests can prove caching), list/watch of `kube-system/extension-apiserver-authentication`,
 //! and list/watch of pods, ReplicaSets, Deployments, StatefulSets, nodes and namespaces
-//! (recording the pod field selector asked for); single objects a test puts at a path (an HPA,
+//! (in pages when a limit is asked for; recording the pod field selector asked for); single objects a test puts at a path (an HPA,
 //! a scale subresource), pods of a namespace by label selector, and — as kube-aggregator would —
 //! the metrics APIs passed through to an adapter — over plain HTTP on 127.0.0.1, on a thread of
 //! its own.
@@ -154,14 +154,28 @@ async fn collection(
         // no changes to report: hold the watch open until the client gives up
         return watch_response(futures::stream::pending());
     }
-    let items = shared
-        .collections
-        .lock()
-        .expect("lock")
-        .get(&path)
-        .cloned()
-        .unwrap_or_default();
-    Json(json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "7"}, "items": items}))
+    // pages of `limit` objects, as the API server returns them when asked (kube's watcher
+    // lists 500 at a time); the continue token is the next page's offset
+    let limit = query.get("limit").and_then(|l| l.parse::<usize>().ok());
+    let offset = query
+        .get("continue")
+        .and_then(|c| c.parse::<usize>().ok())
+        .unwrap_or(0);
+    let (page, next) = {
+        let collections = shared.collections.lock().expect("lock");
+        let items = collections.get(&path).map_or(&[][..], Vec::as_slice);
+        match limit {
+            Some(limit) if limit > 0 && offset + limit < items.len() => {
+                (items[offset..offset + limit].to_vec(), Some(offset + limit))
+            }
+            _ => (items[offset.min(items.len())..].to_vec(), None),
+        }
+    };
+    let mut metadata = json!({"resourceVersion": "7"});
+    if let Some(next) = next {
+        metadata["continue"] = json!(next.to_string());
+    }
+    Json(json!({"apiVersion": "v1", "kind": "List", "metadata": metadata, "items": page}))
         .into_response()
 }
 

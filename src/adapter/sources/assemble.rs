@@ -1,10 +1,13 @@
 //! The snapshot served in a cluster: Kubernetes' inventory of objects (from the reflectors),
 //! the values every source holds for them, and workload aggregates.
 //!
-//! Each source (the exporters, Prometheus) hands over [`SourceValues`]: values by object and
-//! metric, each with the time it was measured, and how long its values stay fresh. Where two
-//! sources have a value for the same object and metric, the newer one is served; a value older
-//! than its source's max-age takes no part.
+//! Each source (the exporters, Prometheus) hands over [`SourceValues`]: parts ([`ValuesPart`],
+//! one per exporter page, one per Prometheus evaluation) holding samples by object, each sample
+//! formatted once by the source, off the serving path, with the time it was measured; and how
+//! long its values stay fresh. Where two parts have a value for the same object and metric, the
+//! newer one is served; a value older than its source's max-age takes no part. An object held by
+//! one part, all of it fresh, shares that part's samples: assembling a snapshot copies no value
+//! that did not change.
 //!
 //! The inventory is the truth about which pods, workloads, nodes and namespaces exist: a Pods
 //! request lists pods the API server knows, in their namespace, with their labels; values for
@@ -15,11 +18,14 @@
 //! contributing sample; and `request_imbalance_ratio` = max pod request rate / mean (1 = even,
 //! N = everything on one of N pods), absent when no pod serves requests.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use super::exporter_page::{ExporterPage, node_metrics, pod_metrics};
-use crate::adapter::store::{Inventory, Sample, SnapshotBuilder, oldest_fresh};
+use crate::adapter::store::{
+    Inventory, MetricSamples, Sample, SnapshotBuilder, Timestamp, oldest_fresh,
+};
 use crate::resources::GroupResource;
 
 /// One measured value and when it was measured.
@@ -37,13 +43,95 @@ pub(crate) struct ObjectKey {
     pub name: String,
 }
 
+/// Samples by object from one origin (one exporter page, one Prometheus evaluation), formatted
+/// once and shared by every snapshot while they are current.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct ValuesPart {
+    pub objects: Vec<(ObjectKey, Arc<MetricSamples>)>,
+}
+
+/// The catalogue's metric names as shared strings, so a page's samples do not allocate a name
+/// each.
+static CATALOGUE_NAMES: LazyLock<HashMap<&'static str, Arc<str>>> = LazyLock::new(|| {
+    pod_metrics()
+        .into_iter()
+        .chain(node_metrics())
+        .map(|name| (name, Arc::from(name)))
+        .collect()
+});
+
+fn catalogue_name(metric: &'static str) -> Arc<str> {
+    CATALOGUE_NAMES
+        .get(metric)
+        .cloned()
+        .unwrap_or_else(|| Arc::from(metric))
+}
+
+impl ValuesPart {
+    /// Values by object and metric, each with its own time.
+    pub(crate) fn from_values(values: BTreeMap<ObjectKey, BTreeMap<String, Value>>) -> ValuesPart {
+        let objects = values
+            .into_iter()
+            .map(|(key, metrics)| {
+                let samples = metrics
+                    .into_iter()
+                    .filter_map(|(metric, value)| {
+                        Some((Arc::from(metric), Sample::new(value.value, value.at)?))
+                    })
+                    .collect();
+                (key, Arc::new(samples))
+            })
+            .collect();
+        ValuesPart { objects }
+    }
+
+    /// One exporter page: its pods' values and its node's, all measured when the page was
+    /// collected.
+    pub(crate) fn from_exporter_page(page: &ExporterPage) -> ValuesPart {
+        let at = page.collected_at;
+        let timestamp = Timestamp::from(at);
+        let samples = |metrics: &BTreeMap<&'static str, f64>| -> Arc<MetricSamples> {
+            Arc::new(
+                metrics
+                    .iter()
+                    .filter_map(|(metric, value)| {
+                        Some((catalogue_name(metric), Sample::at(*value, at, timestamp)?))
+                    })
+                    .collect(),
+            )
+        };
+        let pods = GroupResource::pods();
+        let mut objects: Vec<(ObjectKey, Arc<MetricSamples>)> = page
+            .pods
+            .iter()
+            .map(|((namespace, name), metrics)| {
+                let key = ObjectKey {
+                    resource: pods.clone(),
+                    namespace: Some(namespace.clone()),
+                    name: name.clone(),
+                };
+                (key, samples(metrics))
+            })
+            .collect();
+        if let Some(node) = &page.node {
+            let key = ObjectKey {
+                resource: GroupResource::parse("nodes"),
+                namespace: None,
+                name: node.clone(),
+            };
+            objects.push((key, samples(&page.node_values)));
+        }
+        ValuesPart { objects }
+    }
+}
+
 /// What one source contributes to the snapshot.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct SourceValues {
     /// Values older than this (at assembly) take no part.
     pub max_age: Duration,
-    /// Values by object, then by metric.
-    pub objects: BTreeMap<ObjectKey, BTreeMap<String, Value>>,
+    /// The source's values, part by part.
+    pub parts: Vec<Arc<ValuesPart>>,
     /// (resource, metric) pairs listed in discovery even while no object has a value.
     pub declared: BTreeSet<(GroupResource, String)>,
     /// External metric names listed in discovery (their values are read on demand).
@@ -51,61 +139,42 @@ pub(crate) struct SourceValues {
 }
 
 impl SourceValues {
-    /// The exporters' pages as one source: for each pod and node, the newest page's values.
+    /// The exporters' source, declaring the catalogue, with one part per page.
+    pub(crate) fn exporters(parts: Vec<Arc<ValuesPart>>, max_age: Duration) -> SourceValues {
+        let (pods, nodes) = (GroupResource::pods(), GroupResource::parse("nodes"));
+        let declared = pod_metrics()
+            .into_iter()
+            .map(|metric| (pods.clone(), metric.to_string()))
+            .chain(
+                node_metrics()
+                    .into_iter()
+                    .map(|metric| (nodes.clone(), metric.to_string())),
+            )
+            .collect();
+        SourceValues {
+            max_age,
+            parts,
+            declared,
+            external: BTreeSet::new(),
+        }
+    }
+
+    /// The exporters' pages as one source (pages converted here; the exporter source converts
+    /// each page as it arrives instead).
     pub(crate) fn from_exporter_pages<'a>(
         pages: impl IntoIterator<Item = &'a ExporterPage>,
         max_age: Duration,
     ) -> SourceValues {
-        let mut values = SourceValues {
-            max_age,
-            ..SourceValues::default()
-        };
-        let pods = GroupResource::pods();
-        let nodes = GroupResource::parse("nodes");
-        for metric in pod_metrics() {
-            values.declared.insert((pods.clone(), metric.to_string()));
-        }
-        for metric in node_metrics() {
-            values.declared.insert((nodes.clone(), metric.to_string()));
-        }
-        let mut newest = |key: ObjectKey, at: SystemTime, metrics: &BTreeMap<&str, f64>| {
-            let entry = values.objects.entry(key).or_default();
-            for (metric, value) in metrics {
-                let value = Value { value: *value, at };
-                entry
-                    .entry(metric.to_string())
-                    .and_modify(|held| {
-                        if held.at < at {
-                            *held = value;
-                        }
-                    })
-                    .or_insert(value);
-            }
-        };
-        for page in pages {
-            for ((namespace, name), metrics) in &page.pods {
-                let key = ObjectKey {
-                    resource: pods.clone(),
-                    namespace: Some(namespace.clone()),
-                    name: name.clone(),
-                };
-                newest(key, page.collected_at, metrics);
-            }
-            if let Some(node) = &page.node {
-                let key = ObjectKey {
-                    resource: nodes.clone(),
-                    namespace: None,
-                    name: node.clone(),
-                };
-                newest(key, page.collected_at, &page.node_values);
-            }
-        }
-        values
+        let parts = pages
+            .into_iter()
+            .map(|page| Arc::new(ValuesPart::from_exporter_page(page)))
+            .collect();
+        SourceValues::exporters(parts, max_age)
     }
 }
 
 /// Per metric, the (value, sample time) of each of a workload's pods.
-type OverPods<'a> = BTreeMap<&'a str, Vec<Value>>;
+type OverPods = BTreeMap<Arc<str>, Vec<Value>>;
 
 /// The workload resources that get aggregates.
 pub(crate) fn workload_resources() -> [GroupResource; 2] {
@@ -123,12 +192,75 @@ fn from_inventory(resource: &GroupResource) -> bool {
         || workload_resources().contains(resource)
 }
 
-/// Each object's metrics: for each, the newest fresh value over all sources.
-type Merged<'a> = BTreeMap<&'a ObjectKey, BTreeMap<&'a str, Value>>;
+/// Where an object's samples are, over every source's parts, with each source's cutoff.
+#[derive(Default)]
+struct Held<'a> {
+    parts: Vec<(&'a Arc<MetricSamples>, SystemTime)>,
+}
+
+/// Every object any part holds, by resource, then by (namespace, name). Hashed with foldhash:
+/// the keys come from our own sources' pages, assembled several times a second.
+type Index<'a> = FastMap<&'a GroupResource, FastMap<(Option<&'a str>, &'a str), Held<'a>>>;
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+fn index<'a>(sources: &[&'a SourceValues], now: SystemTime) -> Index<'a> {
+    let mut index: Index<'a> = FastMap::default();
+    for source in sources {
+        let cutoff = oldest_fresh(now, source.max_age);
+        for part in &source.parts {
+            for (key, samples) in &part.objects {
+                index
+                    .entry(&key.resource)
+                    .or_default()
+                    .entry((key.namespace.as_deref(), key.name.as_str()))
+                    .or_default()
+                    .parts
+                    .push((samples, cutoff));
+            }
+        }
+    }
+    index
+}
+
+impl Held<'_> {
+    /// The object's fresh samples: the one part's own when it alone holds the object and all
+    /// of them are fresh; else, per metric, the newest fresh sample of any part.
+    fn merged(&self) -> Option<Arc<MetricSamples>> {
+        if let [(samples, cutoff)] = self.parts.as_slice()
+            && samples.values().all(|s| s.is_newer_than(*cutoff))
+        {
+            return Some(Arc::clone(samples));
+        }
+        let mut merged = MetricSamples::default();
+        for (samples, cutoff) in &self.parts {
+            for (metric, sample) in samples.iter() {
+                if !sample.is_newer_than(*cutoff) {
+                    continue;
+                }
+                match merged.get(metric) {
+                    Some(held) if held.sample_time >= sample.sample_time => {}
+                    _ => {
+                        merged.insert(metric.clone(), sample.clone());
+                    }
+                }
+            }
+        }
+        (!merged.is_empty()).then(|| Arc::new(merged))
+    }
+}
+
+fn samples_of(
+    index: &Index<'_>,
+    resource: &GroupResource,
+    namespace: Option<&str>,
+    name: &str,
+) -> Option<Arc<MetricSamples>> {
+    index.get(resource)?.get(&(namespace, name))?.merged()
+}
 
 /// Builds the snapshot contents at `now` from the inventory and every source's values: the
-/// metrics declared, the values merged, then pods (gathering their workloads' values),
-/// workloads with their aggregates, nodes and namespaces, and the objects only a source names.
+/// metrics declared, then pods (gathering their workloads' values), workloads with their
+/// aggregates, nodes and namespaces, and the objects only a source names.
 pub(crate) fn assemble(
     inventory: &Inventory,
     sources: &[&SourceValues],
@@ -136,16 +268,20 @@ pub(crate) fn assemble(
 ) -> SnapshotBuilder {
     let mut builder = SnapshotBuilder::new();
     declare(&mut builder, sources);
-    let merged = merge(sources, now);
-    let workload_values = put_pods(&mut builder, inventory, &merged);
-    put_workloads(&mut builder, inventory, &merged, &workload_values, now);
-    put_cluster_scoped(&mut builder, inventory, &merged);
-    for (key, values) in &merged {
-        if from_inventory(&key.resource) {
+    let index = index(sources, now);
+    let workload_values = put_pods(&mut builder, inventory, &index);
+    put_workloads(&mut builder, inventory, &index, &workload_values, now);
+    put_cluster_scoped(&mut builder, inventory, &index);
+    for (resource, objects) in &index {
+        if from_inventory(resource) {
             continue;
         }
-        if let Some(object) = builder.object(key.namespace.as_deref(), &key.resource, &key.name) {
-            put(&mut object.metrics, values);
+        for ((namespace, name), held) in objects {
+            if let Some(samples) = held.merged()
+                && let Some(object) = builder.object(*namespace, resource, name)
+            {
+                object.metrics = samples;
+            }
         }
     }
     builder
@@ -175,81 +311,37 @@ fn declare(builder: &mut SnapshotBuilder, sources: &[&SourceValues]) {
     }
 }
 
-/// For each object, each metric's newest value that is fresh and finite, over all sources.
-fn merge<'a>(sources: &[&'a SourceValues], now: SystemTime) -> Merged<'a> {
-    let mut merged: Merged<'a> = BTreeMap::new();
-    for source in sources {
-        let cutoff = oldest_fresh(now, source.max_age);
-        for (key, metrics) in &source.objects {
-            let entry = merged.entry(key).or_default();
-            for (metric, value) in metrics {
-                if value.at < cutoff || !value.value.is_finite() {
-                    continue;
-                }
-                entry
-                    .entry(metric.as_str())
-                    .and_modify(|held| {
-                        if held.at < value.at {
-                            *held = *value;
-                        }
-                    })
-                    .or_insert(*value);
-            }
-        }
-    }
-    merged
-}
-
-fn values_of<'m>(
-    merged: &'m Merged<'_>,
-    resource: &GroupResource,
-    namespace: Option<&str>,
-    name: &str,
-) -> Option<&'m BTreeMap<&'m str, Value>> {
-    let key = ObjectKey {
-        resource: resource.clone(),
-        namespace: namespace.map(str::to_string),
-        name: name.to_string(),
-    };
-    merged.get(&key)
-}
-
-fn put(metrics: &mut crate::adapter::store::MetricSamples, values: &BTreeMap<&str, Value>) {
-    for (metric, value) in values {
-        if let Some(sample) = Sample::new(value.value, value.at) {
-            metrics.insert((*metric).into(), sample);
-        }
-    }
-}
-
 /// Per workload (namespace, resource, name), per metric: its pods' values.
-type WorkloadValues<'a> = BTreeMap<(&'a str, &'a GroupResource, &'a str), OverPods<'a>>;
+type WorkloadValues<'a> = FastMap<(&'a str, &'a GroupResource, &'a str), OverPods>;
 
 /// The inventory's pods with their labels and values; returns each workload's pods' values.
 fn put_pods<'a>(
     builder: &mut SnapshotBuilder,
     inventory: &'a Inventory,
-    merged: &'a Merged<'a>,
+    index: &Index<'_>,
 ) -> WorkloadValues<'a> {
     let pods = GroupResource::pods();
-    let mut workload_values: WorkloadValues<'a> = BTreeMap::new();
+    let mut workload_values: WorkloadValues<'a> = FastMap::default();
     for pod in &inventory.pods {
-        let Some(object) = builder.object(Some(&pod.namespace), &pods, &pod.name) else {
+        let samples = samples_of(index, &pods, Some(&pod.namespace), &pod.name);
+        if let (Some(samples), Some((resource, name))) = (&samples, &pod.workload) {
+            let per_metric = workload_values
+                .entry((&pod.namespace, resource, name))
+                .or_default();
+            for (metric, sample) in samples.iter() {
+                per_metric.entry(metric.clone()).or_default().push(Value {
+                    value: sample.value,
+                    at: sample.sample_time,
+                });
+            }
+        }
+        let Some(object) = builder.shared_object(Some(&pod.namespace), &pods, &pod.name) else {
             continue;
         };
         object.labels = pod.labels.clone();
         object.uid = pod.uid.clone();
-        let Some(values) = values_of(merged, &pods, Some(&pod.namespace), &pod.name) else {
-            continue;
-        };
-        put(&mut object.metrics, values);
-        if let Some((resource, name)) = &pod.workload {
-            let per_metric = workload_values
-                .entry((&pod.namespace, resource, name))
-                .or_default();
-            for (metric, value) in values {
-                per_metric.entry(metric).or_default().push(*value);
-            }
+        if let Some(samples) = samples {
+            object.metrics = samples;
         }
     }
     workload_values
@@ -261,12 +353,18 @@ fn put_pods<'a>(
 fn put_workloads(
     builder: &mut SnapshotBuilder,
     inventory: &Inventory,
-    merged: &Merged<'_>,
+    index: &Index<'_>,
     workload_values: &WorkloadValues<'_>,
     now: SystemTime,
 ) {
     for workload in &inventory.workloads {
-        let Some(object) = builder.object(
+        let own = samples_of(
+            index,
+            &workload.resource,
+            Some(&workload.namespace),
+            &workload.name,
+        );
+        let Some(object) = builder.shared_object(
             Some(&workload.namespace),
             &workload.resource,
             &workload.name,
@@ -275,23 +373,18 @@ fn put_workloads(
         };
         object.labels = workload.labels.clone();
         object.uid = workload.uid.clone();
-        if let Some(values) = values_of(
-            merged,
-            &workload.resource,
-            Some(&workload.namespace),
-            &workload.name,
-        ) {
-            put(&mut object.metrics, values);
+        if let Some(own) = own {
+            object.metrics = own;
         }
-        let Some(per_metric) = workload_values.get(&(
-            workload.namespace.as_str(),
-            &workload.resource,
-            workload.name.as_str(),
-        )) else {
+        let Some(per_metric) =
+            workload_values.get(&(&*workload.namespace, &workload.resource, &*workload.name))
+        else {
             continue;
         };
+        let metrics = Arc::make_mut(&mut object.metrics);
         for (metric, values) in per_metric {
             let oldest = values.iter().map(|v| v.at).min().unwrap_or(now);
+            let timestamp = Timestamp::from(oldest);
             let sum: f64 = values.iter().map(|v| v.value).sum();
             let max = values
                 .iter()
@@ -299,38 +392,35 @@ fn put_workloads(
                 .fold(f64::NEG_INFINITY, f64::max);
             let mean = sum / values.len() as f64;
             for (suffix, value) in [("max", max), ("avg", mean), ("sum", sum)] {
-                if let Some(sample) = Sample::new(value, oldest) {
-                    object
-                        .metrics
-                        .insert(format!("{metric}_{suffix}").into(), sample);
+                if let Some(sample) = Sample::at(value, oldest, timestamp) {
+                    metrics.insert(format!("{metric}_{suffix}").into(), sample);
                 }
             }
-            if *metric == "inference_request_rate"
+            if &**metric == "inference_request_rate"
                 && mean > 0.0
-                && let Some(sample) = Sample::new(max / mean, oldest)
+                && let Some(sample) = Sample::at(max / mean, oldest, timestamp)
             {
-                object
-                    .metrics
-                    .insert("request_imbalance_ratio".into(), sample);
+                metrics.insert("request_imbalance_ratio".into(), sample);
             }
         }
     }
 }
 
 /// The inventory's nodes and namespaces, with their labels and values.
-fn put_cluster_scoped(builder: &mut SnapshotBuilder, inventory: &Inventory, merged: &Merged<'_>) {
+fn put_cluster_scoped(builder: &mut SnapshotBuilder, inventory: &Inventory, index: &Index<'_>) {
     let (nodes, namespaces) = (GroupResource::parse("nodes"), GroupResource::namespaces());
     for (resource, listed) in [
         (&nodes, &inventory.nodes),
         (&namespaces, &inventory.namespaces),
     ] {
         for (name, labels) in listed {
-            let Some(object) = builder.object(None, resource, name) else {
+            let samples = samples_of(index, resource, None, name);
+            let Some(object) = builder.shared_object(None, resource, name) else {
                 continue;
             };
             object.labels = labels.clone();
-            if let Some(values) = values_of(merged, resource, None, name) {
-                put(&mut object.metrics, values);
+            if let Some(samples) = samples {
+                object.metrics = samples;
             }
         }
     }
@@ -340,12 +430,15 @@ fn put_cluster_scoped(builder: &mut SnapshotBuilder, inventory: &Inventory, merg
 mod tests {
     use super::*;
     use crate::adapter::store::{Labels, PodInfo, WorkloadInfo};
+    use std::sync::Arc;
 
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn labels(pairs: &[(&str, &str)]) -> Arc<Labels> {
+        Arc::new(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     fn triton_pod(name: &str) -> PodInfo {
@@ -396,8 +489,8 @@ mod tests {
                 uid: Some("d-1".into()),
                 labels: labels(&[("app", "triton")]),
             }],
-            nodes: vec![("gpu-node-1".into(), Labels::new())],
-            namespaces: vec![("demo".into(), Labels::new())],
+            nodes: vec![("gpu-node-1".into(), Arc::default())],
+            namespaces: vec![("demo".into(), Arc::default())],
         };
         // one pod gets every request (an L4-pinned gRPC connection)
         let pages = [
@@ -468,7 +561,7 @@ mod tests {
                 resource: GroupResource::parse("deployments"),
                 name: "triton".into(),
                 uid: None,
-                labels: Labels::new(),
+                labels: Arc::default(),
             }],
             ..Inventory::default()
         };
@@ -521,13 +614,15 @@ mod tests {
         };
         let exporters = SourceValues {
             max_age: Duration::from_secs(5),
-            objects: [
-                one(pod("triton-0"), "triton_queue_time_ms", value(10.0, 1)),
-                // past the exporters' max-age: absent, not replaced by an older value
-                one(pod("triton-1"), "triton_queue_time_ms", value(20.0, 9)),
-            ]
-            .into_iter()
-            .collect(),
+            parts: vec![Arc::new(ValuesPart::from_values(
+                [
+                    one(pod("triton-0"), "triton_queue_time_ms", value(10.0, 1)),
+                    // past the exporters' max-age: absent, not replaced by an older value
+                    one(pod("triton-1"), "triton_queue_time_ms", value(20.0, 9)),
+                ]
+                .into_iter()
+                .collect(),
+            ))],
             ..SourceValues::default()
         };
         let service = ObjectKey {
@@ -537,14 +632,16 @@ mod tests {
         };
         let prometheus = SourceValues {
             max_age: Duration::from_secs(60),
-            objects: [
-                one(pod("triton-0"), "triton_queue_time_ms", value(99.0, 8)),
-                one(pod("triton-1"), "http_requests_per_second", value(3.0, 8)),
-                one(service, "http_requests_per_second", value(7.0, 8)),
-                one(pod("ghost"), "http_requests_per_second", value(3.0, 8)),
-            ]
-            .into_iter()
-            .collect(),
+            parts: vec![Arc::new(ValuesPart::from_values(
+                [
+                    one(pod("triton-0"), "triton_queue_time_ms", value(99.0, 8)),
+                    one(pod("triton-1"), "http_requests_per_second", value(3.0, 8)),
+                    one(service, "http_requests_per_second", value(7.0, 8)),
+                    one(pod("ghost"), "http_requests_per_second", value(3.0, 8)),
+                ]
+                .into_iter()
+                .collect(),
+            ))],
             external: ["queue_depth".to_string()].into_iter().collect(),
             ..SourceValues::default()
         };
@@ -576,5 +673,47 @@ mod tests {
         assert!(snapshot.catalogue().external.contains("queue_depth"));
         // pod metrics of any source get workload aggregates in discovery
         assert!(snapshot.serves(&GroupResource::pods(), "http_requests_per_second"));
+    }
+
+    #[test]
+    fn one_fresh_part_is_shared_and_two_parts_merge_newest_first() {
+        let now = SystemTime::now();
+        let inventory = Inventory {
+            pods: vec![triton_pod("triton-0"), triton_pod("triton-1")],
+            ..Inventory::default()
+        };
+        // a DaemonSet rollout: the old exporter's last page and the new one's both name triton-1
+        let old = page(now - Duration::from_secs(3), &[("triton-1", 500.0, 9.0)]);
+        let mut new = page(now, &[("triton-0", 10.0, 1.0), ("triton-1", 20.0, 2.0)]);
+        let one_metric_only: BTreeMap<&'static str, f64> =
+            [("triton_queue_time_ms", 20.0)].into_iter().collect();
+        new.pods.insert(
+            ("demo".to_string(), "triton-1".to_string()),
+            one_metric_only,
+        );
+        let values = SourceValues::from_exporter_pages([&old, &new], Duration::from_secs(30));
+        let snapshot = assemble(&inventory, &[&values], now).build(1, now);
+        let pods = snapshot
+            .objects(Some("demo"), &GroupResource::pods())
+            .expect("pods");
+        let held = values.parts[1]
+            .objects
+            .iter()
+            .find(|(key, _)| key.name == "triton-0")
+            .map(|(_, samples)| samples)
+            .expect("triton-0 in the new page");
+        assert!(
+            Arc::ptr_eq(held, &pods["triton-0"].metrics),
+            "served from the page's own samples, not a copy"
+        );
+        let merged = &pods["triton-1"].metrics;
+        assert_eq!(
+            &*merged["triton_queue_time_ms"].quantity, "20",
+            "the newer page"
+        );
+        assert_eq!(
+            &*merged["inference_request_rate"].quantity, "9",
+            "only the older page has it"
+        );
     }
 }

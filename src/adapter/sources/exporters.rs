@@ -1,20 +1,27 @@
 //! The exporter source (the direct path): every `interval`, scrape each exporter pod's
-//! `/metrics` concurrently under a timeout, keep each exporter's last good page, and hand the
-//! pages' values to the publisher.
+//! `/metrics` under a timeout and hand the values to the publisher as each page arrives.
+//!
+//! There is no round barrier: a scrape round starts every `interval` with one scrape per
+//! exporter that is not still busy with its last one, and each page is parsed and turned into
+//! formatted samples on the blocking pool (never on the threads that serve requests) and
+//! handed over within [`HAND_OVER_EVERY`] of arriving — a slow exporter delays only its own
+//! values. At most [`SCRAPES_AT_ONCE`] scrapes run at a time, which bounds the memory pages
+//! take in flight, and at most [`PARSES_AT_ONCE`] pages are parsed at once. A round's duration (first scrape started → last one done) is observed.
 //!
 //! Exporter pods are found in the pod cache by label selector. An exporter that stops answering,
 //! or whose pod stops running or is replaced (a DaemonSet rollout), keeps its last page until
 //! the page is older than `--max-age`: a rollout never blanks a node's values for the restart
 //! window, and where two pages name the same pod or node the newer value wins.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 
-use super::assemble::SourceValues;
-use super::exporter_page::{self, ExporterPage};
+use super::assemble::{SourceValues, ValuesPart};
+use super::exporter_page;
 use crate::adapter::kube::Cluster;
 use crate::adapter::telemetry::Telemetry;
 use crate::selector::Selector;
@@ -23,6 +30,12 @@ use crate::selector::Selector;
 const MAX_PAGE_BYTES: usize = 32 * 1024 * 1024;
 /// Most samples read from one exporter's page.
 const MAX_SAMPLES: usize = 200_000;
+/// Most scrapes in flight at once.
+const SCRAPES_AT_ONCE: usize = 64;
+/// Most pages read into samples at once (each on a blocking-pool thread).
+const PARSES_AT_ONCE: usize = 2;
+/// Pages that arrived are handed to the publisher at most this long after.
+const HAND_OVER_EVERY: Duration = Duration::from_millis(50);
 
 pub(crate) struct ExporterSource {
     pub cluster: Cluster,
@@ -33,8 +46,23 @@ pub(crate) struct ExporterSource {
     /// Values older than this are absent.
     pub max_age: Duration,
     pub telemetry: Arc<Telemetry>,
-    /// Where each round's values go (to the publisher).
+    /// Where the values go (to the publisher).
     pub values: watch::Sender<Arc<SourceValues>>,
+}
+
+/// An exporter pod: (namespace, name).
+type ExporterKey = (String, String);
+
+/// One exporter's last good page, as samples.
+struct ScrapedPage {
+    collected_at: SystemTime,
+    part: Arc<ValuesPart>,
+}
+
+/// A round's start and the scrapes it still waits for.
+struct Round {
+    started: Instant,
+    outstanding: usize,
 }
 
 impl ExporterSource {
@@ -44,76 +72,135 @@ impl ExporterSource {
             tracing::error!("the Kubernetes caches stopped before their first list");
             return;
         }
-        let client = match crate::page_fetch::client(self.timeout) {
+        // No idle connections are kept: each would hold a read buffer grown to a page's
+        // size, and a thousand of them outweigh everything else the adapter holds. A fresh
+        // connection per scrape costs less than that memory.
+        let client = match crate::page_fetch::builder(self.timeout)
+            .pool_max_idle_per_host(0)
+            .build()
+            .or_else(|_| {
+                // no system CA certificates: plain HTTP exporters still work
+                crate::page_fetch::builder(self.timeout)
+                    .pool_max_idle_per_host(0)
+                    .tls_certs_only(Vec::new())
+                    .build()
+            }) {
             Ok(client) => client,
             Err(error) => {
                 tracing::error!(%error, "building the HTTP client for exporters");
                 return;
             }
         };
-        let mut pages: HashMap<(String, String), ExporterPage> = HashMap::new();
+        let permits = Arc::new(Semaphore::new(SCRAPES_AT_ONCE));
+        let parsers = Arc::new(Semaphore::new(PARSES_AT_ONCE));
+        let mut pages: HashMap<ExporterKey, ScrapedPage> = HashMap::new();
+        let mut in_flight: HashSet<ExporterKey> = HashSet::new();
+        let mut scrapes: JoinSet<(ExporterKey, u64, Result<ScrapedPage, FetchError>)> =
+            JoinSet::new();
+        let mut rounds: HashMap<u64, Round> = HashMap::new();
+        let mut next_round = 0u64;
+        let mut changed = false;
+        let mut handed_over = Instant::now();
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticker.tick().await;
-            let exporters = self.cluster.running_pods(&self.selector);
-            let now = SystemTime::now();
-            pages.retain(|key, page| keep_page(key, page, &exporters, now, self.max_age));
-            let scrapes = exporters.iter().map(|(namespace, name, ip)| {
-                let client = client.clone();
-                let host = if ip.contains(':') {
-                    format!("[{ip}]")
-                } else {
-                    ip.clone()
-                };
-                let url = format!("http://{host}:{}/metrics", self.port);
-                async move {
-                    (
-                        (namespace.clone(), name.clone()),
-                        fetch(&client, &url).await,
-                    )
-                }
-            });
-            let round = std::time::Instant::now();
-            let results = futures::future::join_all(scrapes).await;
-            self.telemetry.observe_scrape_round(round.elapsed());
-            for (key, result) in results {
-                match result {
-                    Ok(page) => {
-                        pages.insert(key, page);
-                        self.telemetry.count_source_refresh("exporter", true);
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let exporters = self.cluster.running_pods(&self.selector);
+                    let now = SystemTime::now();
+                    let held = pages.len();
+                    pages.retain(|key, page| keep_page(key, page.collected_at, &exporters, now, self.max_age));
+                    changed |= pages.len() != held;
+                    self.observe_pages(&pages);
+                    next_round += 1;
+                    let mut started = 0;
+                    for (namespace, name, ip) in exporters {
+                        let key = (namespace, name);
+                        if !in_flight.insert(key.clone()) {
+                            continue; // still busy with the last round's scrape
+                        }
+                        let url = exporter_url(&ip, self.port);
+                        let (client, permits, parsers) = (client.clone(), permits.clone(), parsers.clone());
+                        let round = next_round;
+                        scrapes.spawn(async move {
+                            let result = match permits.acquire_owned().await {
+                                Ok(_permit) => scrape(&client, &url, &parsers).await,
+                                Err(_) => Err(FetchError::Stopped),
+                            };
+                            (key, round, result)
+                        });
+                        started += 1;
                     }
-                    Err(error) => {
-                        tracing::debug!(exporter = %format!("{}/{}", key.0, key.1), %error, "exporter scrape failed");
-                        self.telemetry.count_source_refresh("exporter", false);
+                    if started > 0 {
+                        rounds.insert(next_round, Round { started: Instant::now(), outstanding: started });
                     }
                 }
+                Some(joined) = scrapes.join_next(), if !scrapes.is_empty() => {
+                    let Ok((key, round, result)) = joined else {
+                        continue; // a scrape task panicked: its exporter stays marked busy
+                    };
+                    in_flight.remove(&key);
+                    if let Some(open) = rounds.get_mut(&round) {
+                        open.outstanding -= 1;
+                        if open.outstanding == 0 {
+                            self.telemetry.observe_scrape_round(open.started.elapsed());
+                            rounds.remove(&round);
+                        }
+                    }
+                    match result {
+                        Ok(page) => {
+                            pages.insert(key, page);
+                            changed = true;
+                            self.telemetry.count_source_refresh("exporter", true);
+                        }
+                        Err(error) => {
+                            tracing::debug!(exporter = %format!("{}/{}", key.0, key.1), %error, "exporter scrape failed");
+                            self.telemetry.count_source_refresh("exporter", false);
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until((handed_over + HAND_OVER_EVERY).into()), if changed => {
+                    let parts = pages.values().map(|page| page.part.clone()).collect();
+                    self.values.send_replace(Arc::new(SourceValues::exporters(parts, self.max_age)));
+                    if let Some(newest) = pages.values().map(|page| page.collected_at).max() {
+                        self.telemetry.observe_newest_value("exporter", newest);
+                    }
+                    changed = false;
+                    handed_over = Instant::now();
+                }
             }
-            let now = SystemTime::now();
-            let ages: Vec<(String, f64)> = pages
-                .iter()
-                .map(|((namespace, name), page)| {
-                    let age = now
-                        .duration_since(page.collected_at)
-                        .map_or(0.0, |a| a.as_secs_f64());
-                    (format!("{namespace}/{name}"), age)
-                })
-                .collect();
-            self.telemetry.observe_exporter_pages(&ages);
-            if let Some(newest) = pages.values().map(|page| page.collected_at).max() {
-                self.telemetry.observe_newest_value("exporter", newest);
-            }
-            let values = SourceValues::from_exporter_pages(pages.values(), self.max_age);
-            self.values.send_replace(Arc::new(values));
         }
+    }
+
+    /// Each exporter's page age, for telemetry.
+    fn observe_pages(&self, pages: &HashMap<ExporterKey, ScrapedPage>) {
+        let now = SystemTime::now();
+        let ages: Vec<(String, f64)> = pages
+            .iter()
+            .map(|((namespace, name), page)| {
+                let age = now
+                    .duration_since(page.collected_at)
+                    .map_or(0.0, |a| a.as_secs_f64());
+                (format!("{namespace}/{name}"), age)
+            })
+            .collect();
+        self.telemetry.observe_exporter_pages(&ages);
+    }
+}
+
+fn exporter_url(ip: &str, port: u16) -> String {
+    if ip.contains(':') {
+        format!("http://[{ip}]:{port}/metrics")
+    } else {
+        format!("http://{ip}:{port}/metrics")
     }
 }
 
 /// Whether to keep an exporter's last page: while its pod runs, and afterwards until its
 /// values are older than `max_age` (they would be absent then anyway).
 fn keep_page(
-    (namespace, name): &(String, String),
-    page: &ExporterPage,
+    (namespace, name): &ExporterKey,
+    collected_at: SystemTime,
     running: &[(String, String, String)],
     now: SystemTime,
     max_age: Duration,
@@ -122,9 +209,9 @@ fn keep_page(
         .iter()
         .any(|(ns, pod, _)| (ns, pod) == (namespace, name));
     let fresh = now
-        .duration_since(page.collected_at)
+        .duration_since(collected_at)
         .is_ok_and(|age| age <= max_age)
-        || page.collected_at > now;
+        || collected_at > now;
     runs || fresh
 }
 
@@ -137,15 +224,34 @@ enum FetchError {
     NotText,
     #[error("{0}")]
     Page(#[from] exporter_page::PageError),
+    #[error("the adapter is stopping")]
+    Stopped,
 }
 
-async fn fetch(client: &reqwest::Client, url: &str) -> Result<ExporterPage, FetchError> {
+/// Fetches one exporter's page; reads it into samples on the blocking pool, once one of
+/// `parsers` is free.
+async fn scrape(
+    client: &reqwest::Client,
+    url: &str,
+    parsers: &Arc<Semaphore>,
+) -> Result<ScrapedPage, FetchError> {
     let body = crate::page_fetch::fetch(client, url, MAX_PAGE_BYTES).await?;
-    crate::page_fetch::parse(body, |body| {
-        let text = std::str::from_utf8(body).map_err(|_| FetchError::NotText)?;
-        Ok(exporter_page::read(text, MAX_SAMPLES)?)
+    let permit = parsers
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| FetchError::Stopped)?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let text = std::str::from_utf8(&body).map_err(|_| FetchError::NotText)?;
+        let page = exporter_page::read(text, MAX_SAMPLES)?;
+        Ok(ScrapedPage {
+            collected_at: page.collected_at,
+            part: Arc::new(ValuesPart::from_exporter_page(&page)),
+        })
     })
-    .await?
+    .await
+    .map_err(|_| FetchError::Stopped)?
 }
 
 #[cfg(test)]
@@ -156,12 +262,7 @@ mod tests {
     fn a_stopped_exporters_page_stays_until_max_age() {
         let now = SystemTime::now();
         let max_age = Duration::from_secs(10);
-        let page = |age: u64| ExporterPage {
-            node: Some("gpu-node-1".into()),
-            collected_at: now - Duration::from_secs(age),
-            pods: Default::default(),
-            node_values: Default::default(),
-        };
+        let page = |age: u64| now - Duration::from_secs(age);
         let key = ("kubemind-exporter".to_string(), "exporter-old".to_string());
         let running = vec![(
             "kubemind-exporter".to_string(),
@@ -169,16 +270,16 @@ mod tests {
             "10.0.0.1".to_string(),
         )];
         assert!(
-            keep_page(&key, &page(600), &running, now, max_age),
+            keep_page(&key, page(600), &running, now, max_age),
             "its pod runs"
         );
         // the rollout: the old pod is gone, its replacement not yet answering
         assert!(
-            keep_page(&key, &page(3), &[], now, max_age),
+            keep_page(&key, page(3), &[], now, max_age),
             "fresh: kept through the restart"
         );
         assert!(
-            !keep_page(&key, &page(11), &[], now, max_age),
+            !keep_page(&key, page(11), &[], now, max_age),
             "past max-age: dropped"
         );
     }

@@ -3,11 +3,13 @@
 //! Sources never touch the store: each hands its latest [`SourceValues`] over a watch channel,
 //! and this task assembles and publishes a snapshot whenever one changes — and at least every
 //! `refresh`, so that pods appearing or leaving and values ageing past their max-age show
-//! without waiting for a source. Readiness is released once the caches are listed and the
+//! without waiting for a source. Changes arriving closer together than [`COALESCE`] are
+//! published together: with a thousand exporters each handing over a page a second, the
+//! snapshot is assembled a few times a second, not a thousand. Readiness is released once the caches are listed and the
 //! first snapshot is out: never gated on an exporter or Prometheus answering.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::select_all;
 use tokio::sync::watch;
@@ -16,6 +18,9 @@ use super::assemble::{SourceValues, assemble};
 use crate::adapter::kube::Cluster;
 use crate::adapter::store::Readiness;
 use crate::adapter::store::Store;
+
+/// The shortest time between two snapshots a source's change causes.
+pub(crate) const COALESCE: Duration = Duration::from_millis(200);
 
 pub(crate) struct Publisher {
     pub cluster: Cluster,
@@ -44,6 +49,7 @@ impl Publisher {
             let builder = assemble(&self.cluster.inventory(), &sources, SystemTime::now());
             self.store.publish(builder);
             self.readiness.set_ready();
+            let published = Instant::now();
 
             if self.sources.is_empty() {
                 ticker.tick().await;
@@ -58,6 +64,7 @@ impl Publisher {
                 // keep publishing what the others hold
                 self.sources.retain(|s| s.has_changed().is_ok());
             }
+            tokio::time::sleep_until((published + COALESCE).into()).await;
         }
     }
 }

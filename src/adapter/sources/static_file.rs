@@ -159,8 +159,8 @@ struct StaticObject {
     namespace: Option<String>,
     resource: GroupResource,
     name: String,
-    labels: Labels,
-    uid: Option<String>,
+    labels: Arc<Labels>,
+    uid: Option<Arc<str>>,
     metrics: Vec<(String, Value)>,
 }
 
@@ -223,8 +223,8 @@ impl StaticMetrics {
                 namespace: Some(pod.namespace),
                 resource: GroupResource::pods(),
                 name: pod.name,
-                labels: pod.labels,
-                uid: pod.uid,
+                labels: Arc::new(pod.labels),
+                uid: pod.uid.map(Arc::from),
                 metrics: values(&place, pod.metrics)?,
             });
         }
@@ -256,8 +256,8 @@ impl StaticMetrics {
                 namespace,
                 resource,
                 name: object.name,
-                labels: object.labels,
-                uid: object.uid,
+                labels: Arc::new(object.labels),
+                uid: object.uid.map(Arc::from),
                 metrics: values(&place, object.metrics)?,
             });
         }
@@ -299,9 +299,10 @@ impl StaticMetrics {
             };
             object.labels = entry.labels.clone();
             object.uid = entry.uid.clone();
+            let metrics = Arc::make_mut(&mut object.metrics);
             for (metric, value) in &entry.metrics {
                 if let Some(sample) = value.sample(now) {
-                    object.metrics.insert(Arc::from(metric.as_str()), sample);
+                    metrics.insert(Arc::from(metric.as_str()), sample);
                 }
             }
         }

@@ -46,9 +46,9 @@ fn fixture() -> Fixture {
     let mut pod =
         |ns: &str, name: &str, pod_labels: &[(&str, &str)], metrics: Vec<(&str, Sample)>| {
             let object = b.object(Some(ns), &pods, name).expect("namespaced");
-            object.labels = labels(pod_labels);
+            object.labels = labels(pod_labels).into();
             for (metric, sample) in metrics {
-                object.metrics.insert(metric.into(), sample);
+                object.insert(metric, sample);
             }
         };
     pod(
@@ -98,18 +98,14 @@ fn fixture() -> Fixture {
             "triton",
         )
         .expect("namespaced");
-    deployment.labels = labels(&[("app", "triton")]);
-    deployment
-        .metrics
-        .insert("triton_queue_time_ms_max".into(), sample(8000.0));
+    deployment.labels = labels(&[("app", "triton")]).into();
+    deployment.insert("triton_queue_time_ms_max", sample(8000.0));
     b.object(None, &GroupResource::parse("nodes"), "gpu-node-1")
         .expect("cluster-scoped")
-        .metrics
-        .insert("gpu_utilization_percent".into(), sample(97.0));
+        .insert("gpu_utilization_percent", sample(97.0));
     b.object(None, &GroupResource::namespaces(), "demo")
         .expect("cluster-scoped")
-        .metrics
-        .insert("queue_depth".into(), sample(42.0));
+        .insert("queue_depth", sample(42.0));
     for (namespace, topic, value, time) in [
         (Some("demo"), "cv-jobs", 1200.0, sampled),
         (Some("demo"), "thumbnails", 5.0, sampled),

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::StreamExt as _;
 use tokio::sync::watch;
 
-use super::assemble::{ObjectKey, SourceValues, Value};
+use super::assemble::{ObjectKey, SourceValues, Value, ValuesPart};
 use crate::adapter::telemetry::Telemetry;
 use client::PrometheusClient;
 use config::{Rule, Rules};
@@ -177,16 +177,17 @@ impl PrometheusSource {
                 .insert((unit.resource.clone(), unit.metric.clone()));
         }
         let mut newest: Option<SystemTime> = None;
+        let mut objects: BTreeMap<ObjectKey, BTreeMap<String, Value>> = BTreeMap::new();
         for (unit, rows) in results {
             for (key, value) in rows {
                 newest = newest.max(Some(value.at));
-                values
-                    .objects
+                objects
                     .entry(key.clone())
                     .or_default()
                     .insert(unit.metric.clone(), *value);
             }
         }
+        values.parts = vec![Arc::new(ValuesPart::from_values(objects))];
         values.external = self.external.served_names();
         if let Some(newest) = newest.max(self.external.newest()) {
             self.telemetry.observe_newest_value("prometheus", newest);
