@@ -240,17 +240,10 @@ impl SnapshotBuilder {
         resource: &GroupResource,
         name: &str,
     ) -> Option<&mut Object> {
-        let scope = if resource.is_namespaced() {
-            Some(Arc::from(namespace?))
-        } else {
-            None
-        };
-        Some(
-            self.objects
-                .entry((scope, resource.clone()))
-                .or_default()
-                .entry(Arc::from(name))
-                .or_default(),
+        self.shared_object(
+            namespace.map(Arc::from).as_ref(),
+            resource,
+            &Arc::from(name),
         )
     }
 
