@@ -167,7 +167,7 @@ pub struct ExternalSeries {
 pub type Objects = BTreeMap<Arc<str>, Object>;
 
 /// Scope key: `Some(namespace)` for namespaced resources, `None` for cluster-scoped ones.
-type ScopeKey = (Option<Arc<str>>, GroupResource);
+pub(crate) type ScopeKey = (Option<Arc<str>>, GroupResource);
 
 /// An immutable view of everything the API serves.
 #[derive(Debug, Default)]
@@ -176,10 +176,15 @@ pub struct Snapshot {
     pub generation: u64,
     /// When the snapshot was assembled.
     pub built_at: Option<SystemTime>,
-    objects: HashMap<ScopeKey, Objects>,
+    objects: HashMap<ScopeKey, Arc<Objects>>,
     external: HashMap<Arc<str>, Vec<ExternalSeries>>,
     catalogue: Catalogue,
     sample_count: usize,
+    /// The inventory it was assembled from (cluster mode), and the namespaces where some object
+    /// had a value: the next assembly from the same inventory takes over every other
+    /// namespace's objects as they are.
+    pub(crate) assembled_from: Option<Arc<Inventory>>,
+    pub(crate) valued_namespaces: HashSet<Arc<str>>,
 }
 
 /// The (resource, metric) pairs and external metric names discovery lists.
@@ -194,6 +199,16 @@ impl Snapshot {
     pub fn objects(&self, namespace: Option<&str>, resource: &GroupResource) -> Option<&Objects> {
         self.objects
             .get(&(namespace.map(Arc::from), resource.clone()))
+            .map(Arc::as_ref)
+    }
+
+    /// Every scope of a namespaced resource, with its objects.
+    pub(crate) fn namespaced_scopes(
+        &self,
+    ) -> impl Iterator<Item = (&Arc<str>, &ScopeKey, &Arc<Objects>)> {
+        self.objects
+            .iter()
+            .filter_map(|(key, objects)| Some((key.0.as_ref()?, key, objects)))
     }
 
     /// Every series of an external metric, in every namespace.
@@ -221,10 +236,12 @@ impl Snapshot {
 /// Assembles a [`Snapshot`]; sources fill one and hand it to [`Store::publish`].
 #[derive(Debug, Default)]
 pub struct SnapshotBuilder {
-    objects: HashMap<ScopeKey, Objects>,
+    objects: HashMap<ScopeKey, Arc<Objects>>,
     external: HashMap<Arc<str>, Vec<ExternalSeries>>,
     declared: BTreeSet<(GroupResource, Arc<str>)>,
     declared_external: BTreeSet<Arc<str>>,
+    pub(crate) assembled_from: Option<Arc<Inventory>>,
+    pub(crate) valued_namespaces: HashSet<Arc<str>>,
 }
 
 impl SnapshotBuilder {
@@ -260,13 +277,13 @@ impl SnapshotBuilder {
         } else {
             None
         };
-        Some(
-            self.objects
-                .entry((scope, resource.clone()))
-                .or_default()
-                .entry(Arc::clone(name))
-                .or_default(),
-        )
+        let objects = self.objects.entry((scope, resource.clone())).or_default();
+        Some(Arc::make_mut(objects).entry(Arc::clone(name)).or_default())
+    }
+
+    /// Serves a scope's objects as another snapshot holds them (shared, not copied).
+    pub(crate) fn take_over(&mut self, scope: ScopeKey, objects: Arc<Objects>) {
+        self.objects.insert(scope, objects);
     }
 
     /// Lists `metric` for `resource` in discovery even while no object has a value for it.
@@ -293,14 +310,14 @@ impl SnapshotBuilder {
         };
         let mut sample_count = 0;
         // Objects mostly share their metric names (one string per name, from the catalogue):
-        // each name is looked up in the catalogue once per resource, not once per sample.
-        let mut seen: HashSet<(&GroupResource, *const u8), foldhash::fast::RandomState> =
-            HashSet::default();
+        // each name is looked up in the catalogue once per scope, not once per sample.
+        let mut seen: HashSet<*const u8, foldhash::fast::RandomState> = HashSet::default();
         for ((_, resource), objects) in &self.objects {
+            seen.clear();
             for object in objects.values() {
                 sample_count += object.metrics.len();
                 for metric in object.metrics.keys() {
-                    if seen.insert((resource, metric.as_ptr())) {
+                    if seen.insert(metric.as_ptr()) {
                         catalogue.custom.insert((resource.clone(), metric.clone()));
                     }
                 }
@@ -317,6 +334,8 @@ impl SnapshotBuilder {
             external: self.external,
             catalogue,
             sample_count,
+            assembled_from: self.assembled_from,
+            valued_namespaces: self.valued_namespaces,
         }
     }
 }

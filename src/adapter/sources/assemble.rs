@@ -18,13 +18,13 @@
 //! contributing sample; and `request_imbalance_ratio` = max pod request rate / mean (1 = even,
 //! N = everything on one of N pods), absent when no pod serves requests.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use super::exporter_page::{ExporterPage, node_metrics, pod_metrics};
 use crate::adapter::store::{
-    Inventory, MetricSamples, Sample, SnapshotBuilder, Timestamp, oldest_fresh,
+    Inventory, MetricSamples, Sample, Snapshot, SnapshotBuilder, Timestamp, oldest_fresh,
 };
 use crate::resources::GroupResource;
 
@@ -202,6 +202,7 @@ struct Held<'a> {
 /// the keys come from our own sources' pages, assembled several times a second.
 type Index<'a> = FastMap<&'a GroupResource, FastMap<(Option<&'a str>, &'a str), Held<'a>>>;
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 
 fn index<'a>(sources: &[&'a SourceValues], now: SystemTime) -> Index<'a> {
     let mut index: Index<'a> = FastMap::default();
@@ -266,11 +267,47 @@ pub(crate) fn assemble(
     sources: &[&SourceValues],
     now: SystemTime,
 ) -> SnapshotBuilder {
+    assemble_after(inventory, sources, now, None)
+}
+
+/// [`assemble`], given the `previous` snapshot when it was assembled from this same
+/// inventory: a namespace where no object has a value, now or in `previous`, is served as
+/// `previous` holds it — pods and workloads with their labels and nothing else, unchanged — and
+/// not assembled again. In a real cluster most namespaces are such.
+pub(crate) fn assemble_after(
+    inventory: &Inventory,
+    sources: &[&SourceValues],
+    now: SystemTime,
+    previous: Option<&Snapshot>,
+) -> SnapshotBuilder {
     let mut builder = SnapshotBuilder::new();
     declare(&mut builder, sources);
     let index = index(sources, now);
-    let workload_values = put_pods(&mut builder, inventory, &index);
-    put_workloads(&mut builder, inventory, &index, &workload_values, now);
+    let valued: FastSet<&str> = index
+        .values()
+        .flat_map(|objects| objects.keys().filter_map(|(namespace, _)| *namespace))
+        .collect();
+    let mut quiet: FastSet<&str> = FastSet::default();
+    for (namespace, scope, objects) in previous.into_iter().flat_map(Snapshot::namespaced_scopes) {
+        let unvalued = previous.is_some_and(|p| !p.valued_namespaces.contains(namespace));
+        if unvalued && !valued.contains(&**namespace) {
+            quiet.insert(namespace);
+            builder.take_over(scope.clone(), objects.clone());
+        }
+    }
+    builder.valued_namespaces = valued
+        .iter()
+        .map(|namespace| Arc::from(*namespace))
+        .collect();
+    let workload_values = put_pods(&mut builder, inventory, &index, &quiet);
+    put_workloads(
+        &mut builder,
+        inventory,
+        &index,
+        &workload_values,
+        &quiet,
+        now,
+    );
     put_cluster_scoped(&mut builder, inventory, &index);
     for (resource, objects) in &index {
         if from_inventory(resource) {
@@ -319,10 +356,14 @@ fn put_pods<'a>(
     builder: &mut SnapshotBuilder,
     inventory: &'a Inventory,
     index: &Index<'_>,
+    quiet: &FastSet<&str>,
 ) -> WorkloadValues<'a> {
     let pods = GroupResource::pods();
     let mut workload_values: WorkloadValues<'a> = FastMap::default();
     for pod in &inventory.pods {
+        if quiet.contains(&*pod.namespace) {
+            continue; // taken over from the previous snapshot
+        }
         let samples = samples_of(index, &pods, Some(&pod.namespace), &pod.name);
         if let (Some(samples), Some((resource, name))) = (&samples, &pod.workload) {
             let per_metric = workload_values
@@ -355,9 +396,13 @@ fn put_workloads(
     inventory: &Inventory,
     index: &Index<'_>,
     workload_values: &WorkloadValues<'_>,
+    quiet: &FastSet<&str>,
     now: SystemTime,
 ) {
     for workload in &inventory.workloads {
+        if quiet.contains(&*workload.namespace) {
+            continue; // taken over from the previous snapshot
+        }
         let own = samples_of(
             index,
             &workload.resource,
@@ -715,5 +760,55 @@ mod tests {
             &*merged["inference_request_rate"].quantity, "9",
             "only the older page has it"
         );
+    }
+
+    #[test]
+    fn namespaces_without_values_are_taken_over_from_the_previous_snapshot() {
+        let now = SystemTime::now();
+        let web = PodInfo {
+            namespace: "web".into(),
+            name: "frontend-0".into(),
+            uid: None,
+            labels: labels(&[("app", "frontend")]),
+            workload: None,
+        };
+        let inventory = Inventory {
+            pods: vec![triton_pod("triton-0"), web],
+            ..Inventory::default()
+        };
+        let busy = |at| {
+            SourceValues::from_exporter_pages(
+                [&page(at, &[("triton-0", 10.0, 1.0)])],
+                Duration::from_secs(30),
+            )
+        };
+        let first = assemble_after(&inventory, &[&busy(now)], now, None).build(1, now);
+        let second = assemble_after(&inventory, &[&busy(now)], now, Some(&first)).build(2, now);
+        let scope = |snapshot: &Snapshot, namespace| {
+            snapshot
+                .objects(Some(namespace), &GroupResource::pods())
+                .map(|objects| objects as *const _)
+        };
+        assert!(scope(&first, "web").is_some());
+        assert_eq!(
+            scope(&first, "web"),
+            scope(&second, "web"),
+            "shared, not rebuilt"
+        );
+        assert_ne!(
+            scope(&first, "demo"),
+            scope(&second, "demo"),
+            "values: rebuilt"
+        );
+        // the exporter's page is dropped (past max-age): rebuilt once more, without values
+        let gone = SourceValues::from_exporter_pages([], Duration::from_secs(30));
+        let third = assemble_after(&inventory, &[&gone], now, Some(&second)).build(3, now);
+        let pods = third
+            .objects(Some("demo"), &GroupResource::pods())
+            .expect("pods");
+        assert!(pods["triton-0"].metrics.is_empty());
+        let fourth = assemble_after(&inventory, &[&gone], now, Some(&third)).build(4, now);
+        assert_eq!(scope(&third, "demo"), scope(&fourth, "demo"), "quiet now");
+        assert_eq!(scope(&first, "web"), scope(&fourth, "web"));
     }
 }

@@ -6,6 +6,7 @@
 //! (`kubemind_exporter_last_collection_timestamp_seconds`), never the time it was read.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use crate::catalogue;
@@ -20,6 +21,40 @@ pub(crate) fn pod_metrics() -> Vec<&'static str> {
 pub(crate) fn node_metrics() -> Vec<&'static str> {
     catalogue::node_metrics()
 }
+
+/// What a series of the page is read for.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    /// `kubemind_exporter_last_collection_timestamp_seconds`: the page's time and node.
+    CollectedAt,
+    /// A per-pod series the HPA reads.
+    Pod(catalogue::Serves),
+    PodMemoryTotal,
+    /// A per-GPU series averaged over the node (its index in [`catalogue::NODE_MEANS`]).
+    NodeMean(usize),
+    GpuMemoryUsed,
+    GpuMemoryTotal,
+}
+
+/// Every series read, by name: one lookup per sample of a page (a thousand pages a second at
+/// fleet size), not a walk through the catalogue.
+static ROLES: LazyLock<HashMap<&'static str, Role>> = LazyLock::new(|| {
+    let mut roles = HashMap::new();
+    // node means first: a series that is also a pod series is read as the pod's
+    for (which, (series, _)) in catalogue::NODE_MEANS.iter().enumerate() {
+        roles.insert(series.name, Role::NodeMean(which));
+    }
+    for series in catalogue::SERIES {
+        if let Some(serves) = series.serves {
+            roles.insert(series.name, Role::Pod(serves));
+        }
+    }
+    roles.insert(catalogue::POD_GPU_MEMORY_TOTAL.name, Role::PodMemoryTotal);
+    roles.insert(catalogue::GPU_MEMORY_USED.name, Role::GpuMemoryUsed);
+    roles.insert(catalogue::GPU_MEMORY_TOTAL.name, Role::GpuMemoryTotal);
+    roles.insert(catalogue::LAST_COLLECTION.name, Role::CollectedAt);
+    roles
+});
 
 /// What one exporter page says, in catalogue terms.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,50 +91,50 @@ pub fn read(text: &str, max_samples: usize) -> Result<ExporterPage, PageError> {
         if !sample.value.is_finite() {
             continue;
         }
-        if sample.name == catalogue::LAST_COLLECTION.name {
-            collected_at = Duration::try_from_secs_f64(sample.value)
-                .ok()
-                .map(|since_epoch| SystemTime::UNIX_EPOCH + since_epoch);
-            node = sample.label("node").map(str::to_string);
-            continue;
-        }
+        let Some(role) = ROLES.get(sample.name) else {
+            continue; // not read by the adapter (power, temperature, the exporter's health)
+        };
         let pod_key = || {
             Some((
                 sample.label("namespace")?.to_string(),
                 sample.label("pod")?.to_string(),
             ))
         };
-        let serves = catalogue::SERIES
-            .iter()
-            .find(|s| s.name == sample.name)
-            .and_then(|s| s.serves);
-        if let Some(serves) = serves {
-            if let Some(key) = pod_key() {
-                pods.entry(key)
-                    .or_default()
-                    .insert(serves.metric, sample.value * serves.scale);
+        match *role {
+            Role::CollectedAt => {
+                collected_at = Duration::try_from_secs_f64(sample.value)
+                    .ok()
+                    .map(|since_epoch| SystemTime::UNIX_EPOCH + since_epoch);
+                node = sample.label("node").map(str::to_string);
             }
-            continue;
-        }
-        if sample.name == catalogue::POD_GPU_MEMORY_TOTAL.name {
-            if let Some(key) = pod_key() {
-                memory_total.insert(key, sample.value);
+            Role::Pod(serves) => {
+                if let Some(key) = pod_key() {
+                    pods.entry(key)
+                        .or_default()
+                        .insert(serves.metric, sample.value * serves.scale);
+                }
             }
-            continue;
-        }
-        let Some(uuid) = sample.label("uuid") else {
-            continue;
-        };
-        if let Some(which) = catalogue::NODE_MEANS
-            .iter()
-            .position(|(series, _)| series.name == sample.name)
-        {
-            // once per GPU, however many pods hold it
-            means[which].insert(uuid.to_string(), sample.value);
-        } else if sample.name == catalogue::GPU_MEMORY_USED.name {
-            gpus.entry(uuid.to_string()).or_default().0 = sample.value;
-        } else if sample.name == catalogue::GPU_MEMORY_TOTAL.name {
-            gpus.entry(uuid.to_string()).or_default().1 = sample.value;
+            Role::PodMemoryTotal => {
+                if let Some(key) = pod_key() {
+                    memory_total.insert(key, sample.value);
+                }
+            }
+            Role::NodeMean(which) => {
+                if let Some(uuid) = sample.label("uuid") {
+                    // once per GPU, however many pods hold it
+                    means[which].insert(uuid.to_string(), sample.value);
+                }
+            }
+            Role::GpuMemoryUsed => {
+                if let Some(uuid) = sample.label("uuid") {
+                    gpus.entry(uuid.to_string()).or_default().0 = sample.value;
+                }
+            }
+            Role::GpuMemoryTotal => {
+                if let Some(uuid) = sample.label("uuid") {
+                    gpus.entry(uuid.to_string()).or_default().1 = sample.value;
+                }
+            }
         }
     }
     for (key, total) in memory_total {

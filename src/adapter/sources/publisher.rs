@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::future::select_all;
 use tokio::sync::watch;
 
-use super::assemble::{SourceValues, assemble};
+use super::assemble::{SourceValues, assemble_after};
 use crate::adapter::kube::Cluster;
 use crate::adapter::store::Readiness;
 use crate::adapter::store::Store;
@@ -45,9 +45,14 @@ impl Publisher {
                 .iter_mut()
                 .map(|source| source.borrow_and_update().clone())
                 .collect();
-            let sources: Vec<&SourceValues> = held.iter().map(Arc::as_ref).collect();
-            let builder = assemble(&self.cluster.inventory(), &sources, SystemTime::now());
-            self.store.publish(builder);
+            // assembled on the blocking pool: a large snapshot takes tens of milliseconds to
+            // assemble, and no request should wait behind it on a runtime thread
+            let (cluster, store) = (self.cluster.clone(), self.store.clone());
+            let published =
+                tokio::task::spawn_blocking(move || publish(&cluster, &store, &held)).await;
+            if published.is_err() {
+                tracing::error!("assembling the snapshot panicked; serving the last one");
+            }
             self.readiness.set_ready();
             let published = Instant::now();
 
@@ -67,4 +72,25 @@ impl Publisher {
             tokio::time::sleep_until((published + COALESCE).into()).await;
         }
     }
+}
+
+/// Assembles a snapshot from the inventory and the sources' values, taking over what it can
+/// from the current one, and publishes it.
+fn publish(cluster: &Cluster, store: &Store, held: &[Arc<SourceValues>]) {
+    let sources: Vec<&SourceValues> = held.iter().map(Arc::as_ref).collect();
+    let inventory = cluster.inventory();
+    let previous = store.load();
+    let same_inventory = previous
+        .assembled_from
+        .as_ref()
+        .is_some_and(|from| Arc::ptr_eq(from, &inventory));
+    let mut builder = assemble_after(
+        &inventory,
+        &sources,
+        SystemTime::now(),
+        same_inventory.then_some(&*previous),
+    );
+    builder.assembled_from = Some(inventory);
+    drop(previous);
+    store.publish(builder);
 }
