@@ -90,6 +90,10 @@ pub struct AdapterArgs {
     /// Deadline of one query (connect and answer).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub prometheus_timeout: Duration,
+    /// Deadline of one discovery query: it counts every series a rule selects (seconds
+    /// against a store of millions) and runs in the background, so it may take longer.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub prometheus_discovery_timeout: Duration,
     /// Values from Prometheus older than this are absent.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub prometheus_max_age: Duration,

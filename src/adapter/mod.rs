@@ -328,6 +328,7 @@ fn start_sources(
         tasks.push(tokio::spawn(
             PrometheusSource {
                 client,
+                cluster: kube.clone(),
                 rules: prometheus.rules,
                 interval: prometheus.interval,
                 discovery_interval: prometheus.discovery_interval,

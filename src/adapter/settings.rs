@@ -328,6 +328,10 @@ fn prometheus_settings(
             args.prometheus_discovery_interval,
         ),
         ("--prometheus-timeout", args.prometheus_timeout),
+        (
+            "--prometheus-discovery-timeout",
+            args.prometheus_discovery_timeout,
+        ),
         ("--prometheus-max-age", args.prometheus_max_age),
     ] {
         if value.is_zero() {
@@ -355,6 +359,7 @@ fn prometheus_settings(
         endpoint: prometheus::client::Endpoint {
             url,
             timeout: args.prometheus_timeout,
+            discovery_timeout: args.prometheus_discovery_timeout,
             bearer_token_file: args.prometheus_bearer_token_file.clone(),
             ca_file: args.prometheus_ca_file.clone(),
             insecure_skip_tls_verify: args.prometheus_insecure_skip_tls_verify,

@@ -21,7 +21,10 @@ const POST_ABOVE_BYTES: usize = 2048;
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub url: String,
+    /// Deadline of one query.
     pub timeout: Duration,
+    /// Deadline of one discovery query (purpose `discovery`).
+    pub discovery_timeout: Duration,
     pub bearer_token_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
     pub insecure_skip_tls_verify: bool,
@@ -70,6 +73,8 @@ pub enum QueryError {
 
 pub struct PrometheusClient {
     client: prometheus_http_query::Client,
+    timeout: Duration,
+    discovery_timeout: Duration,
     /// Sent with every query, re-read when its file changes.
     token: Option<TokenFile>,
     breaker: Breaker,
@@ -81,9 +86,9 @@ impl PrometheusClient {
         endpoint: &Endpoint,
         telemetry: Arc<Telemetry>,
     ) -> Result<PrometheusClient, ClientError> {
+        // each query's deadline is set per query (discovery has a longer one)
         let mut builder = reqwest::Client::builder()
             .connect_timeout(endpoint.timeout)
-            .timeout(endpoint.timeout)
             .danger_accept_invalid_certs(endpoint.insecure_skip_tls_verify);
         if let Some(path) = &endpoint.ca_file {
             let pem = std::fs::read(path).map_err(|source| ClientError::ReadCa {
@@ -113,6 +118,8 @@ impl PrometheusClient {
         )?;
         Ok(PrometheusClient {
             client,
+            timeout: endpoint.timeout,
+            discovery_timeout: endpoint.discovery_timeout,
             token,
             breaker: Breaker::default(),
             telemetry,
@@ -134,10 +141,27 @@ impl PrometheusClient {
         if let Some(token) = &self.token {
             builder = builder.header(reqwest::header::AUTHORIZATION, token.header());
         }
-        let answer = if query.len() > POST_ABOVE_BYTES {
-            builder.post().await
+        let deadline = if purpose == "discovery" {
+            self.discovery_timeout
         } else {
-            builder.get().await
+            self.timeout
+        };
+        let sent = async {
+            if query.len() > POST_ABOVE_BYTES {
+                builder.post().await
+            } else {
+                builder.get().await
+            }
+        };
+        let Ok(answer) = tokio::time::timeout(deadline, sent).await else {
+            self.breaker.record(false, Instant::now());
+            self.telemetry
+                .set_prometheus_circuit_open(self.breaker.is_open());
+            self.telemetry.count_prometheus_query(purpose, false);
+            return Err(QueryError::Failed(format!(
+                "no answer within {}",
+                humantime::format_duration(deadline)
+            )));
         };
         // A query Prometheus refuses (bad PromQL) says nothing about its health.
         let healthy = !matches!(answer, Err(prometheus_http_query::Error::Client(_)));

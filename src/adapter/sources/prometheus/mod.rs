@@ -3,7 +3,8 @@
 //!
 //! Every `interval`: rediscover what each rule serves when discovery is due ([`plan::units`];
 //! every `discovery_interval`, and until it first succeeds), evaluate every unit — one query per
-//! rule, metric, resource and namespace, a few at a time, each with the query of its samples'
+//! rule, metric, resource and namespace the cluster has (a store shared by many clusters holds
+//! series of namespaces this one lacks), a few at a time, each with the query of its samples'
 //! times ([`plan::sample_time_query`]) — and hand over the values stamped with when they were
 //! sampled, not when Prometheus evaluated them, so `--prometheus-max-age` holds on a backend
 //! that lags. A unit whose query fails keeps its last values, which turn
@@ -24,7 +25,7 @@ pub mod plan;
 pub mod template;
 pub mod token;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -32,6 +33,7 @@ use futures::StreamExt as _;
 use tokio::sync::watch;
 
 use super::assemble::{ObjectKey, SourceValues, Value, ValuesPart};
+use crate::adapter::kube::Cluster;
 use crate::adapter::telemetry::Telemetry;
 use client::PrometheusClient;
 use config::{Rule, Rules};
@@ -46,6 +48,9 @@ const MAX_UNITS: usize = 20_000;
 
 pub(crate) struct PrometheusSource {
     pub client: Arc<PrometheusClient>,
+    /// The cluster's namespaces: a unit in a namespace the cluster does not have is not
+    /// evaluated (a store shared by many clusters holds many such).
+    pub cluster: Cluster,
     pub rules: Rules,
     pub interval: Duration,
     pub discovery_interval: Duration,
@@ -58,6 +63,10 @@ pub(crate) struct PrometheusSource {
 impl PrometheusSource {
     /// Runs until the task is dropped.
     pub async fn run(self) {
+        if self.cluster.wait_until_ready().await.is_err() {
+            tracing::error!("the Kubernetes caches stopped before their first list");
+            return;
+        }
         let rules: Vec<Arc<Rule>> = self.rules.rules.iter().cloned().map(Arc::new).collect();
         let mut units: BTreeSet<Unit> = BTreeSet::new();
         let mut discovered_at: Option<Instant> = None;
@@ -72,8 +81,22 @@ impl PrometheusSource {
                 discovered_at = Some(Instant::now());
                 results.retain(|unit, _| units.contains(unit));
             }
+            let inventory = self.cluster.inventory();
+            // the namespaces listed, and any a listed pod or workload is in
+            let namespaces: HashSet<&str> = inventory
+                .namespaces
+                .iter()
+                .map(|(name, _)| &**name)
+                .chain(inventory.pods.iter().map(|pod| &*pod.namespace))
+                .chain(inventory.workloads.iter().map(|w| &*w.namespace))
+                .collect();
             let jobs: Vec<(Unit, String, String)> = units
                 .iter()
+                .filter(|unit| {
+                    unit.namespace
+                        .as_deref()
+                        .is_none_or(|namespace| namespaces.contains(namespace))
+                })
                 .take(MAX_UNITS)
                 .map(|unit| {
                     let rule = &rules[unit.rule];

@@ -3,7 +3,8 @@
 //!
 //! - Discovery: per rule, one `count by (__name__, <resource labels>) (<seriesQuery>)` tells
 //!   which series exist, which resources they describe and in which namespaces — without
-//!   listing every series as `/api/v1/series` would.
+//!   listing every series as `/api/v1/series` would, and without counting by a label the
+//!   `seriesQuery` already requires (a row per namespace, not per pod).
 //! - Evaluation: per rule, metric, resource and namespace, the rule's `metricsQuery` with
 //!   `<<.LabelMatchers>>` = the namespace (and the resource label present) and `<<.GroupBy>>` =
 //!   the resource label, so one query answers for every pod of the namespace: never a regex of
@@ -41,12 +42,34 @@ pub(crate) struct Unit {
     pub namespace: Option<String>,
 }
 
-/// The discovery query of a rule.
+/// The discovery query of a rule: one row per series name, namespace and set of resource
+/// labels present. Discovery needs no object's name — only which metrics exist in which
+/// namespaces, for which resources — so a resource label the rule's `seriesQuery` already
+/// requires (`pod!=""`, as prometheus-adapter's rules are written) is not counted by: against
+/// a store of a million series the answer is a row per namespace, not a row per pod.
 pub fn discovery_query(rule: &Rule) -> String {
-    let mut labels: BTreeSet<&str> = rule.resources.iter().map(|(l, _)| l.as_str()).collect();
+    let mut labels: BTreeSet<&str> = rule
+        .resources
+        .iter()
+        .map(|(l, _)| l.as_str())
+        .filter(|label| Some(*label) == rule.namespace_label() || !required(rule, label))
+        .collect();
     labels.insert("__name__");
     let labels: Vec<&str> = labels.into_iter().collect();
     format!("count by ({}) ({})", labels.join(","), rule.series_query)
+}
+
+/// Whether the rule's `seriesQuery` selects only series where `label` has a value (a
+/// `label!=""` matcher).
+fn required(rule: &Rule, label: &str) -> bool {
+    let query: String = rule
+        .series_query
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    ['{', ',']
+        .iter()
+        .any(|before| query.contains(&format!("{before}{label}!=\"\"")))
 }
 
 /// The units of a custom rule, from its discovery answer.
@@ -68,7 +91,9 @@ pub(crate) fn units(rule_index: usize, rule: &Rule, rows: &[Row]) -> BTreeSet<Un
             .entry(metric.clone())
             .or_insert_with(|| series.to_string());
         for (label, resource) in &rule.resources {
-            if row.labels.get(label).is_none_or(|v| v.is_empty()) {
+            let present =
+                required(rule, label) || row.labels.get(label).is_some_and(|v| !v.is_empty());
+            if !present {
                 continue;
             }
             let namespace = if resource.is_namespaced() {
@@ -261,12 +286,48 @@ externalRules:
 "#;
 
     #[test]
+    fn discovery_counts_by_a_resource_label_only_when_the_series_query_does_not_require_it() {
+        let config = r#"
+rules:
+- seriesQuery: 'queue_depth{namespace!=""}'
+  resources:
+    overrides:
+      namespace: {resource: namespace}
+      service: {resource: service}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+"#;
+        let rules = config::parse(config, "f").expect("valid");
+        let rule = &rules.rules[0];
+        assert_eq!(
+            discovery_query(rule),
+            r#"count by (__name__,namespace,service) (queue_depth{namespace!=""})"#
+        );
+        let answer = [
+            row(
+                &[
+                    ("__name__", "queue_depth"),
+                    ("namespace", "a"),
+                    ("service", "web"),
+                ],
+                1.0,
+            ),
+            row(&[("__name__", "queue_depth"), ("namespace", "b")], 1.0),
+        ];
+        let services: Vec<Unit> = units(0, rule, &answer)
+            .into_iter()
+            .filter(|u| u.resource == GroupResource::parse("services"))
+            .collect();
+        assert_eq!(services.len(), 1, "{services:?}");
+        assert_eq!(services[0].namespace.as_deref(), Some("a"));
+    }
+
+    #[test]
     fn a_pod_rule_becomes_one_query_per_namespace_grouped_by_pod() {
         let rules = config::parse(CONFIG, "f").expect("valid");
         let rule = &rules.rules[0];
         assert_eq!(
             discovery_query(rule),
-            r#"count by (__name__,namespace,pod) ({__name__=~"^http_requests_total$",namespace!="",pod!=""})"#
+            r#"count by (__name__,namespace) ({__name__=~"^http_requests_total$",namespace!="",pod!=""})"#
         );
         let answer = [
             row(
