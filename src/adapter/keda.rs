@@ -215,7 +215,7 @@ impl Scaler {
                 .iter()
                 .map(|metric| {
                     pods.iter()
-                        .filter_map(|pod| pod.metrics.get(*metric))
+                        .filter_map(|pod| pod.metrics.get(metric))
                         .filter(|sample| sample.is_newer_than(cutoff))
                         .map(|sample| sample.value)
                         .collect()

@@ -1,5 +1,6 @@
-//! What exists in the cluster: kube reflectors (one client, list then watch, no LIST per
-//! request) over pods, ReplicaSets, Deployments, StatefulSets, nodes and namespaces.
+//! What exists in the cluster: caches (one client, list then watch, no LIST per request) of
+//! pods ([`crate::adapter::pods`], only the fields read), ReplicaSets, Deployments,
+//! StatefulSets, nodes and namespaces (kube reflectors, their specs and statuses dropped).
 //!
 //! [`Cluster::inventory`] turns the caches into the plain [`Inventory`] the snapshot is
 //! assembled from, resolving each pod's workload through its owner references (pod →
@@ -11,11 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
+use crate::adapter::pods::{Controller, PodCache};
 use crate::adapter::store::{Inventory, PodInfo, WorkloadInfo};
 use crate::resources::GroupResource;
 use crate::selector::Selector;
@@ -28,7 +30,7 @@ pub struct CachesStopped;
 /// The caches, one per resource.
 #[derive(Clone)]
 pub struct Cluster {
-    pub pods: Store<Pod>,
+    pods: PodCache,
     replicasets: Store<ReplicaSet>,
     deployments: Store<Deployment>,
     statefulsets: Store<StatefulSet>,
@@ -59,20 +61,6 @@ where
     )
 }
 
-/// What the adapter reads of a pod is its metadata, its phase and its IP: the rest (the spec,
-/// container statuses, conditions) is dropped as it arrives. At fleet size the pod cache is
-/// most of the adapter's memory.
-fn slim_pod(pod: &mut Pod) {
-    pod.spec = None;
-    if let Some(status) = &mut pod.status {
-        *status = PodStatus {
-            phase: status.phase.take(),
-            pod_ip: status.pod_ip.take(),
-            ..PodStatus::default()
-        };
-    }
-}
-
 fn owner<'a>(owners: &'a [OwnerReference], kind: &str) -> Option<&'a str> {
     owners
         .iter()
@@ -86,8 +74,9 @@ impl Cluster {
     pub fn watch(client: &kube::Client) -> Cluster {
         let (ready_tx, ready) = tokio::sync::watch::channel(None);
         let changes = Arc::new(AtomicU64::new(0));
+        let (pods_listed, pods_ready) = tokio::sync::oneshot::channel();
         let cluster = Cluster {
-            pods: reflect(client, &changes, slim_pod),
+            pods: PodCache::watch(client, pods_listed, changes.clone()),
             replicasets: reflect(client, &changes, |rs: &mut ReplicaSet| {
                 rs.spec = None;
                 rs.status = None;
@@ -114,12 +103,32 @@ impl Cluster {
         let stores = cluster.clone();
         tokio::spawn(async move {
             let listed = async {
-                stores.pods.wait_until_ready().await?;
-                stores.replicasets.wait_until_ready().await?;
-                stores.deployments.wait_until_ready().await?;
-                stores.statefulsets.wait_until_ready().await?;
-                stores.nodes.wait_until_ready().await?;
-                stores.namespaces.wait_until_ready().await
+                pods_ready.await.map_err(|_| CachesStopped)?;
+                stores
+                    .replicasets
+                    .wait_until_ready()
+                    .await
+                    .map_err(|_| CachesStopped)?;
+                stores
+                    .deployments
+                    .wait_until_ready()
+                    .await
+                    .map_err(|_| CachesStopped)?;
+                stores
+                    .statefulsets
+                    .wait_until_ready()
+                    .await
+                    .map_err(|_| CachesStopped)?;
+                stores
+                    .nodes
+                    .wait_until_ready()
+                    .await
+                    .map_err(|_| CachesStopped)?;
+                stores
+                    .namespaces
+                    .wait_until_ready()
+                    .await
+                    .map_err(|_| CachesStopped)
             };
             let _ = ready_tx.send(Some(listed.await.is_ok()));
         });
@@ -138,18 +147,17 @@ impl Cluster {
     /// Running pods (in any namespace) whose labels match `selector`, with their IPs.
     pub(crate) fn running_pods(&self, selector: &Selector) -> Vec<(String, String, String)> {
         self.pods
-            .state()
-            .iter()
-            .filter(|pod| selector.matches(pod.labels()))
-            .filter(|pod| pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .read()
+            .values()
+            .filter(|pod| pod.phase.as_deref() == Some("Running"))
+            .filter(|pod| selector.matches(&pod.labels))
             .filter_map(|pod| {
-                let ip = pod
-                    .status
-                    .as_ref()?
-                    .pod_ip
-                    .clone()
-                    .filter(|ip| !ip.is_empty())?;
-                Some((pod.namespace()?, pod.name_any(), ip))
+                let ip = pod.ip.as_deref()?;
+                Some((
+                    pod.namespace.to_string(),
+                    pod.name.to_string(),
+                    ip.to_string(),
+                ))
             })
             .collect()
     }
@@ -184,37 +192,26 @@ impl Cluster {
             .collect();
         let deployments = GroupResource::new("deployments", "apps");
         let statefulsets = GroupResource::new("statefulsets", "apps");
-        let mut shared_namespaces: HashMap<String, Arc<str>> = HashMap::new();
         let pods = self
             .pods
-            .state()
-            .iter()
-            .filter(|pod| {
-                !matches!(
-                    pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-                    Some("Succeeded" | "Failed")
-                )
-            })
-            .filter_map(|pod| {
-                let namespace = pod.namespace()?;
-                let owners = pod.owner_references();
-                let workload = if let Some(rs) = owner(owners, "ReplicaSet") {
-                    deployment_of
-                        .get(&(namespace.clone(), rs.to_string()))
-                        .map(|d| (deployments.clone(), Arc::from(d.as_str())))
-                } else {
-                    owner(owners, "StatefulSet").map(|s| (statefulsets.clone(), Arc::from(s)))
+            .read()
+            .values()
+            .filter(|pod| !matches!(pod.phase.as_deref(), Some("Succeeded" | "Failed")))
+            .map(|pod| {
+                let workload = match &pod.controller {
+                    Some(Controller::ReplicaSet(rs)) => deployment_of
+                        .get(&(pod.namespace.to_string(), rs.to_string()))
+                        .map(|d| (deployments.clone(), Arc::from(d.as_str()))),
+                    Some(Controller::StatefulSet(set)) => Some((statefulsets.clone(), set.clone())),
+                    None => None,
                 };
-                Some(PodInfo {
-                    namespace: shared_namespaces
-                        .entry(namespace)
-                        .or_insert_with_key(|ns| Arc::from(ns.as_str()))
-                        .clone(),
-                    name: pod.name_any().into(),
-                    uid: pod.uid().map(Arc::from),
-                    labels: Arc::new(pod.labels().clone()),
+                PodInfo {
+                    namespace: pod.namespace.clone(),
+                    name: pod.name.clone(),
+                    uid: pod.uid.clone(),
+                    labels: pod.labels.clone(),
                     workload,
-                })
+                }
             })
             .collect();
         let workload =

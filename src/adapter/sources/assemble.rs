@@ -619,11 +619,7 @@ mod tests {
         let deployment = &snapshot
             .objects(Some("demo"), &GroupResource::parse("deployments"))
             .expect("workloads")["triton"];
-        assert!(
-            deployment.metrics.is_empty(),
-            "{:?}",
-            deployment.metrics.keys()
-        );
+        assert!(deployment.metrics.is_empty(), "{:?}", deployment.metrics);
         let idle = [page(now, &[("triton-0", 0.0, 0.0)])];
         let values = SourceValues::from_exporter_pages(&idle, Duration::from_secs(30));
         let snapshot = assemble(&inventory, &[&values], now).build(1, now);

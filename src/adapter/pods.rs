@@ -1,0 +1,202 @@
+//! The adapter's pod cache: every pod the API server lists, kept as the few fields the adapter
+//! reads — name, namespace, uid, labels, the controller it belongs to, phase and IP — and
+//! nothing else. A `Pod` object is over 2 KiB before any of its strings; at fleet size (tens of
+//! thousands of pods) a cache of whole objects would be most of the adapter's memory.
+//!
+//! One watcher (list, then watch, with backoff) applies each event as it arrives; a relist
+//! replaces the whole cache when it completes. While the API server is unreachable the cache
+//! keeps the last known state. Only background tasks read it (never a request), under a lock
+//! held for as long as one pass over it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+
+use crate::adapter::store::Labels;
+
+/// The controller a pod belongs to, by kind and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Controller {
+    ReplicaSet(Arc<str>),
+    StatefulSet(Arc<str>),
+}
+
+/// What the adapter keeps of one pod.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CachedPod {
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+    pub uid: Option<Arc<str>>,
+    pub labels: Arc<Labels>,
+    pub controller: Option<Controller>,
+    pub phase: Option<Box<str>>,
+    pub ip: Option<Box<str>>,
+}
+
+/// Pods by (namespace, name).
+pub(crate) type Pods = HashMap<(Arc<str>, Arc<str>), CachedPod>;
+
+/// The cache; clones share it.
+#[derive(Clone, Default)]
+pub(crate) struct PodCache {
+    pods: Arc<RwLock<Pods>>,
+}
+
+impl PodCache {
+    /// Starts the watcher; `listed` is told once the first complete list is in, and `changes`
+    /// counts every change the cache takes in.
+    pub(crate) fn watch(
+        client: &kube::Client,
+        listed: tokio::sync::oneshot::Sender<()>,
+        changes: Arc<AtomicU64>,
+    ) -> PodCache {
+        let cache = PodCache::default();
+        let writer = cache.clone();
+        let mut events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        tokio::spawn(async move {
+            let mut listed = Some(listed);
+            let mut relisting: Option<Pods> = None;
+            let mut namespaces: HashMap<String, Arc<str>> = HashMap::new();
+            let mut reported = false;
+            while let Some(event) = events.next().await {
+                let event = match event {
+                    Ok(event) => {
+                        reported = false;
+                        event
+                    }
+                    Err(error) => {
+                        if !reported {
+                            tracing::warn!(%error, kind = "Pod", "watch failed; serving the last known state and retrying");
+                            reported = true;
+                        }
+                        continue;
+                    }
+                };
+                match event {
+                    watcher::Event::Init => relisting = Some(Pods::new()),
+                    watcher::Event::InitApply(pod) => {
+                        if let (Some(pods), Some(pod)) =
+                            (relisting.as_mut(), cached(pod, &mut namespaces))
+                        {
+                            pods.insert((pod.namespace.clone(), pod.name.clone()), pod);
+                        }
+                    }
+                    watcher::Event::InitDone => {
+                        if let Some(pods) = relisting.take() {
+                            *writer.write() = pods;
+                        }
+                        if let Some(listed) = listed.take() {
+                            let _ = listed.send(());
+                        }
+                    }
+                    watcher::Event::Apply(pod) => {
+                        if let Some(pod) = cached(pod, &mut namespaces) {
+                            writer
+                                .write()
+                                .insert((pod.namespace.clone(), pod.name.clone()), pod);
+                        }
+                    }
+                    watcher::Event::Delete(pod) => {
+                        if let Some(namespace) = pod.namespace() {
+                            let key: (Arc<str>, Arc<str>) =
+                                (namespace.into(), pod.name_any().into());
+                            writer.write().remove(&key);
+                        }
+                    }
+                }
+                // after the cache took it in: a reader that sees the new count sees the change
+                changes.fetch_add(1, Ordering::Release);
+            }
+        });
+        cache
+    }
+
+    /// The pods now, for one pass over them.
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Pods> {
+        self.pods
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Pods> {
+        self.pods
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The fields kept of `pod`, its namespace string shared with every other pod of the
+/// namespace; `None` for a pod without a namespace (none is served).
+fn cached(pod: Pod, namespaces: &mut HashMap<String, Arc<str>>) -> Option<CachedPod> {
+    let namespace = namespaces
+        .entry(pod.namespace()?)
+        .or_insert_with_key(|ns| Arc::from(ns.as_str()))
+        .clone();
+    let owners = pod.owner_references();
+    let controlled_by = |kind: &str| {
+        owners
+            .iter()
+            .find(|o| o.kind == kind && o.controller == Some(true))
+            .or_else(|| owners.iter().find(|o| o.kind == kind))
+            .map(|o| Arc::from(o.name.as_str()))
+    };
+    let controller = controlled_by("ReplicaSet")
+        .map(Controller::ReplicaSet)
+        .or_else(|| controlled_by("StatefulSet").map(Controller::StatefulSet));
+    let status = pod.status.as_ref();
+    Some(CachedPod {
+        namespace,
+        name: pod.name_any().into(),
+        uid: pod.uid().map(Arc::from),
+        labels: Arc::new(pod.labels().clone()),
+        controller,
+        phase: status.and_then(|s| s.phase.as_deref()).map(Box::from),
+        ip: status
+            .and_then(|s| s.pod_ip.as_deref())
+            .filter(|ip| !ip.is_empty())
+            .map(Box::from),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keeps_what_the_adapter_reads_and_shares_namespaces() {
+        let pod = |name: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "demo", "uid": format!("{name}-uid"),
+                             "labels": {"app": "triton"},
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                                  "name": "triton-7d4f9", "uid": "rs", "controller": true}]},
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+                "status": {"phase": "Running", "podIP": "10.0.0.7"}
+            }))
+            .expect("a pod")
+        };
+        let mut namespaces = HashMap::new();
+        let a = cached(pod("triton-0"), &mut namespaces).expect("namespaced");
+        let b = cached(pod("triton-1"), &mut namespaces).expect("namespaced");
+        assert!(Arc::ptr_eq(&a.namespace, &b.namespace));
+        assert_eq!(&*a.name, "triton-0");
+        assert_eq!(a.uid.as_deref(), Some("triton-0-uid"));
+        assert_eq!(a.labels.get("app").map(String::as_str), Some("triton"));
+        assert_eq!(
+            a.controller,
+            Some(Controller::ReplicaSet("triton-7d4f9".into()))
+        );
+        assert_eq!(
+            (a.phase.as_deref(), a.ip.as_deref()),
+            (Some("Running"), Some("10.0.0.7"))
+        );
+    }
+}
