@@ -153,23 +153,21 @@ impl PrometheusClient {
                 builder.get().await
             }
         };
-        let Ok(answer) = tokio::time::timeout(deadline, sent).await else {
-            self.breaker.record(false, Instant::now());
-            self.telemetry
-                .set_prometheus_circuit_open(self.breaker.is_open());
-            self.telemetry.count_prometheus_query(purpose, false);
-            return Err(QueryError::Failed(format!(
-                "no answer within {}",
-                humantime::format_duration(deadline)
-            )));
-        };
-        // A query Prometheus refuses (bad PromQL) says nothing about its health.
-        let healthy = !matches!(answer, Err(prometheus_http_query::Error::Client(_)));
+        let answer = tokio::time::timeout(deadline, sent).await;
+        // A query Prometheus refuses (bad PromQL) says nothing about its health; one it did
+        // not answer in time does.
+        let healthy = !matches!(answer, Ok(Err(prometheus_http_query::Error::Client(_))));
         self.breaker.record(healthy, Instant::now());
         self.telemetry
             .set_prometheus_circuit_open(self.breaker.is_open());
         self.telemetry
-            .count_prometheus_query(purpose, answer.is_ok());
+            .count_prometheus_query(purpose, matches!(answer, Ok(Ok(_))));
+        let answer = answer.map_err(|_| {
+            QueryError::Failed(format!(
+                "no answer within {}",
+                humantime::format_duration(deadline)
+            ))
+        })?;
         // with its causes: "failed to send request" alone does not say a certificate was refused
         let answer = answer.map_err(|e| QueryError::Failed(crate::process::error_chain(&e)))?;
         let rows = match answer.data() {
