@@ -34,12 +34,23 @@ pub enum FetchError {
 /// inference servers and exporters speak, works; HTTPS targets then fail to verify — rather
 /// than leaving the exporter with no client at all.
 pub fn client(timeout: std::time::Duration) -> Result<reqwest::Client, reqwest::Error> {
-    builder(timeout).build().or_else(|error| {
+    configured_client(timeout, std::convert::identity)
+}
+
+/// [`client`], with `configure` applied to its settings (and to those of the plain-HTTP
+/// client it falls back to).
+pub fn configured_client(
+    timeout: std::time::Duration,
+    configure: impl Fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> Result<reqwest::Client, reqwest::Error> {
+    configure(builder(timeout)).build().or_else(|error| {
         tracing::warn!(
             %error,
             "no system CA certificates: HTTPS targets cannot be verified; plain HTTP works"
         );
-        plain_client(timeout)
+        configure(builder(timeout))
+            .tls_certs_only(Vec::new())
+            .build()
     })
 }
 
@@ -49,8 +60,8 @@ pub fn plain_client(timeout: std::time::Duration) -> Result<reqwest::Client, req
     builder(timeout).tls_certs_only(Vec::new()).build()
 }
 
-/// The client settings every page fetch shares, for callers that add their own.
-pub fn builder(timeout: std::time::Duration) -> reqwest::ClientBuilder {
+/// The client settings every page fetch shares.
+fn builder(timeout: std::time::Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(timeout)
         .timeout(timeout)

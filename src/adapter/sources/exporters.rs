@@ -75,16 +75,9 @@ impl ExporterSource {
         // No idle connections are kept: each would hold a read buffer grown to a page's
         // size, and a thousand of them outweigh everything else the adapter holds. A fresh
         // connection per scrape costs less than that memory.
-        let client = match crate::page_fetch::builder(self.timeout)
-            .pool_max_idle_per_host(0)
-            .build()
-            .or_else(|_| {
-                // no system CA certificates: plain HTTP exporters still work
-                crate::page_fetch::builder(self.timeout)
-                    .pool_max_idle_per_host(0)
-                    .tls_certs_only(Vec::new())
-                    .build()
-            }) {
+        let client = match crate::page_fetch::configured_client(self.timeout, |settings| {
+            settings.pool_max_idle_per_host(0)
+        }) {
             Ok(client) => client,
             Err(error) => {
                 tracing::error!(%error, "building the HTTP client for exporters");
