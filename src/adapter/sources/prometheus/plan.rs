@@ -86,13 +86,18 @@ pub(crate) fn units(rule_index: usize, rule: &Rule, rows: &[Row]) -> BTreeSet<Un
         })
         .collect();
     named.sort_by(|a, b| a.0.cmp(b.0));
+    // which resource labels the seriesQuery requires: once per rule, not per row
+    let resources: Vec<(&String, &GroupResource, bool)> = rule
+        .resources
+        .iter()
+        .map(|(label, resource)| (label, resource, required(rule, label)))
+        .collect();
     for (series, metric, row) in named {
         let series = series_of
             .entry(metric.clone())
             .or_insert_with(|| series.to_string());
-        for (label, resource) in &rule.resources {
-            let present =
-                required(rule, label) || row.labels.get(label).is_some_and(|v| !v.is_empty());
+        for &(label, resource, required) in &resources {
+            let present = required || row.labels.get(label).is_some_and(|v| !v.is_empty());
             if !present {
                 continue;
             }
