@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
@@ -20,6 +21,15 @@ pub fn trim<K: Resource>(object: &mut K, keep_annotations: bool) {
     if !keep_annotations {
         object.annotations_mut().clear();
     }
+}
+
+/// The name of `owners`' owner of `kind`: the controlling one, else the first of that kind.
+pub(crate) fn owner<'a>(owners: &'a [OwnerReference], kind: &str) -> Option<&'a str> {
+    owners
+        .iter()
+        .find(|o| o.kind == kind && o.controller == Some(true))
+        .or_else(|| owners.iter().find(|o| o.kind == kind))
+        .map(|o| o.name.as_str())
 }
 
 /// Starts a reflector over every `K` that `config` selects and returns its cache.

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Node};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
@@ -59,14 +58,6 @@ where
         changes.clone(),
         slim,
     )
-}
-
-fn owner<'a>(owners: &'a [OwnerReference], kind: &str) -> Option<&'a str> {
-    owners
-        .iter()
-        .find(|o| o.kind == kind && o.controller == Some(true))
-        .or_else(|| owners.iter().find(|o| o.kind == kind))
-        .map(|o| o.name.as_str())
 }
 
 impl Cluster {
@@ -186,7 +177,7 @@ impl Cluster {
             .state()
             .iter()
             .filter_map(|rs| {
-                let deployment = owner(rs.owner_references(), "Deployment")?;
+                let deployment = crate::watch::owner(rs.owner_references(), "Deployment")?;
                 Some(((rs.namespace()?, rs.name_any()), deployment.to_string()))
             })
             .collect();

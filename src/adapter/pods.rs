@@ -140,13 +140,7 @@ fn cached(pod: Pod, namespaces: &mut HashMap<String, Arc<str>>) -> Option<Cached
         .or_insert_with_key(|ns| Arc::from(ns.as_str()))
         .clone();
     let owners = pod.owner_references();
-    let controlled_by = |kind: &str| {
-        owners
-            .iter()
-            .find(|o| o.kind == kind && o.controller == Some(true))
-            .or_else(|| owners.iter().find(|o| o.kind == kind))
-            .map(|o| Arc::from(o.name.as_str()))
-    };
+    let controlled_by = |kind: &str| crate::watch::owner(owners, kind).map(Arc::from);
     let controller = controlled_by("ReplicaSet")
         .map(Controller::ReplicaSet)
         .or_else(|| controlled_by("StatefulSet").map(Controller::StatefulSet));
