@@ -13,6 +13,8 @@
 //! The setup is the integration test's (`tests/integration/fleet.rs`), included here.
 
 #[allow(dead_code)]
+mod common;
+#[allow(dead_code)]
 #[path = "../tests/integration/fixtures.rs"]
 mod fixtures;
 #[allow(dead_code)]
@@ -32,6 +34,7 @@ use std::time::{Duration, Instant};
 use kubemind::sim::fleet::FleetShape;
 use kubemind::sim::process::{cpu_seconds, status_kib};
 
+use common::{millis, verdict};
 use fleet::{change_and_wait, percentile};
 
 const PODS_READ: &str =
@@ -44,14 +47,6 @@ fn from_env(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "within budget" } else { "OVER BUDGET" }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 /// Mean and the upper bound of the bucket holding the 99th percentile of a histogram on the
@@ -183,8 +178,8 @@ async fn main() {
     );
     println!(
         "  freshness, change → served ({CHANGES} changes): p50 {}  p99 {}   budget p99 ≤ 2 s: {}",
-        ms(fresh_p50),
-        ms(fresh_p99),
+        millis(fresh_p50),
+        millis(fresh_p99),
         verdict(fresh_p99 <= Duration::from_secs(2))
     );
     println!(
@@ -205,8 +200,8 @@ async fn main() {
         "  Pods request over {} pods while scraping ({} reads): p50 {}  p99 {}   budget p99 ≤ 1 ms: {}",
         shape.exporters,
         reads.len(),
-        ms(read_p50),
-        ms(read_p99),
+        millis(read_p50),
+        millis(read_p99),
         verdict(read_p99 <= Duration::from_millis(1))
     );
 }

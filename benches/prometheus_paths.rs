@@ -20,6 +20,8 @@
 //! Needs `prometheus` (and its `promtool`) and a C compiler on PATH. Figures vary with the machine; the ratio is the
 //! point, and both sides run in the same minute on the same machine.
 
+#[allow(dead_code)]
+mod common;
 #[path = "../tests/integration/fixtures.rs"]
 #[allow(dead_code)]
 mod fixtures;
@@ -40,6 +42,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use common::{millis, percentile};
 use fixtures::{
     AdapterClient, hpa_standin, pod, port_of, start_cluster_adapter, triton_page, triton_text,
     values,
@@ -69,15 +72,6 @@ fn application_page(scrape: u64) -> String {
         ));
     }
     page
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[index]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
 fn secs(d: Duration) -> String {
@@ -412,13 +406,13 @@ async fn main() {
     println!("serving: Pods request over {PODS} pods (HTTPS, one client, one request at a time)");
     println!(
         "  kubemind snapshot           p50 {:>10}  p99 {:>10}   ({SNAPSHOT_REQUESTS} requests)",
-        ms(percentile(&snapshot, 0.5)),
-        ms(snapshot_p99)
+        millis(percentile(&snapshot, 0.5)),
+        millis(snapshot_p99)
     );
     println!(
         "  query per request           p50 {:>10}  p99 {:>10}   ({PER_REQUEST_QUERIES} × pod LIST + PromQL of ~8 KB by POST)",
-        ms(percentile(&per_request, 0.5)),
-        ms(per_request_p99),
+        millis(percentile(&per_request, 0.5)),
+        millis(per_request_p99),
     );
     println!("  Prometheus holding {backfilled} backfilled series besides the live ones");
     println!(
