@@ -346,6 +346,17 @@ impl AdapterClient {
     }
 
     /// GETs `path` as text.
+    /// `kubemind_adapter_source_newest_value_age_seconds` for `source` on the adapter's
+    /// `/metrics`: how old its freshest value is; `None` when the gauge is absent.
+    pub async fn newest_value_age(&self, source: &str) -> Option<f64> {
+        let telemetry = self.text("/metrics").await;
+        let gauge =
+            format!("kubemind_adapter_source_newest_value_age_seconds{{source=\"{source}\"}} ");
+        telemetry
+            .contains(&gauge)
+            .then(|| crate::util::series_value(&telemetry, &gauge))
+    }
+
     pub async fn text(&self, path: &str) -> String {
         self.http
             .get(format!("{}{path}", self.base))

@@ -391,11 +391,10 @@ async fn values_carry_their_sample_times_not_the_evaluation_time() {
         || async { served().await.filter(|s| !*s) },
     )
     .await;
-    let telemetry = client.text("/metrics").await;
-    let age = crate::util::series_value(
-        &telemetry,
-        "kubemind_adapter_source_newest_value_age_seconds{source=\"prometheus\"} ",
-    );
+    let age = client
+        .newest_value_age("prometheus")
+        .await
+        .expect("the freshness gauge");
     assert!(
         age > 4.0,
         "the freshness gauge tells the samples' age: {age:?}\n{}",

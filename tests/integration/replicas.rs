@@ -131,13 +131,10 @@ async fn two_replicas_serve_the_same_world() {
 
     // each replica says how old its freshest value is
     for client in [&a, &b] {
-        let telemetry = client.text("/metrics").await;
-        let gauge = "kubemind_adapter_source_newest_value_age_seconds{source=\"exporter\"} ";
-        assert!(
-            telemetry.contains(gauge),
-            "the freshness gauge: {telemetry}"
-        );
-        let age = crate::util::series_value(&telemetry, gauge);
+        let age = client
+            .newest_value_age("exporter")
+            .await
+            .expect("the freshness gauge");
         assert!(age < 10.0, "{age}");
     }
 }

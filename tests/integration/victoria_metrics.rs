@@ -127,11 +127,10 @@ async fn the_prometheus_source_works_against_victoria_metrics() {
         },
     )
     .await;
-    let telemetry = client.text("/metrics").await;
-    let age = crate::util::series_value(
-        &telemetry,
-        "kubemind_adapter_source_newest_value_age_seconds{source=\"prometheus\"} ",
-    );
+    let age = client
+        .newest_value_age("prometheus")
+        .await
+        .expect("the freshness gauge");
     assert!(
         age >= 25.0,
         "the freshness gauge shows VictoriaMetrics' 30 s lag: {age:?}\n{}",
