@@ -343,11 +343,7 @@ impl StandIn {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let credentials = kubemind::adapter::kubeconfig::read(adapter_kubeconfig)
             .expect("the adapter's kubeconfig");
-        let pem = format!(
-            "{}{}",
-            credentials.client_certificate_pem, credentials.client_key_pem
-        );
-        let identity = reqwest::Identity::from_pem(pem.as_bytes()).expect("identity");
+        let identity = crate::util::client_identity(&credentials);
         let client = reqwest::Client::builder()
             .tls_backend_rustls()
             .add_root_certificate(
