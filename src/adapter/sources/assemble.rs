@@ -288,11 +288,12 @@ pub(crate) fn assemble_after(
         .flat_map(|objects| objects.keys().filter_map(|(namespace, _)| *namespace))
         .collect();
     let mut quiet: FastSet<&str> = FastSet::default();
-    for (namespace, scope, objects) in previous.into_iter().flat_map(Snapshot::namespaced_scopes) {
-        let unvalued = previous.is_some_and(|p| !p.valued_namespaces.contains(namespace));
-        if unvalued && !valued.contains(&**namespace) {
-            quiet.insert(namespace);
-            builder.take_over(scope.clone(), objects.clone());
+    if let Some(previous) = previous {
+        for (namespace, scope, objects) in previous.namespaced_scopes() {
+            if !previous.valued_namespaces.contains(namespace) && !valued.contains(&**namespace) {
+                quiet.insert(namespace);
+                builder.take_over(scope.clone(), objects.clone());
+            }
         }
     }
     builder.valued_namespaces = valued
