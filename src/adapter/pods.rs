@@ -8,7 +8,7 @@
 //! keeps the last known state. Only background tasks read it (never a request), under a lock
 //! held for as long as one pass over it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
@@ -63,7 +63,7 @@ impl PodCache {
         tokio::spawn(async move {
             let mut listed = Some(listed);
             let mut relisting: Option<Pods> = None;
-            let mut namespaces: HashMap<String, Arc<str>> = HashMap::new();
+            let mut shared = Shared::default();
             let mut reported = false;
             while let Some(event) = events.next().await {
                 let event = match event {
@@ -83,7 +83,7 @@ impl PodCache {
                     watcher::Event::Init => relisting = Some(Pods::new()),
                     watcher::Event::InitApply(pod) => {
                         if let (Some(pods), Some(pod)) =
-                            (relisting.as_mut(), cached(pod, &mut namespaces))
+                            (relisting.as_mut(), cached(pod, &mut shared))
                         {
                             pods.insert((pod.namespace.clone(), pod.name.clone()), pod);
                         }
@@ -97,7 +97,7 @@ impl PodCache {
                         }
                     }
                     watcher::Event::Apply(pod) => {
-                        if let Some(pod) = cached(pod, &mut namespaces) {
+                        if let Some(pod) = cached(pod, &mut shared) {
                             writer
                                 .write()
                                 .insert((pod.namespace.clone(), pod.name.clone()), pod);
@@ -132,13 +132,43 @@ impl PodCache {
     }
 }
 
-/// The fields kept of `pod`, its namespace string shared with every other pod of the
-/// namespace; `None` for a pod without a namespace (none is served).
-fn cached(pod: Pod, namespaces: &mut HashMap<String, Arc<str>>) -> Option<CachedPod> {
-    let namespace = namespaces
-        .entry(pod.namespace()?)
-        .or_insert_with_key(|ns| Arc::from(ns.as_str()))
-        .clone();
+/// What many pods hold alike, held once: namespace names, and label sets (every pod of a
+/// ReplicaSet has the same labels; a label set costs half a kilobyte before its strings).
+#[derive(Default)]
+struct Shared {
+    namespaces: HashMap<String, Arc<str>>,
+    label_sets: HashSet<Arc<Labels>>,
+    /// Label sets held when no longer used ones were last let go.
+    label_sets_after_pruning: usize,
+}
+
+impl Shared {
+    fn namespace(&mut self, namespace: String) -> Arc<str> {
+        self.namespaces
+            .entry(namespace)
+            .or_insert_with_key(|ns| Arc::from(ns.as_str()))
+            .clone()
+    }
+
+    fn labels(&mut self, labels: &Labels) -> Arc<Labels> {
+        if let Some(held) = self.label_sets.get(labels) {
+            return held.clone();
+        }
+        if self.label_sets.len() >= 2 * self.label_sets_after_pruning.max(512) {
+            // sets no pod holds any more (only this table does)
+            self.label_sets.retain(|set| Arc::strong_count(set) > 1);
+            self.label_sets_after_pruning = self.label_sets.len();
+        }
+        let labels = Arc::new(labels.clone());
+        self.label_sets.insert(labels.clone());
+        labels
+    }
+}
+
+/// The fields kept of `pod`, its namespace string and label set shared with every other pod
+/// that has the same; `None` for a pod without a namespace (none is served).
+fn cached(pod: Pod, shared: &mut Shared) -> Option<CachedPod> {
+    let namespace = shared.namespace(pod.namespace()?);
     let owners = pod.owner_references();
     let controlled_by = |kind: &str| crate::watch::owner(owners, kind).map(Arc::from);
     let controller = controlled_by("ReplicaSet")
@@ -149,7 +179,7 @@ fn cached(pod: Pod, namespaces: &mut HashMap<String, Arc<str>>) -> Option<Cached
         namespace,
         name: pod.name_any().into(),
         uid: pod.uid().map(Arc::from),
-        labels: Arc::new(pod.labels().clone()),
+        labels: shared.labels(pod.labels()),
         controller,
         phase: status.and_then(|s| s.phase.as_deref()).map(Box::from),
         ip: status
@@ -165,7 +195,26 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn keeps_what_the_adapter_reads_and_shares_namespaces() {
+    fn label_sets_no_pod_holds_are_let_go() {
+        let mut shared = Shared::default();
+        let set = |i: usize| -> Labels { [("app".to_string(), format!("app-{i}"))].into() };
+        let kept = shared.labels(&set(0));
+        for i in 1..2_000 {
+            drop(shared.labels(&set(i)));
+        }
+        assert!(
+            shared.label_sets.len() < 1_100,
+            "{}",
+            shared.label_sets.len()
+        );
+        assert!(
+            Arc::ptr_eq(&kept, &shared.labels(&set(0))),
+            "a held set stays"
+        );
+    }
+
+    #[test]
+    fn keeps_what_the_adapter_reads_and_shares_namespaces_and_labels() {
         let pod = |name: &str| -> Pod {
             serde_json::from_value(json!({
                 "metadata": {"name": name, "namespace": "demo", "uid": format!("{name}-uid"),
@@ -177,10 +226,11 @@ mod tests {
             }))
             .expect("a pod")
         };
-        let mut namespaces = HashMap::new();
-        let a = cached(pod("triton-0"), &mut namespaces).expect("namespaced");
-        let b = cached(pod("triton-1"), &mut namespaces).expect("namespaced");
+        let mut shared = Shared::default();
+        let a = cached(pod("triton-0"), &mut shared).expect("namespaced");
+        let b = cached(pod("triton-1"), &mut shared).expect("namespaced");
         assert!(Arc::ptr_eq(&a.namespace, &b.namespace));
+        assert!(Arc::ptr_eq(&a.labels, &b.labels), "one label set for both");
         assert_eq!(&*a.name, "triton-0");
         assert_eq!(a.uid.as_deref(), Some("triton-0-uid"));
         assert_eq!(a.labels.get("app").map(String::as_str), Some("triton"));
