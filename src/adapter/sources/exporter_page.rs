@@ -81,12 +81,14 @@ pub fn read(text: &str, max_samples: usize) -> Result<ExporterPage, PageError> {
     let exposition = promtext::parse_with_limit(text, max_samples)?;
     let mut collected_at = None;
     let mut node = None;
-    let mut pods: BTreeMap<(String, String), BTreeMap<&'static str, f64>> = BTreeMap::new();
-    let mut memory_total: HashMap<(String, String), f64> = HashMap::new();
+    // keyed by text borrowed from the page while reading it (a page of 16 pods has ~200
+    // samples and a thousand pages arrive a second): owned strings once per pod, at the end
+    let mut pods: BTreeMap<(&str, &str), BTreeMap<&'static str, f64>> = BTreeMap::new();
+    let mut memory_total: HashMap<(&str, &str), f64> = HashMap::new();
     // per GPU (uuid): memory used, memory total
-    let mut gpus: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    let mut gpus: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     // per node mean (catalogue::NODE_MEANS): the value of each GPU (uuid) that has one
-    let mut means: [BTreeMap<String, f64>; catalogue::NODE_MEANS.len()] = Default::default();
+    let mut means: [BTreeMap<&str, f64>; catalogue::NODE_MEANS.len()] = Default::default();
     for sample in &exposition.samples {
         if !sample.value.is_finite() {
             continue;
@@ -94,12 +96,7 @@ pub fn read(text: &str, max_samples: usize) -> Result<ExporterPage, PageError> {
         let Some(role) = ROLES.get(sample.name) else {
             continue; // not read by the adapter (power, temperature, the exporter's health)
         };
-        let pod_key = || {
-            Some((
-                sample.label("namespace")?.to_string(),
-                sample.label("pod")?.to_string(),
-            ))
-        };
+        let pod_key = || Some((sample.label("namespace")?, sample.label("pod")?));
         match *role {
             Role::CollectedAt => {
                 collected_at = Duration::try_from_secs_f64(sample.value)
@@ -122,17 +119,17 @@ pub fn read(text: &str, max_samples: usize) -> Result<ExporterPage, PageError> {
             Role::NodeMean(which) => {
                 if let Some(uuid) = sample.label("uuid") {
                     // once per GPU, however many pods hold it
-                    means[which].insert(uuid.to_string(), sample.value);
+                    means[which].insert(uuid, sample.value);
                 }
             }
             Role::GpuMemoryUsed => {
                 if let Some(uuid) = sample.label("uuid") {
-                    gpus.entry(uuid.to_string()).or_default().0 = sample.value;
+                    gpus.entry(uuid).or_default().0 = sample.value;
                 }
             }
             Role::GpuMemoryTotal => {
                 if let Some(uuid) = sample.label("uuid") {
-                    gpus.entry(uuid.to_string()).or_default().1 = sample.value;
+                    gpus.entry(uuid).or_default().1 = sample.value;
                 }
             }
         }
@@ -163,7 +160,10 @@ pub fn read(text: &str, max_samples: usize) -> Result<ExporterPage, PageError> {
     Ok(ExporterPage {
         node,
         collected_at: collected_at.ok_or(PageError::NoCollectionTime)?,
-        pods,
+        pods: pods
+            .into_iter()
+            .map(|((namespace, pod), values)| ((namespace.to_string(), pod.to_string()), values))
+            .collect(),
         node_values,
     })
 }
