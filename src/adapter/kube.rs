@@ -183,7 +183,7 @@ impl Cluster {
             .collect();
         let deployments = GroupResource::new("deployments", "apps");
         let statefulsets = GroupResource::new("statefulsets", "apps");
-        let pods = self
+        let mut pods: Vec<PodInfo> = self
             .pods
             .read()
             .values()
@@ -205,6 +205,8 @@ impl Cluster {
                 }
             })
             .collect();
+        // by namespace, then name: assembling puts each namespace's pods in one go
+        pods.sort_unstable_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         let workload =
             |resource: &GroupResource,
              meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {

@@ -11,66 +11,73 @@
 //! series. It also precomputes the discovery catalogue, so discovery is a lookup.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use compact_str::CompactString;
 
 use crate::resources::GroupResource;
 
 pub type Labels = BTreeMap<String, String>;
 
-/// One measured value of one metric, ready to serve.
+/// One measured value of one metric, ready to serve: 64 bytes, with no allocation of its own
+/// unless its quantity is longer than 24 bytes or its series has labels. A fleet-size snapshot
+/// holds hundreds of thousands of these (`benches/fleet.rs`), so each byte here is a fraction
+/// of a megabyte there.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub value: f64,
     /// The canonical quantity string, formatted once when the sample is made.
-    pub quantity: Box<str>,
+    pub quantity: CompactString,
     /// When the value was measured (never "now" at serving time).
     pub sample_time: SystemTime,
-    /// `sample_time` as RFC 3339 UTC with second precision.
-    pub timestamp: Timestamp,
     /// The window the value was computed over, when it is a rate or an average.
-    pub window_seconds: Option<i64>,
-    /// Labels of the metric series itself, matched by `metricLabelSelector`.
-    pub labels: Labels,
+    pub window_seconds: Option<i32>,
+    /// Labels of the metric series itself, matched by `metricLabelSelector`; most series have
+    /// none.
+    labels: Option<Arc<Labels>>,
 }
+
+// A layout change that grows every sample should be a decision, not an accident.
+const _: () = assert!(std::mem::size_of::<Sample>() <= 64);
+
+/// The labels of a series that has none.
+static NO_LABELS: Labels = Labels::new();
 
 impl Sample {
     /// A sample, or `None` when the value has no quantity (NaN, ±Inf): such a value is absent.
     pub fn new(value: f64, sample_time: SystemTime) -> Option<Sample> {
         Some(Sample {
             value,
-            quantity: crate::quantity::format(value)?.into_boxed_str(),
+            quantity: CompactString::from(crate::quantity::format(value)?),
             sample_time,
-            timestamp: Timestamp::from(sample_time),
             window_seconds: None,
-            labels: Labels::new(),
+            labels: None,
         })
     }
 
-    /// A sample of a value measured at `sample_time`, whose timestamp text is already known
-    /// (every value of one exporter page shares it); `None` for NaN and ±Inf.
-    pub(crate) fn at(value: f64, sample_time: SystemTime, timestamp: Timestamp) -> Option<Sample> {
-        Some(Sample {
-            value,
-            quantity: crate::quantity::format(value)?.into_boxed_str(),
-            sample_time,
-            timestamp,
-            window_seconds: None,
-            labels: Labels::new(),
-        })
+    /// `sample_time` as RFC 3339 UTC with second precision, as served.
+    pub fn timestamp(&self) -> Timestamp {
+        Timestamp::from(self.sample_time)
     }
 
+    /// Sets the window the value was computed over; one longer than `i32::MAX` seconds (68
+    /// years) is not a window and is dropped.
     pub fn with_window(mut self, window_seconds: Option<i64>) -> Sample {
-        self.window_seconds = window_seconds;
+        self.window_seconds = window_seconds.and_then(|w| i32::try_from(w).ok());
         self
     }
 
     pub fn with_labels(mut self, labels: Labels) -> Sample {
-        self.labels = labels;
+        self.labels = (!labels.is_empty()).then(|| Arc::new(labels));
         self
+    }
+
+    /// Labels of the metric series itself (empty for most).
+    pub fn labels(&self) -> &Labels {
+        self.labels.as_deref().unwrap_or(&NO_LABELS)
     }
 
     /// True unless the sample is older than `max_age` at `now`. Samples from the future (clock
@@ -108,14 +115,30 @@ impl Timestamp {
 }
 
 impl From<SystemTime> for Timestamp {
+    /// jiff does the calendar; the fixed-width digits are written here, since every item of an
+    /// answer is stamped (a thousand per Pods read) and a format string costs more than the
+    /// arithmetic.
     fn from(time: SystemTime) -> Timestamp {
-        let text = jiff::Timestamp::try_from(time)
-            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-            .strftime("%Y-%m-%dT%H:%M:%SZ")
-            .to_string();
+        let instant = jiff::Timestamp::try_from(time).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let civil = jiff::tz::Offset::UTC.to_datetime(instant);
         let mut bytes = *b"1970-01-01T00:00:00Z";
-        if text.len() == bytes.len() {
-            bytes.copy_from_slice(text.as_bytes());
+        let year = civil.year();
+        if !(0..=9999).contains(&year) {
+            return Timestamp(bytes);
+        }
+        let fields = [
+            (0, 4, year as u32),
+            (5, 2, civil.month() as u32),
+            (8, 2, civil.day() as u32),
+            (11, 2, civil.hour() as u32),
+            (14, 2, civil.minute() as u32),
+            (17, 2, civil.second() as u32),
+        ];
+        for (at, width, mut value) in fields {
+            for digit in bytes[at..at + width].iter_mut().rev() {
+                *digit = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
         }
         Timestamp(bytes)
     }
@@ -138,27 +161,50 @@ impl serde::Serialize for Timestamp {
 /// samples in half the bytes of a hash map and in one place, which is what assembling and
 /// reading them spend their time on; a lookup is a few comparisons.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct MetricSamples(Vec<(Arc<str>, Sample)>);
+pub struct MetricSamples {
+    samples: Vec<(Arc<str>, Sample)>,
+    /// No sample is older than this (`None` while there is none): whether all are fresh is
+    /// one comparison. A replaced sample may leave it lower than the oldest held, never higher.
+    oldest: Option<SystemTime>,
+}
+
+/// The samples of every object that has none, shared.
+static NO_SAMPLES: LazyLock<Arc<MetricSamples>> = LazyLock::new(Arc::default);
 
 impl MetricSamples {
+    /// No samples, shared rather than allocated (most objects of a cluster have none).
+    pub fn none() -> Arc<MetricSamples> {
+        NO_SAMPLES.clone()
+    }
+
     fn position(&self, metric: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(name, _)| (**name).cmp(metric))
+        self.samples
+            .binary_search_by(|(name, _)| (**name).cmp(metric))
     }
 
     pub fn get(&self, metric: &str) -> Option<&Sample> {
         let at = self.position(metric).ok()?;
-        self.0.get(at).map(|(_, sample)| sample)
+        self.samples.get(at).map(|(_, sample)| sample)
     }
 
     /// Sets `metric`'s sample; returns the one it replaced.
     pub fn insert(&mut self, metric: Arc<str>, sample: Sample) -> Option<Sample> {
+        self.oldest = Some(
+            self.oldest
+                .map_or(sample.sample_time, |oldest| oldest.min(sample.sample_time)),
+        );
         match self.position(&metric) {
-            Ok(at) => Some(std::mem::replace(&mut self.0[at].1, sample)),
+            Ok(at) => Some(std::mem::replace(&mut self.samples[at].1, sample)),
             Err(at) => {
-                self.0.insert(at, (metric, sample));
+                self.samples.insert(at, (metric, sample));
                 None
             }
         }
+    }
+
+    /// True if every sample was taken at or after `cutoff` (see [`Sample::is_newer_than`]).
+    pub(crate) fn all_newer_than(&self, cutoff: SystemTime) -> bool {
+        self.oldest.is_none_or(|oldest| oldest >= cutoff)
     }
 
     pub fn contains_key(&self, metric: &str) -> bool {
@@ -167,23 +213,23 @@ impl MetricSamples {
 
     /// In name order.
     pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Sample)> {
-        self.0.iter().map(|(name, sample)| (name, sample))
+        self.samples.iter().map(|(name, sample)| (name, sample))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.0.iter().map(|(name, _)| name)
+        self.samples.iter().map(|(name, _)| name)
     }
 
     pub fn values(&self) -> impl Iterator<Item = &Sample> {
-        self.0.iter().map(|(_, sample)| sample)
+        self.samples.iter().map(|(_, sample)| sample)
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.samples.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.samples.is_empty()
     }
 }
 
@@ -201,7 +247,11 @@ impl FromIterator<(Arc<str>, Sample)> for MetricSamples {
             }
         }
         kept.shrink_to_fit();
-        MetricSamples(kept)
+        let oldest = kept.iter().map(|(_, sample)| sample.sample_time).min();
+        MetricSamples {
+            samples: kept,
+            oldest,
+        }
     }
 }
 
@@ -362,6 +412,19 @@ impl SnapshotBuilder {
         Some(Arc::make_mut(objects).entry(Arc::clone(name)).or_default())
     }
 
+    /// Puts `objects` into `scope`, replacing any of the same name there: a scope's objects
+    /// in one go, in one sorted build rather than one search each.
+    pub(crate) fn put_objects(&mut self, scope: ScopeKey, objects: Vec<(Arc<str>, Object)>) {
+        match self.objects.entry(scope) {
+            std::collections::hash_map::Entry::Occupied(mut held) => {
+                Arc::make_mut(held.get_mut()).extend(objects);
+            }
+            std::collections::hash_map::Entry::Vacant(scope) => {
+                scope.insert(Arc::new(objects.into_iter().collect()));
+            }
+        }
+    }
+
     /// Serves a scope's objects as another snapshot holds them (shared, not copied).
     pub(crate) fn take_over(&mut self, scope: ScopeKey, objects: Arc<Objects>) {
         self.objects.insert(scope, objects);
@@ -390,14 +453,29 @@ impl SnapshotBuilder {
             external: self.declared_external,
         };
         let mut sample_count = 0;
-        // Objects mostly share their metric names (one string per name, from the catalogue):
-        // each name is looked up in the catalogue once per scope, not once per sample.
+        // Objects mostly share their metric names (one string per name, from the catalogue),
+        // and objects from one source mostly have the same list of them: an object whose
+        // names are the previous object's is passed over, and each name is looked up in the
+        // catalogue once per scope, not once per sample.
         let mut seen: HashSet<*const u8, foldhash::fast::RandomState> = HashSet::default();
+        let mut last_names: Vec<*const u8> = Vec::new();
         for ((_, resource), objects) in &self.objects {
             seen.clear();
+            last_names.clear();
             for object in objects.values() {
                 sample_count += object.metrics.len();
+                let same_names = object.metrics.len() == last_names.len()
+                    && object
+                        .metrics
+                        .keys()
+                        .zip(&last_names)
+                        .all(|(metric, last)| metric.as_ptr() == *last);
+                if same_names {
+                    continue;
+                }
+                last_names.clear();
                 for metric in object.metrics.keys() {
+                    last_names.push(metric.as_ptr());
                     if seen.insert(metric.as_ptr()) {
                         catalogue.custom.insert((resource.clone(), metric.clone()));
                     }
@@ -458,6 +536,27 @@ impl Store {
         drop(freed);
     }
 
+    /// Frees the snapshot the last publish replaced, here and now, unless a reader still
+    /// holds it; true once it is gone. A publisher that calls this shortly after publishing
+    /// holds one snapshot's worth of replaced values for milliseconds rather than until the
+    /// next publish.
+    pub fn free_retired(&self) -> bool {
+        let Ok(mut retired) = self.retired.lock() else {
+            return false;
+        };
+        match retired.take() {
+            Some(snapshot) if Arc::strong_count(&snapshot) > 1 => {
+                *retired = Some(snapshot);
+                false
+            }
+            freed => {
+                drop(retired);
+                drop(freed);
+                true
+            }
+        }
+    }
+
     /// The current snapshot.
     pub fn load(&self) -> Arc<Snapshot> {
         self.current.load_full()
@@ -485,6 +584,14 @@ mod tests {
     fn timestamps_are_rfc3339_seconds_utc() {
         let time = SystemTime::UNIX_EPOCH + Duration::from_millis(1_782_907_205_900);
         assert_eq!(Timestamp::from(time).as_str(), "2026-07-01T12:00:05Z");
+        // before the epoch, and the turn of a leap year, against jiff's own formatting
+        for seconds in [-86_401, 951_782_400, 1_709_164_799, 4_102_444_800] {
+            let instant = jiff::Timestamp::from_second(seconds).expect("in range");
+            assert_eq!(
+                Timestamp::from(SystemTime::from(instant)).as_str(),
+                instant.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+            );
+        }
     }
 
     #[test]
@@ -592,6 +699,7 @@ pub(crate) struct WorkloadInfo {
 /// Everything the reflectors know, stripped to what is served.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Inventory {
+    /// In the cluster, sorted by namespace and name.
     pub pods: Vec<PodInfo>,
     pub workloads: Vec<WorkloadInfo>,
     pub nodes: Vec<(Arc<str>, Arc<Labels>)>,

@@ -49,7 +49,7 @@ fn sample_for<'a>(
             request
                 .metric_selector
                 .as_ref()
-                .is_none_or(|selector| selector.matches(&sample.labels))
+                .is_none_or(|selector| selector.matches(sample.labels()))
         })
 }
 
@@ -141,8 +141,8 @@ fn item<'a>(name: &'a str, object: &'a Object, sample: &'a Sample) -> Item<'a> {
     Item {
         name,
         uid: object.uid.as_deref(),
-        timestamp: sample.timestamp,
-        window_seconds: sample.window_seconds,
+        timestamp: sample.timestamp(),
+        window_seconds: sample.window_seconds.map(i64::from),
         value: &sample.quantity,
     }
 }
@@ -178,8 +178,8 @@ pub(crate) fn external_series(
         .map(|series| ExternalMetricValue {
             metric_name: &request.metric,
             metric_labels: &series.labels,
-            timestamp: series.sample.timestamp,
-            window: series.sample.window_seconds,
+            timestamp: series.sample.timestamp(),
+            window: series.sample.window_seconds.map(i64::from),
             value: &series.sample.quantity,
         })
         .collect();

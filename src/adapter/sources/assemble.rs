@@ -18,13 +18,14 @@
 //! contributing sample; and `request_imbalance_ratio` = max pod request rate / mean (1 = even,
 //! N = everything on one of N pods), absent when no pod serves requests.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use super::exporter_page::{ExporterPage, node_metrics, pod_metrics};
 use crate::adapter::store::{
-    Inventory, MetricSamples, Sample, Snapshot, SnapshotBuilder, Timestamp, oldest_fresh,
+    Inventory, MetricSamples, Object, Sample, Snapshot, SnapshotBuilder, oldest_fresh,
 };
 use crate::resources::GroupResource;
 
@@ -89,13 +90,12 @@ impl ValuesPart {
     /// collected.
     pub(crate) fn from_exporter_page(page: &ExporterPage) -> ValuesPart {
         let at = page.collected_at;
-        let timestamp = Timestamp::from(at);
         let samples = |metrics: &BTreeMap<&'static str, f64>| -> Arc<MetricSamples> {
             Arc::new(
                 metrics
                     .iter()
                     .filter_map(|(metric, value)| {
-                        Some((catalogue_name(metric), Sample::at(*value, at, timestamp)?))
+                        Some((catalogue_name(metric), Sample::new(*value, at)?))
                     })
                     .collect(),
             )
@@ -173,8 +173,47 @@ impl SourceValues {
     }
 }
 
-/// Per metric, the (value, sample time) of each of a workload's pods.
-type OverPods = BTreeMap<Arc<str>, Vec<Value>>;
+/// A pod metric over a workload's pods with a fresh value: what its aggregates are made of.
+#[derive(Debug, Clone, Copy)]
+struct OverPods {
+    sum: f64,
+    max: f64,
+    pods: usize,
+    /// The oldest contributing sample's time, which the aggregates are stamped with.
+    oldest: SystemTime,
+}
+
+impl OverPods {
+    fn of(sample: &Sample) -> OverPods {
+        OverPods {
+            sum: sample.value,
+            max: sample.value,
+            pods: 1,
+            oldest: sample.sample_time,
+        }
+    }
+
+    fn add(&mut self, sample: &Sample) {
+        self.sum += sample.value;
+        self.max = self.max.max(sample.value);
+        self.pods += 1;
+        self.oldest = self.oldest.min(sample.sample_time);
+    }
+}
+
+/// A workload's pod metrics, each with its aggregate so far: a dozen metrics, found by a walk
+/// that compares the shared name's pointer before its text.
+type PerMetric = Vec<(Arc<str>, OverPods)>;
+
+fn accumulate(per_metric: &mut PerMetric, metric: &Arc<str>, sample: &Sample) {
+    match per_metric
+        .iter_mut()
+        .find(|(name, _)| Arc::ptr_eq(name, metric) || name == metric)
+    {
+        Some((_, over_pods)) => over_pods.add(sample),
+        None => per_metric.push((metric.clone(), OverPods::of(sample))),
+    }
+}
 
 /// The workload resources that get aggregates.
 pub(crate) fn workload_resources() -> [GroupResource; 2] {
@@ -192,10 +231,11 @@ fn from_inventory(resource: &GroupResource) -> bool {
         || workload_resources().contains(resource)
 }
 
-/// Where an object's samples are, over every source's parts, with each source's cutoff.
-#[derive(Default)]
+/// Where an object's samples are, over every source's parts, with each source's cutoff. Nearly
+/// every object is held by one part: that one is kept inline, and only a second allocates.
 struct Held<'a> {
-    parts: Vec<(&'a Arc<MetricSamples>, SystemTime)>,
+    first: (&'a Arc<MetricSamples>, SystemTime),
+    more: Vec<(&'a Arc<MetricSamples>, SystemTime)>,
 }
 
 /// Every object any part holds, by resource, then by (namespace, name). Hashed with foldhash:
@@ -210,13 +250,20 @@ fn index<'a>(sources: &[&'a SourceValues], now: SystemTime) -> Index<'a> {
         let cutoff = oldest_fresh(now, source.max_age);
         for part in &source.parts {
             for (key, samples) in &part.objects {
-                index
+                let held = (samples, cutoff);
+                match index
                     .entry(&key.resource)
                     .or_default()
                     .entry((key.namespace.as_deref(), key.name.as_str()))
-                    .or_default()
-                    .parts
-                    .push((samples, cutoff));
+                {
+                    Entry::Occupied(entry) => entry.into_mut().more.push(held),
+                    Entry::Vacant(entry) => {
+                        entry.insert(Held {
+                            first: held,
+                            more: Vec::new(),
+                        });
+                    }
+                }
             }
         }
     }
@@ -227,13 +274,12 @@ impl Held<'_> {
     /// The object's fresh samples: the one part's own when it alone holds the object and all
     /// of them are fresh; else, per metric, the newest fresh sample of any part.
     fn merged(&self) -> Option<Arc<MetricSamples>> {
-        if let [(samples, cutoff)] = self.parts.as_slice()
-            && samples.values().all(|s| s.is_newer_than(*cutoff))
-        {
+        let (samples, cutoff) = self.first;
+        if self.more.is_empty() && samples.all_newer_than(cutoff) {
             return Some(Arc::clone(samples));
         }
         let mut merged = MetricSamples::default();
-        for (samples, cutoff) in &self.parts {
+        for (samples, cutoff) in std::iter::once(&self.first).chain(&self.more) {
             for (metric, sample) in samples.iter() {
                 if !sample.is_newer_than(*cutoff) {
                     continue;
@@ -301,14 +347,7 @@ pub(crate) fn assemble_after(
         .map(|namespace| Arc::from(*namespace))
         .collect();
     let workload_values = put_pods(&mut builder, inventory, &index, &quiet);
-    put_workloads(
-        &mut builder,
-        inventory,
-        &index,
-        &workload_values,
-        &quiet,
-        now,
-    );
+    put_workloads(&mut builder, inventory, &index, &workload_values, &quiet);
     put_cluster_scoped(&mut builder, inventory, &index);
     for (resource, objects) in &index {
         if from_inventory(resource) {
@@ -350,9 +389,10 @@ fn declare(builder: &mut SnapshotBuilder, sources: &[&SourceValues]) {
 }
 
 /// Per workload (namespace, resource, name), per metric: its pods' values.
-type WorkloadValues<'a> = FastMap<(&'a str, &'a GroupResource, &'a str), OverPods>;
+type WorkloadValues<'a> = FastMap<(&'a str, &'a GroupResource, &'a str), PerMetric>;
 
 /// The inventory's pods with their labels and values; returns each workload's pods' values.
+/// The inventory lists pods by namespace, so each namespace's objects are put in one go.
 fn put_pods<'a>(
     builder: &mut SnapshotBuilder,
     inventory: &'a Inventory,
@@ -361,30 +401,32 @@ fn put_pods<'a>(
 ) -> WorkloadValues<'a> {
     let pods = GroupResource::pods();
     let mut workload_values: WorkloadValues<'a> = FastMap::default();
-    for pod in &inventory.pods {
-        if quiet.contains(&*pod.namespace) {
+    for namespace_pods in inventory.pods.chunk_by(|a, b| a.namespace == b.namespace) {
+        let namespace = &namespace_pods[0].namespace;
+        if quiet.contains(&**namespace) {
             continue; // taken over from the previous snapshot
         }
-        let samples = samples_of(index, &pods, Some(&pod.namespace), &pod.name);
-        if let (Some(samples), Some((resource, name))) = (&samples, &pod.workload) {
-            let per_metric = workload_values
-                .entry((&pod.namespace, resource, name))
-                .or_default();
-            for (metric, sample) in samples.iter() {
-                per_metric.entry(metric.clone()).or_default().push(Value {
-                    value: sample.value,
-                    at: sample.sample_time,
-                });
+        let mut objects = Vec::with_capacity(namespace_pods.len());
+        for pod in namespace_pods {
+            let samples = samples_of(index, &pods, Some(&pod.namespace), &pod.name);
+            if let (Some(samples), Some((resource, name))) = (&samples, &pod.workload) {
+                let per_metric = workload_values
+                    .entry((&pod.namespace, resource, name))
+                    .or_default();
+                for (metric, sample) in samples.iter() {
+                    accumulate(per_metric, metric, sample);
+                }
             }
+            objects.push((
+                pod.name.clone(),
+                Object {
+                    labels: pod.labels.clone(),
+                    uid: pod.uid.clone(),
+                    metrics: samples.unwrap_or_else(MetricSamples::none),
+                },
+            ));
         }
-        let Some(object) = builder.shared_object(Some(&pod.namespace), &pods, &pod.name) else {
-            continue;
-        };
-        object.labels = pod.labels.clone();
-        object.uid = pod.uid.clone();
-        if let Some(samples) = samples {
-            object.metrics = samples;
-        }
+        builder.put_objects((Some(namespace.clone()), pods.clone()), objects);
     }
     workload_values
 }
@@ -398,7 +440,6 @@ fn put_workloads(
     index: &Index<'_>,
     workload_values: &WorkloadValues<'_>,
     quiet: &FastSet<&str>,
-    now: SystemTime,
 ) {
     for workload in &inventory.workloads {
         if quiet.contains(&*workload.namespace) {
@@ -428,23 +469,22 @@ fn put_workloads(
             continue;
         };
         let metrics = Arc::make_mut(&mut object.metrics);
-        for (metric, values) in per_metric {
-            let oldest = values.iter().map(|v| v.at).min().unwrap_or(now);
-            let timestamp = Timestamp::from(oldest);
-            let sum: f64 = values.iter().map(|v| v.value).sum();
-            let max = values
-                .iter()
-                .map(|v| v.value)
-                .fold(f64::NEG_INFINITY, f64::max);
-            let mean = sum / values.len() as f64;
+        for (metric, over_pods) in per_metric {
+            let OverPods {
+                sum,
+                max,
+                pods,
+                oldest,
+            } = *over_pods;
+            let mean = sum / pods as f64;
             for (suffix, value) in [("max", max), ("avg", mean), ("sum", sum)] {
-                if let Some(sample) = Sample::at(value, oldest, timestamp) {
+                if let Some(sample) = Sample::new(value, oldest) {
                     metrics.insert(format!("{metric}_{suffix}").into(), sample);
                 }
             }
             if &**metric == "inference_request_rate"
                 && mean > 0.0
-                && let Some(sample) = Sample::at(max / mean, oldest, timestamp)
+                && let Some(sample) = Sample::new(max / mean, oldest)
             {
                 metrics.insert("request_imbalance_ratio".into(), sample);
             }

@@ -21,6 +21,10 @@ use crate::adapter::store::Store;
 
 /// The shortest time between two snapshots a source's change causes.
 pub(crate) const COALESCE: Duration = Duration::from_millis(200);
+/// How often, and how long each time, the publisher looks whether the snapshot it replaced is
+/// still being read before leaving it to be freed at the next publish.
+const RETIRED_WAITS: usize = 20;
+const RETIRED_WAIT: Duration = Duration::from_millis(2);
 
 pub(crate) struct Publisher {
     pub cluster: Cluster,
@@ -93,4 +97,11 @@ fn publish(cluster: &Cluster, store: &Store, held: &[Arc<SourceValues>]) {
     builder.assembled_from = Some(inventory);
     drop(previous);
     store.publish(builder);
+    // a request that loaded the replaced snapshot finishes within milliseconds
+    for _ in 0..RETIRED_WAITS {
+        if store.free_retired() {
+            break;
+        }
+        std::thread::sleep(RETIRED_WAIT);
+    }
 }

@@ -574,13 +574,16 @@ pods:
             .objects(Some("demo"), &GroupResource::pods())
             .expect("pods")["p"];
         assert_eq!(
-            pod.metrics["old"].timestamp.as_str(),
+            pod.metrics["old"].timestamp().as_str(),
             "2026-07-01T12:00:05Z"
         );
         let aged = &pod.metrics["aged"];
         assert_eq!(aged.sample_time, now - Duration::from_secs(90));
         assert_eq!(aged.window_seconds, Some(30));
-        assert_eq!(aged.labels.get("model").map(String::as_str), Some("resnet"));
+        assert_eq!(
+            aged.labels().get("model").map(String::as_str),
+            Some("resnet")
+        );
     }
 
     #[test]
