@@ -628,6 +628,41 @@ mod tests {
     }
 
     #[test]
+    fn whether_all_samples_are_fresh_is_never_overstated() {
+        let now = SystemTime::now();
+        let at =
+            |seconds_ago| Sample::new(1.0, now - Duration::from_secs(seconds_ago)).expect("finite");
+        let cutoff = now - Duration::from_secs(10);
+        assert!(
+            MetricSamples::default().all_newer_than(cutoff),
+            "none is stale"
+        );
+        let mut samples: MetricSamples = [(Arc::from("a"), at(1)), (Arc::from("b"), at(5))]
+            .into_iter()
+            .collect();
+        assert!(samples.all_newer_than(cutoff));
+        samples.insert("c".into(), at(60));
+        assert!(!samples.all_newer_than(cutoff), "one stale sample");
+        // replacing the stale one may leave the answer conservative, never wrong
+        samples.insert("c".into(), at(1));
+        assert!(samples.values().all(|s| s.is_newer_than(cutoff)));
+    }
+
+    #[test]
+    fn a_replaced_snapshot_is_freed_once_no_reader_holds_it() {
+        let store = Store::new(Duration::from_secs(60));
+        store.publish(SnapshotBuilder::new());
+        let reader = store.load();
+        store.publish(SnapshotBuilder::new());
+        assert!(!store.free_retired(), "a reader still holds generation 1");
+        assert_eq!(reader.generation, 1);
+        drop(reader);
+        assert!(store.free_retired());
+        assert!(store.free_retired(), "nothing left to free");
+        assert_eq!(store.load().generation, 2);
+    }
+
+    #[test]
     fn publish_swaps_the_whole_snapshot() {
         let store = Store::new(Duration::from_secs(60));
         let held = store.load();

@@ -560,6 +560,40 @@ mod tests {
     }
 
     #[test]
+    fn pods_listed_out_of_namespace_order_are_all_served() {
+        let now = SystemTime::now();
+        let pod = |namespace: &str, name: &str| PodInfo {
+            namespace: namespace.into(),
+            ..triton_pod(name)
+        };
+        // a namespace's pods in two runs (the cluster's inventory is sorted; this one is not)
+        let inventory = Inventory {
+            pods: vec![
+                pod("demo", "triton-1"),
+                pod("other", "triton-9"),
+                pod("demo", "triton-0"),
+            ],
+            ..Inventory::default()
+        };
+        let pages = [page(now, &[("triton-0", 1.0, 1.0), ("triton-1", 2.0, 2.0)])];
+        let values = SourceValues::from_exporter_pages(&pages, Duration::from_secs(30));
+        let snapshot = assemble(&inventory, &[&values], now).build(1, now);
+        let demo = snapshot
+            .objects(Some("demo"), &GroupResource::pods())
+            .expect("demo's pods");
+        let names: Vec<&str> = demo.keys().map(|name| &**name).collect();
+        assert_eq!(names, ["triton-0", "triton-1"]);
+        assert_eq!(
+            &*demo["triton-1"].metrics["triton_queue_time_ms"].quantity,
+            "2"
+        );
+        let other = snapshot
+            .objects(Some("other"), &GroupResource::pods())
+            .expect("other's pods");
+        assert!(other["triton-9"].metrics.is_empty());
+    }
+
+    #[test]
     fn pods_get_values_and_workloads_get_aggregates() {
         let now = SystemTime::now();
         let inventory = Inventory {

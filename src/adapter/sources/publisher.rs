@@ -104,4 +104,17 @@ fn publish(cluster: &Cluster, store: &Store, held: &[Arc<SourceValues>]) {
         }
         std::thread::sleep(RETIRED_WAIT);
     }
+    give_back_freed_memory();
+}
+
+/// Hands the memory freed with the replaced snapshot back to the kernel. glibc returns only
+/// the top of its heaps by itself; a snapshot's values are freed from all through them, and
+/// without this the resident size stays at the high-water mark of every publish
+/// (`benches/fleet.rs` measures the difference).
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator's own heaps.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
