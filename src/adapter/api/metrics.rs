@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use super::bodies::{self, Common, CustomVersion, ExternalMetricValue, Item};
 use super::error::Error;
 use super::request::{CustomRequest, ExternalRequest, Target};
-use crate::adapter::store::{ExternalSeries, Object, Sample, Snapshot, oldest_fresh};
+use crate::adapter::store::{ExternalSeries, Object, Sample, Snapshot, Timestamp, oldest_fresh};
 
 /// When a sample counts: taken at `now`, no older than `max_age`.
 #[derive(Debug, Clone, Copy)]
@@ -115,18 +115,20 @@ pub fn custom(
                 });
             };
             match sample_for(object, request, freshness.cutoff()) {
-                Some(sample) => vec![item(name, object, sample)],
+                Some(sample) => vec![item(name, object, sample, &mut Stamps::default())],
                 None => return Err(metric_not_found(request, Some(name))),
             }
         }
         Target::All => {
             let cutoff = freshness.cutoff();
+            let mut stamps = Stamps::default();
             objects
                 .into_iter()
                 .flatten()
                 .filter(|(_, object)| request.label_selector.matches(&object.labels))
                 .filter_map(|(name, object)| {
-                    sample_for(object, request, cutoff).map(|sample| item(name, object, sample))
+                    let sample = sample_for(object, request, cutoff)?;
+                    Some(item(name, object, sample, &mut stamps))
                 })
                 .collect()
         }
@@ -137,13 +139,42 @@ pub fn custom(
     })
 }
 
-fn item<'a>(name: &'a str, object: &'a Object, sample: &'a Sample) -> Item<'a> {
+fn item<'a>(
+    name: &'a str,
+    object: &'a Object,
+    sample: &'a Sample,
+    stamps: &mut Stamps,
+) -> Item<'a> {
     Item {
         name,
         uid: object.uid.as_deref(),
-        timestamp: sample.timestamp(),
+        timestamp: stamps.of(sample.sample_time),
         window_seconds: sample.window_seconds.map(i64::from),
         value: &sample.quantity,
+    }
+}
+
+/// The timestamps of one answer's items, by whole second: a thousand pods' values were
+/// measured within a second or two of each other, so a few texts serve them all.
+#[derive(Default)]
+struct Stamps {
+    recent: [Option<(u64, Timestamp)>; 2],
+    next: usize,
+}
+
+impl Stamps {
+    fn of(&mut self, time: SystemTime) -> Timestamp {
+        let Ok(since_epoch) = time.duration_since(SystemTime::UNIX_EPOCH) else {
+            return Timestamp::from(time);
+        };
+        let second = since_epoch.as_secs();
+        if let Some((_, text)) = self.recent.iter().flatten().find(|(s, _)| *s == second) {
+            return *text;
+        }
+        let text = Timestamp::from(time);
+        self.recent[self.next] = Some((second, text));
+        self.next = (self.next + 1) % self.recent.len();
+        text
     }
 }
 
@@ -195,4 +226,36 @@ pub(crate) fn external_series(
         body: bodies::external_metric_value_list(&items),
         items: items.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_the_timestamps_of_their_own_second() {
+        let mut stamps = Stamps::default();
+        let at = |millis: i64| {
+            if millis >= 0 {
+                SystemTime::UNIX_EPOCH + Duration::from_millis(millis as u64)
+            } else {
+                SystemTime::UNIX_EPOCH - Duration::from_millis(millis.unsigned_abs())
+            }
+        };
+        // seconds interleaved, as the pods of an answer are, and one before the epoch
+        for millis in [
+            1_782_907_205_100,
+            1_782_907_206_900,
+            1_782_907_205_999,
+            1_782_907_207_000,
+            1_782_907_206_001,
+            -1_500,
+        ] {
+            assert_eq!(
+                stamps.of(at(millis)),
+                Timestamp::from(at(millis)),
+                "{millis}"
+            );
+        }
+    }
 }
