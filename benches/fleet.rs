@@ -170,6 +170,10 @@ async fn main() {
         &telemetry,
         "kubemind_adapter_exporter_scrape_round_duration_seconds",
     );
+    let (assembly_mean, assembly_p99) = histogram(
+        &telemetry,
+        "kubemind_adapter_snapshot_assembly_duration_seconds",
+    );
     let values = util::series_value(&telemetry, "kubemind_adapter_snapshot_samples ");
     let publishes = generation(&telemetry) - generation_before;
 
@@ -198,9 +202,10 @@ async fn main() {
         verdict(peak_rss <= 40.0)
     );
     println!(
-        "  scrape round: mean {:.0} ms, p99 {round_p99}; snapshots published: {:.1} a second",
+        "  scrape round: mean {:.0} ms, p99 {round_p99}; snapshots published: {:.1} a second, assembled in {:.1} ms mean, p99 {assembly_p99}",
         round_mean * 1000.0,
-        publishes / elapsed
+        publishes / elapsed,
+        assembly_mean * 1000.0
     );
     println!(
         "  Pods request over {} pods while scraping ({} reads): p50 {}  p99 {}   budget p99 ≤ 1 ms: {}",

@@ -245,6 +245,7 @@ impl Cluster {
                 .iter()
                 .map(|n| (Arc::from(n.name_any()), Arc::new(n.labels().clone())))
                 .collect(),
+            pod_workloads: Default::default(),
         }
     }
 }

@@ -348,6 +348,7 @@ fn start_sources(
             refresh: PUBLISH_AT_LEAST_EVERY,
             store: store.clone(),
             readiness: readiness.clone(),
+            telemetry: telemetry.clone(),
         }
         .run(),
     ));

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -739,4 +739,30 @@ pub(crate) struct Inventory {
     pub workloads: Vec<WorkloadInfo>,
     pub nodes: Vec<(Arc<str>, Arc<Labels>)>,
     pub namespaces: Vec<(Arc<str>, Arc<Labels>)>,
+    /// For each pod, the position in `workloads` of its workload: worked out once, on first
+    /// use, for every snapshot assembled from this inventory (which no one changes after).
+    pub pod_workloads: OnceLock<Vec<Option<usize>>>,
+}
+
+impl Inventory {
+    /// For each pod (by position), the position in `workloads` of its workload, if listed.
+    pub(crate) fn pod_workloads(&self) -> &[Option<usize>] {
+        self.pod_workloads.get_or_init(|| {
+            let positions: HashMap<(&str, &GroupResource, &str), usize> = self
+                .workloads
+                .iter()
+                .enumerate()
+                .map(|(at, w)| ((&*w.namespace, &w.resource, &*w.name), at))
+                .collect();
+            self.pods
+                .iter()
+                .map(|pod| {
+                    let (resource, name) = pod.workload.as_ref()?;
+                    positions
+                        .get(&(&*pod.namespace, resource, &**name))
+                        .copied()
+                })
+                .collect()
+        })
+    }
 }

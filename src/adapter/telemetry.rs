@@ -12,6 +12,7 @@
 //! | `kubemind_adapter_source_newest_value_age_seconds` | source | age of the freshest value a source holds |
 //! | `kubemind_adapter_exporter_page_age_seconds` | exporter | age of each exporter's last good page |
 //! | `kubemind_adapter_exporter_scrape_round_duration_seconds` | | histogram: from a round's start until its last exporter answered or timed out |
+//! | `kubemind_adapter_snapshot_assembly_duration_seconds` | | histogram: assembling and publishing one snapshot (cluster mode) |
 //! | `kubemind_adapter_prometheus_queries_total` | purpose, result | PromQL queries sent (`discovery`, `rule`, `sample_times`, `external`) |
 //! | `kubemind_adapter_prometheus_circuit_open` | | 1 while the circuit breaker holds queries back |
 //! | `kubemind_adapter_connections_open` | | connections held now |
@@ -97,6 +98,7 @@ pub struct Telemetry {
     newest_value_age: Family<SourceLabels, Gauge<f64, AtomicU64>>,
     exporter_page_age: Family<ExporterLabels, Gauge<f64, AtomicU64>>,
     scrape_rounds: Histogram,
+    assemblies: Histogram,
     /// When each source's freshest value was measured; turned into ages when encoded.
     newest_value_at: Mutex<BTreeMap<&'static str, SystemTime>>,
     prometheus_queries: Family<QueryLabels, Counter>,
@@ -181,6 +183,13 @@ impl Telemetry {
             "Time from the start of a round of exporter scrapes until the last exporter answered or timed out",
             scrape_rounds.clone(),
         );
+        // 1 ms to 4 s
+        let assemblies = Histogram::new(exponential_buckets(0.001, 2.0, 13));
+        registry.register(
+            "kubemind_adapter_snapshot_assembly_duration_seconds",
+            "Time to assemble one snapshot from the inventory and the sources' values and publish it",
+            assemblies.clone(),
+        );
         let prometheus_queries = Family::<QueryLabels, Counter>::default();
         registry.register(
             "kubemind_adapter_prometheus_queries",
@@ -204,6 +213,7 @@ impl Telemetry {
             newest_value_age,
             exporter_page_age,
             scrape_rounds,
+            assemblies,
             requests,
             values_served,
             snapshot_age,
@@ -259,6 +269,11 @@ impl Telemetry {
     /// Records how long one round of exporter scrapes took.
     pub fn observe_scrape_round(&self, took: Duration) {
         self.scrape_rounds.observe(took.as_secs_f64());
+    }
+
+    /// Records how long assembling and publishing one snapshot took.
+    pub fn observe_assembly(&self, took: Duration) {
+        self.assemblies.observe(took.as_secs_f64());
     }
 
     /// Records when the freshest value `source` holds was measured.

@@ -205,11 +205,17 @@ impl OverPods {
 /// that compares the shared name's pointer before its text.
 type PerMetric = Vec<(Arc<str>, OverPods)>;
 
-fn accumulate(per_metric: &mut PerMetric, metric: &Arc<str>, sample: &Sample) {
-    match per_metric
-        .iter_mut()
-        .find(|(name, _)| Arc::ptr_eq(name, metric) || name == metric)
-    {
+/// Adds a pod's `at`-th sample, of `metric`. Pods mostly have the same metrics in the same
+/// order, so the `at`-th entry is tried first, then every entry by pointer, then by text.
+fn accumulate(per_metric: &mut PerMetric, at: usize, metric: &Arc<str>, sample: &Sample) {
+    let found = match per_metric.get(at) {
+        Some((name, _)) if Arc::ptr_eq(name, metric) => Some(at),
+        _ => per_metric
+            .iter()
+            .position(|(name, _)| Arc::ptr_eq(name, metric))
+            .or_else(|| per_metric.iter().position(|(name, _)| name == metric)),
+    };
+    match found.and_then(|at| per_metric.get_mut(at)) {
         Some((_, over_pods)) => over_pods.add(sample),
         None => per_metric.push((metric.clone(), OverPods::of(sample))),
     }
@@ -388,33 +394,34 @@ fn declare(builder: &mut SnapshotBuilder, sources: &[&SourceValues]) {
     }
 }
 
-/// Per workload (namespace, resource, name), per metric: its pods' values.
-type WorkloadValues<'a> = FastMap<(&'a str, &'a GroupResource, &'a str), PerMetric>;
-
-/// The inventory's pods with their labels and values; returns each workload's pods' values.
-/// The inventory lists pods by namespace, so each namespace's objects are put in one go.
-fn put_pods<'a>(
+/// The inventory's pods with their labels and values; returns, for each of the inventory's
+/// workloads (by position), its pods' values. The inventory lists pods by namespace, so each
+/// namespace's objects are put in one go.
+fn put_pods(
     builder: &mut SnapshotBuilder,
-    inventory: &'a Inventory,
+    inventory: &Inventory,
     index: &Index<'_>,
     quiet: &FastSet<&str>,
-) -> WorkloadValues<'a> {
+) -> Vec<PerMetric> {
     let pods = GroupResource::pods();
-    let mut workload_values: WorkloadValues<'a> = FastMap::default();
+    let pod_workloads = inventory.pod_workloads();
+    let mut workload_values: Vec<PerMetric> = vec![PerMetric::new(); inventory.workloads.len()];
+    let mut at = 0;
     for namespace_pods in inventory.pods.chunk_by(|a, b| a.namespace == b.namespace) {
+        let first = at;
+        at += namespace_pods.len();
         let namespace = &namespace_pods[0].namespace;
         if quiet.contains(&**namespace) {
             continue; // taken over from the previous snapshot
         }
         let mut objects = Vec::with_capacity(namespace_pods.len());
-        for pod in namespace_pods {
+        for (pod, workload) in namespace_pods.iter().zip(&pod_workloads[first..]) {
             let samples = samples_of(index, &pods, Some(&pod.namespace), &pod.name);
-            if let (Some(samples), Some((resource, name))) = (&samples, &pod.workload) {
-                let per_metric = workload_values
-                    .entry((&pod.namespace, resource, name))
-                    .or_default();
-                for (metric, sample) in samples.iter() {
-                    accumulate(per_metric, metric, sample);
+            if let (Some(samples), Some(per_metric)) =
+                (&samples, workload.and_then(|w| workload_values.get_mut(w)))
+            {
+                for (position, (metric, sample)) in samples.iter().enumerate() {
+                    accumulate(per_metric, position, metric, sample);
                 }
             }
             objects.push((
@@ -438,10 +445,10 @@ fn put_workloads(
     builder: &mut SnapshotBuilder,
     inventory: &Inventory,
     index: &Index<'_>,
-    workload_values: &WorkloadValues<'_>,
+    workload_values: &[PerMetric],
     quiet: &FastSet<&str>,
 ) {
-    for workload in &inventory.workloads {
+    for (workload, per_metric) in inventory.workloads.iter().zip(workload_values) {
         if quiet.contains(&*workload.namespace) {
             continue; // taken over from the previous snapshot
         }
@@ -463,11 +470,9 @@ fn put_workloads(
         if let Some(own) = own {
             object.metrics = own;
         }
-        let Some(per_metric) =
-            workload_values.get(&(&*workload.namespace, &workload.resource, &*workload.name))
-        else {
+        if per_metric.is_empty() {
             continue;
-        };
+        }
         let metrics = Arc::make_mut(&mut object.metrics);
         for (metric, over_pods) in per_metric {
             let OverPods {
@@ -611,6 +616,7 @@ mod tests {
             }],
             nodes: vec![("gpu-node-1".into(), Arc::default())],
             namespaces: vec![("demo".into(), Arc::default())],
+            ..Inventory::default()
         };
         // one pod gets every request (an L4-pinned gRPC connection)
         let pages = [

@@ -18,6 +18,7 @@ use super::assemble::{SourceValues, assemble_after};
 use crate::adapter::kube::Cluster;
 use crate::adapter::store::Readiness;
 use crate::adapter::store::Store;
+use crate::adapter::telemetry::Telemetry;
 
 /// The shortest time between two snapshots a source's change causes.
 pub(crate) const COALESCE: Duration = Duration::from_millis(200);
@@ -32,6 +33,7 @@ pub(crate) struct Publisher {
     pub refresh: Duration,
     pub store: Arc<Store>,
     pub readiness: Readiness,
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl Publisher {
@@ -51,9 +53,14 @@ impl Publisher {
                 .collect();
             // assembled on the blocking pool: a large snapshot takes tens of milliseconds to
             // assemble, and no request should wait behind it on a runtime thread
-            let (cluster, store) = (self.cluster.clone(), self.store.clone());
+            let (cluster, store, telemetry) = (
+                self.cluster.clone(),
+                self.store.clone(),
+                self.telemetry.clone(),
+            );
             let published =
-                tokio::task::spawn_blocking(move || publish(&cluster, &store, &held)).await;
+                tokio::task::spawn_blocking(move || publish(&cluster, &store, &held, &telemetry))
+                    .await;
             if published.is_err() {
                 tracing::error!("assembling the snapshot panicked; serving the last one");
             }
@@ -80,7 +87,8 @@ impl Publisher {
 
 /// Assembles a snapshot from the inventory and the sources' values, taking over what it can
 /// from the current one, and publishes it.
-fn publish(cluster: &Cluster, store: &Store, held: &[Arc<SourceValues>]) {
+fn publish(cluster: &Cluster, store: &Store, held: &[Arc<SourceValues>], telemetry: &Telemetry) {
+    let started = Instant::now();
     let sources: Vec<&SourceValues> = held.iter().map(Arc::as_ref).collect();
     let inventory = cluster.inventory();
     let previous = store.load();
@@ -97,6 +105,7 @@ fn publish(cluster: &Cluster, store: &Store, held: &[Arc<SourceValues>]) {
     builder.assembled_from = Some(inventory);
     drop(previous);
     store.publish(builder);
+    telemetry.observe_assembly(started.elapsed());
     // a request that loaded the replaced snapshot finishes within milliseconds
     for _ in 0..RETIRED_WAITS {
         if store.free_retired() {
