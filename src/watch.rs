@@ -67,23 +67,48 @@ where
         })
         .default_backoff();
     let mut stream = reflector::reflector(writer, events).boxed();
-    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let mut failures = Failures::new(K::kind(&K::DynamicType::default()).to_string());
     tokio::spawn(async move {
-        let mut reported = false;
         while let Some(event) = stream.next().await {
-            match event {
-                Ok(_) => {
-                    // after the store took it in: a reader that sees the new count sees the change
-                    changes.fetch_add(1, Ordering::Release);
-                    reported = false;
-                }
-                Err(error) if !reported => {
-                    tracing::warn!(%error, kind, "watch failed; serving the last known state and retrying");
-                    reported = true;
-                }
-                Err(_) => {}
+            if failures.event(event).is_some() {
+                // after the store took it in: a reader that sees the new count sees the change
+                changes.fetch_add(1, Ordering::Release);
             }
         }
     });
     reader
+}
+
+/// A watch stream's failures, logged once per outage: the watcher retries by itself, and the
+/// cache keeps serving what it knew, so the first error after a success is worth a warning and
+/// the rest until the next success are not.
+pub(crate) struct Failures {
+    kind: String,
+    reported: bool,
+}
+
+impl Failures {
+    pub(crate) fn new(kind: impl Into<String>) -> Failures {
+        Failures {
+            kind: kind.into(),
+            reported: false,
+        }
+    }
+
+    /// The event, if it is not a failure.
+    pub(crate) fn event<T>(&mut self, event: Result<T, watcher::Error>) -> Option<T> {
+        match event {
+            Ok(event) => {
+                self.reported = false;
+                Some(event)
+            }
+            Err(error) => {
+                if !self.reported {
+                    tracing::warn!(%error, kind = self.kind, "watch failed; serving the last known state and retrying");
+                    self.reported = true;
+                }
+                None
+            }
+        }
+    }
 }

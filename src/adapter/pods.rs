@@ -64,20 +64,10 @@ impl PodCache {
             let mut listed = Some(listed);
             let mut relisting: Option<Pods> = None;
             let mut shared = Shared::default();
-            let mut reported = false;
+            let mut failures = crate::watch::Failures::new("Pod");
             while let Some(event) = events.next().await {
-                let event = match event {
-                    Ok(event) => {
-                        reported = false;
-                        event
-                    }
-                    Err(error) => {
-                        if !reported {
-                            tracing::warn!(%error, kind = "Pod", "watch failed; serving the last known state and retrying");
-                            reported = true;
-                        }
-                        continue;
-                    }
+                let Some(event) = failures.event(event) else {
+                    continue;
                 };
                 match event {
                     watcher::Event::Init => relisting = Some(Pods::new()),
