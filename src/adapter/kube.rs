@@ -4,8 +4,9 @@
 //!
 //! [`Cluster::inventory`] turns the caches into the plain [`Inventory`] the snapshot is
 //! assembled from, resolving each pod's workload through its owner references (pod →
-//! ReplicaSet → Deployment, or pod → StatefulSet), and keeps it until a cache changes. Managed fields and annotations are dropped
-//! as objects arrive, to keep the caches small ([`crate::watch`]).
+//! ReplicaSet → Deployment, or pod → StatefulSet), and keeps it until a cache changes.
+//! Managed fields and annotations are dropped as objects arrive, to keep the caches small
+//! ([`crate::watch`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,34 +95,14 @@ impl Cluster {
         let stores = cluster.clone();
         tokio::spawn(async move {
             let listed = async {
-                pods_ready.await.map_err(|_| CachesStopped)?;
-                stores
-                    .replicasets
-                    .wait_until_ready()
-                    .await
-                    .map_err(|_| CachesStopped)?;
-                stores
-                    .deployments
-                    .wait_until_ready()
-                    .await
-                    .map_err(|_| CachesStopped)?;
-                stores
-                    .statefulsets
-                    .wait_until_ready()
-                    .await
-                    .map_err(|_| CachesStopped)?;
-                stores
-                    .nodes
-                    .wait_until_ready()
-                    .await
-                    .map_err(|_| CachesStopped)?;
-                stores
-                    .namespaces
-                    .wait_until_ready()
-                    .await
-                    .map_err(|_| CachesStopped)
+                pods_ready.await.is_ok()
+                    && stores.replicasets.wait_until_ready().await.is_ok()
+                    && stores.deployments.wait_until_ready().await.is_ok()
+                    && stores.statefulsets.wait_until_ready().await.is_ok()
+                    && stores.nodes.wait_until_ready().await.is_ok()
+                    && stores.namespaces.wait_until_ready().await.is_ok()
             };
-            let _ = ready_tx.send(Some(listed.await.is_ok()));
+            let _ = ready_tx.send(Some(listed.await));
         });
         cluster
     }
