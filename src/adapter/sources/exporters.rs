@@ -6,7 +6,8 @@
 //! formatted samples on the blocking pool (never on the threads that serve requests) and
 //! handed over within [`HAND_OVER_EVERY`] of arriving — a slow exporter delays only its own
 //! values. At most [`SCRAPES_AT_ONCE`] scrapes run at a time, which bounds the memory pages
-//! take in flight, and at most [`PARSES_AT_ONCE`] pages are parsed at once. A round's duration (first scrape started → last one done) is observed.
+//! take in flight, and at most [`PARSES_AT_ONCE`] pages are parsed at once. A round's duration
+//! (first scrape started → last one done) is observed.
 //!
 //! Exporter pods are found in the pod cache by label selector. An exporter that stops answering,
 //! or whose pod stops running or is replaced (a DaemonSet rollout), keeps its last page until
@@ -100,9 +101,16 @@ impl ExporterSource {
             tokio::select! {
                 _ = ticker.tick() => {
                     let exporters = self.cluster.running_pods(&self.selector);
+                    let running: HashSet<(&str, &str)> = exporters
+                        .iter()
+                        .map(|(namespace, name, _)| (namespace.as_str(), name.as_str()))
+                        .collect();
                     let now = SystemTime::now();
                     let held = pages.len();
-                    pages.retain(|key, page| keep_page(key, page.collected_at, &exporters, now, self.max_age));
+                    pages.retain(|(namespace, name), page| {
+                        let runs = running.contains(&(namespace.as_str(), name.as_str()));
+                        keep_page(runs, page.collected_at, now, self.max_age)
+                    });
                     changed |= pages.len() != held;
                     self.observe_pages(&pages);
                     next_round += 1;
@@ -189,18 +197,9 @@ fn exporter_url(ip: &str, port: u16) -> String {
     }
 }
 
-/// Whether to keep an exporter's last page: while its pod runs, and afterwards until its
+/// Whether to keep an exporter's last page: while its pod `runs`, and afterwards until its
 /// values are older than `max_age` (they would be absent then anyway).
-fn keep_page(
-    (namespace, name): &ExporterKey,
-    collected_at: SystemTime,
-    running: &[(String, String, String)],
-    now: SystemTime,
-    max_age: Duration,
-) -> bool {
-    let runs = running
-        .iter()
-        .any(|(ns, pod, _)| (ns, pod) == (namespace, name));
+fn keep_page(runs: bool, collected_at: SystemTime, now: SystemTime, max_age: Duration) -> bool {
     let fresh = now
         .duration_since(collected_at)
         .is_ok_and(|age| age <= max_age)
@@ -256,23 +255,14 @@ mod tests {
         let now = SystemTime::now();
         let max_age = Duration::from_secs(10);
         let page = |age: u64| now - Duration::from_secs(age);
-        let key = ("kubemind-exporter".to_string(), "exporter-old".to_string());
-        let running = vec![(
-            "kubemind-exporter".to_string(),
-            "exporter-old".to_string(),
-            "10.0.0.1".to_string(),
-        )];
-        assert!(
-            keep_page(&key, page(600), &running, now, max_age),
-            "its pod runs"
-        );
+        assert!(keep_page(true, page(600), now, max_age), "its pod runs");
         // the rollout: the old pod is gone, its replacement not yet answering
         assert!(
-            keep_page(&key, page(3), &[], now, max_age),
+            keep_page(false, page(3), now, max_age),
             "fresh: kept through the restart"
         );
         assert!(
-            !keep_page(&key, page(11), &[], now, max_age),
+            !keep_page(false, page(11), now, max_age),
             "past max-age: dropped"
         );
     }
