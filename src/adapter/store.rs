@@ -10,6 +10,7 @@
 //! namespaces for `/namespaces/{ns}/metrics/{m}`) with their labels and samples, plus external
 //! series. It also precomputes the discovery catalogue, so discovery is a lookup.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
@@ -416,10 +417,10 @@ impl SnapshotBuilder {
     /// in one go, in one sorted build rather than one search each.
     pub(crate) fn put_objects(&mut self, scope: ScopeKey, objects: Vec<(Arc<str>, Object)>) {
         match self.objects.entry(scope) {
-            std::collections::hash_map::Entry::Occupied(mut held) => {
+            Entry::Occupied(mut held) => {
                 Arc::make_mut(held.get_mut()).extend(objects);
             }
-            std::collections::hash_map::Entry::Vacant(scope) => {
+            Entry::Vacant(scope) => {
                 scope.insert(Arc::new(objects.into_iter().collect()));
             }
         }
@@ -503,7 +504,8 @@ impl SnapshotBuilder {
 #[derive(Debug)]
 pub struct Store {
     current: ArcSwap<Snapshot>,
-    /// The snapshot the last publish replaced, freed at the next.
+    /// The snapshot the last publish replaced, until [`Store::free_retired`] finds no reader
+    /// holding it, or the next publish.
     retired: std::sync::Mutex<Option<Arc<Snapshot>>>,
     generation: AtomicU64,
     max_age: Duration,
@@ -521,9 +523,9 @@ impl Store {
 
     /// Makes a snapshot built from `builder` the one every following request reads.
     ///
-    /// The snapshot it replaces is kept until the next publish and freed then, by the
-    /// publisher: a request still reading it when it is replaced finishes long before, so
-    /// freeing a large snapshot never falls to a request's thread.
+    /// The snapshot it replaces is kept, to be freed by the publisher once no request reads
+    /// it ([`Store::free_retired`]) or at the next publish: freeing a large snapshot never
+    /// falls to a request's thread.
     pub fn publish(&self, builder: SnapshotBuilder) {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let replaced = self
