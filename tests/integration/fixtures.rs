@@ -345,7 +345,6 @@ impl AdapterClient {
         served
     }
 
-    /// GETs `path` as text.
     /// `kubemind_adapter_source_newest_value_age_seconds` for `source` on the adapter's
     /// `/metrics`: how old its freshest value is; `None` when the gauge is absent.
     pub async fn newest_value_age(&self, source: &str) -> Option<f64> {
@@ -357,6 +356,7 @@ impl AdapterClient {
             .then(|| crate::util::series_value(&telemetry, &gauge))
     }
 
+    /// GETs `path` as text.
     pub async fn text(&self, path: &str) -> String {
         self.http
             .get(format!("{}{path}", self.base))
