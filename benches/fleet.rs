@@ -100,6 +100,7 @@ async fn main() {
         pods: 16,
         plain_pods: from_env("FLEET_PLAIN_PODS", 10_000),
         plain_namespaces: 50,
+        text_only: from_env("FLEET_TEXT_ONLY", 0),
     };
     // the exporters' own pods, the inference pods, the pods without values
     let pods = shape.exporters * (1 + shape.pods) + shape.plain_pods;

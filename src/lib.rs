@@ -5,6 +5,8 @@
 //! [`promtext`] (the Prometheus text format),
 //! [`selector`] (label selectors), [`resources`] (group-resources), [`serve`] (the hardened
 //! accept loop both servers listen with), [`page_fetch`] (a capped `/metrics` fetch),
+//! [`exporter_page`] (an exporter page in catalogue terms, as text or as the compact values
+//! form the adapter asks for),
 //! [`process`] (signals, the kube client, configuration errors), [`cli`] (composes the roles'
 //! flags and dispatches), [`logging`].
 
@@ -14,6 +16,7 @@ pub mod cli;
 pub mod demo;
 pub mod explain;
 pub mod exporter;
+pub mod exporter_page;
 pub mod logging;
 pub mod page_fetch;
 pub mod preflight;

@@ -74,7 +74,36 @@ pub async fn fetch(
     url: &str,
     max_bytes: usize,
 ) -> Result<Vec<u8>, FetchError> {
-    let mut response = client.get(url).send().await.map_err(|e| {
+    Ok(fetch_request(client.get(url), max_bytes).await?.body)
+}
+
+/// A fetched page and the media type it was served as.
+#[derive(Debug)]
+pub struct Fetched {
+    pub body: Vec<u8>,
+    /// The response's `Content-Type`, where it has one.
+    pub content_type: Option<String>,
+}
+
+/// [`fetch`] with an `Accept` header: the answer says which form it is in.
+pub async fn fetch_accepting(
+    client: &reqwest::Client,
+    url: &str,
+    accept: &str,
+    max_bytes: usize,
+) -> Result<Fetched, FetchError> {
+    fetch_request(
+        client.get(url).header(reqwest::header::ACCEPT, accept),
+        max_bytes,
+    )
+    .await
+}
+
+async fn fetch_request(
+    request: reqwest::RequestBuilder,
+    max_bytes: usize,
+) -> Result<Fetched, FetchError> {
+    let mut response = request.send().await.map_err(|e| {
         if e.is_timeout() {
             FetchError::Timeout
         } else {
@@ -94,6 +123,11 @@ pub async fn fetch(
     {
         return Err(FetchError::TooLarge);
     }
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|_| FetchError::Body)? {
         if body.len() + chunk.len() > max_bytes {
@@ -101,7 +135,7 @@ pub async fn fetch(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body)
+    Ok(Fetched { body, content_type })
 }
 
 /// Runs `parse` over `body`: inline when small, on the blocking pool when large.

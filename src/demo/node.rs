@@ -11,13 +11,13 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context as _;
 
 use super::world::World;
-use crate::adapter::sources::exporter_page::{self, ExporterPage};
 use crate::adapter::store::Labels;
 use crate::adapter::store::{Inventory, PodInfo, WorkloadInfo};
 use crate::exporter::gpu::{GpuReading, GpuSnapshot};
 use crate::exporter::pods::{DeviceId, Holder};
 use crate::exporter::render::{Collection, render};
 use crate::exporter::servers::scrape::{Readings, ServerKind, Target};
+use crate::exporter_page::{self, ExporterPage};
 use crate::resources::GroupResource;
 
 const GIB: u64 = 1 << 30;

@@ -12,8 +12,10 @@
 //!
 //! [`run`] starts the sampler thread, a collection task every `--interval` (attribution,
 //! scrapes, render), and a plain-HTTP server whose `/metrics` returns the last rendered page —
-//! no work happens on the scrape path. Targets are the node's annotated pods plus any
-//! `--static-target`.
+//! no work happens on the scrape path. A scraper whose `Accept` names
+//! [`crate::exporter_page::VALUES_MEDIA_TYPE`] (the adapter) gets the same collection in
+//! catalogue terms, a tenth of the size, prepared with the page. Targets are the node's
+//! annotated pods plus any `--static-target`.
 
 pub mod args;
 pub mod discovery;
@@ -177,7 +179,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         },
     };
-    let page = Arc::new(ArcSwap::from_pointee(String::new()));
+    let page = Arc::new(ArcSwap::from_pointee(Page::default()));
     let (listen, limits, node) = (settings.listen, settings.limits, settings.node.clone());
     let collector = tokio::spawn(collect(settings, discovered, gpus, page.clone()));
 
@@ -187,14 +189,35 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             "/metrics",
             get({
                 let (page, connections) = (page.clone(), connections.clone());
-                move || async move {
-                    let mut text = page.load_full().as_str().to_owned();
+                move |headers: axum::http::HeaderMap| async move {
+                    let page = page.load_full();
+                    let wants_values = headers
+                        .get(header::ACCEPT)
+                        .and_then(|accept| accept.to_str().ok())
+                        .is_some_and(crate::exporter_page::accepts_values);
+                    if wants_values && let Some(values) = &page.values {
+                        return (
+                            [
+                                (
+                                    header::CONTENT_TYPE,
+                                    crate::exporter_page::VALUES_MEDIA_TYPE,
+                                ),
+                                (header::VARY, "Accept"),
+                            ],
+                            values.clone(),
+                        )
+                            .into_response();
+                    }
+                    let mut text = page.text.clone();
                     text.push_str(&connections.render("kubemind_exporter"));
                     (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
+                        [
+                            (
+                                header::CONTENT_TYPE,
+                                "text/plain; version=0.0.4; charset=utf-8",
+                            ),
+                            (header::VARY, "Accept"),
+                        ],
                         text,
                     )
                         .into_response()
@@ -219,12 +242,35 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The last collection, in both forms `/metrics` serves.
+#[derive(Debug, Default)]
+struct Page {
+    /// Prometheus text.
+    text: String,
+    /// The same in catalogue terms ([`crate::exporter_page::VALUES_MEDIA_TYPE`]).
+    values: Option<axum::body::Bytes>,
+}
+
+impl Page {
+    fn new(text: String) -> Page {
+        let values = match crate::exporter_page::read(&text, usize::MAX) {
+            Ok(read) => Some(read.to_values_json().into()),
+            Err(error) => {
+                // never expected of a rendered page; the text form still serves everyone
+                tracing::warn!(%error, "reading the rendered page in catalogue terms");
+                None
+            }
+        };
+        Page { text, values }
+    }
+}
+
 /// Every interval: ask who holds which GPU, scrape the servers, render the page.
 async fn collect(
     settings: Settings,
     discovered: Option<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Pod>>,
     gpus: Arc<ArcSwap<GpuSnapshot>>,
-    page: Arc<ArcSwap<String>>,
+    page: Arc<ArcSwap<Page>>,
 ) {
     let mut attributions = Attributions::new(
         settings.pod_resources_socket,
@@ -268,6 +314,6 @@ async fn collect(
             duration: start.elapsed(),
             finished_at: SystemTime::now(),
         });
-        page.store(Arc::new(text));
+        page.store(Arc::new(Page::new(text)));
     }
 }

@@ -6,7 +6,9 @@
 //! rendered by the exporter's own renderer at every scrape (so the adapter reads exactly what a
 //! real exporter serves, collected "now"): `gpus` GPUs and `pods` Triton pods, pod `j` being
 //! `infer-{j}/triton-{i}` in Deployment `triton-{i % 10}` of namespace `infer-{j}` — so each
-//! `infer-{j}` namespace holds one pod per exporter. [`Fleet::set_pending`] changes one pod's
+//! `infer-{j}` namespace holds one pod per exporter. Like the exporter, a page is answered in
+//! the compact values form to a scraper that asks for it (but by the first
+//! [`FleetShape::text_only`] exporters). [`Fleet::set_pending`] changes one pod's
 //! pending requests, for freshness measurements.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -33,6 +35,9 @@ pub struct FleetShape {
     pub plain_pods: usize,
     /// Namespaces the plain pods are spread over.
     pub plain_namespaces: usize,
+    /// The first `text_only` exporters answer Prometheus text whatever the scraper asks for,
+    /// as exporters from before the compact values form do (an upgrade under way).
+    pub text_only: usize,
 }
 
 /// Namespace of the exporter pods.
@@ -160,10 +165,11 @@ impl Fleet {
                         let (pages, counter) = (pages.clone(), counter.clone());
                         let app = axum::Router::new().route(
                             "/metrics",
-                            axum::routing::get(move || {
+                            axum::routing::get(move |headers: axum::http::HeaderMap| {
                                 counter.fetch_add(1, Ordering::Relaxed);
                                 let page = pages.get(i).map(page_now).unwrap_or_default();
-                                async move { page }
+                                let text_only = i < shape.text_only;
+                                async move { answer(&headers, page, text_only) }
                             }),
                         );
                         let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
@@ -299,6 +305,32 @@ fn page_now(exporter: &Mutex<Exporter>) -> String {
         duration: Duration::from_millis(3),
         finished_at: SystemTime::now(),
     })
+}
+
+/// The page in the form the scraper asks for, as the exporter answers it.
+fn answer(
+    headers: &axum::http::HeaderMap,
+    page: String,
+    text_only: bool,
+) -> axum::response::Response {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let wants_values = headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(crate::exporter_page::accepts_values);
+    if wants_values
+        && !text_only
+        && let Ok(read) = crate::exporter_page::read(&page, usize::MAX)
+    {
+        let content_type = crate::exporter_page::VALUES_MEDIA_TYPE;
+        return (
+            [(header::CONTENT_TYPE, content_type)],
+            read.to_values_json(),
+        )
+            .into_response();
+    }
+    page.into_response()
 }
 
 /// Binds `count` loopback addresses on one port: a free port of the first address, tried on

@@ -553,7 +553,7 @@ async fn gpm_activity_end_to_end() {
     assert!(log.contains("GPU-ampere"), "{log}");
 
     // the adapter's reading of this page
-    let read = kubemind::adapter::sources::exporter_page::read(&page, 100_000).expect("reads");
+    let read = kubemind::exporter_page::read(&page, 100_000).expect("reads");
     let pod = &read.pods[&("llm".to_string(), "vllm-0".to_string())];
     assert!(
         (pod["gpu_sm_active_percent"] - 12.0).abs() < 1e-9,
@@ -570,6 +570,35 @@ async fn gpm_activity_end_to_end() {
         (read.node_values["gpu_sm_active_percent"] - 31.0).abs() < 1e-9,
         "{:?}",
         read.node_values
+    );
+
+    // the adapter asks for the same in the compact values form and gets it; a scraper that does
+    // not ask (Prometheus) gets text
+    let asked = reqwest::Client::new()
+        .get(&url)
+        .header("Accept", kubemind::exporter_page::ACCEPT_VALUES_OR_TEXT)
+        .send()
+        .await
+        .expect("answers");
+    let content_type = asked.headers()["content-type"].to_str().expect("ASCII");
+    assert!(
+        kubemind::exporter_page::is_values(content_type),
+        "{content_type}"
+    );
+    assert_eq!(asked.headers()["vary"], "Accept");
+    let body = asked.bytes().await.expect("body");
+    assert!(body.len() * 4 < page.len(), "{} bytes", body.len());
+    let compact =
+        kubemind::exporter_page::ExporterPage::from_values_json(&body, 100_000).expect("reads");
+    assert_eq!(compact.node, read.node);
+    assert_eq!(compact.pods, read.pods);
+    assert_eq!(compact.node_values, read.node_values);
+    let plain = reqwest::get(&url).await.expect("answers");
+    assert!(
+        plain.headers()["content-type"]
+            .to_str()
+            .expect("ASCII")
+            .starts_with("text/plain")
     );
 
     crate::util::assert_promtool_accepts(&page);
@@ -687,7 +716,7 @@ async fn per_process_shares_of_a_time_sliced_gpu() {
     // the whole-GPU view is unchanged: both pods see the GPU at 100 %
     assert_value(&page, "kubemind_pod_gpu_utilization_ratio", "ml/llm-a", 1.0);
     assert_value(&page, "kubemind_pod_gpu_utilization_ratio", "ml/llm-b", 1.0);
-    let read = kubemind::adapter::sources::exporter_page::read(&page, 100_000).expect("reads");
+    let read = kubemind::exporter_page::read(&page, 100_000).expect("reads");
     let a = &read.pods[&("ml".to_string(), "llm-a".to_string())];
     assert!((a["gpu_sm_share_percent"] - 40.0).abs() < 1e-9, "{a:?}");
     assert!((a["gpu_utilization_percent"] - 100.0).abs() < 1e-9, "{a:?}");

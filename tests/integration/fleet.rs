@@ -115,6 +115,8 @@ async fn a_hundred_exporters_feed_one_adapter() {
         pods: 16,
         plain_pods: 1_000,
         plain_namespaces: 10,
+        // half the fleet still runs an exporter that answers only Prometheus text
+        text_only: 50,
     };
     let under_test = start(shape, "1s").await;
     let client = &under_test.client;
@@ -155,6 +157,13 @@ async fn a_hundred_exporters_feed_one_adapter() {
         .expect("answer");
     assert_eq!(code, 200, "{body}");
     assert_eq!(quantity(&body["items"][0]["value"]), Some(53.5), "{body}");
+    // the same from an exporter answering in the compact values form
+    let (code, body) = client
+        .get("/apis/custom.metrics.k8s.io/v1beta2/nodes/gpu-node-77/gpu_utilization_percent".into())
+        .await
+        .expect("answer");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(quantity(&body["items"][0]["value"]), Some(53.5), "{body}");
     let (code, body) = client
         .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/infer-3/deployments.apps/triton-4/triton_pending_requests_sum".into())
         .await
@@ -162,7 +171,7 @@ async fn a_hundred_exporters_feed_one_adapter() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(quantity(&body["items"][0]["value"]), Some(30.0), "{body}");
 
-    // a change at any one exporter arrives
+    // a change at any one exporter arrives, whichever form it answers in (text below 50)
     let mut took = Vec::new();
     for (n, i) in [3, 97, 50, 11, 64, 28, 80, 5, 39, 72]
         .into_iter()

@@ -23,10 +23,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
-use super::exporter_page::{ExporterPage, node_metrics, pod_metrics};
 use crate::adapter::store::{
     Inventory, MetricSamples, Object, Sample, Snapshot, SnapshotBuilder, oldest_fresh,
 };
+use crate::exporter_page::{ExporterPage, node_metrics, pod_metrics};
 use crate::resources::GroupResource;
 
 /// One measured value and when it was measured.

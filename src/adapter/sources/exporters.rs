@@ -1,5 +1,8 @@
 //! The exporter source (the direct path): every `interval`, scrape each exporter pod's
 //! `/metrics` under a timeout and hand the values to the publisher as each page arrives.
+//! Pages are asked for in the compact values form
+//! ([`exporter_page::VALUES_MEDIA_TYPE`]); an exporter that answers Prometheus text instead
+//! (one older than the form) is read from its text.
 //!
 //! There is no round barrier: a scrape round starts every `interval` with one scrape per
 //! exporter that is not still busy with its last one, and each page is parsed and turned into
@@ -22,14 +25,14 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::assemble::{SourceValues, ValuesPart};
-use super::exporter_page;
 use crate::adapter::kube::Cluster;
 use crate::adapter::telemetry::Telemetry;
+use crate::exporter_page::{self, ExporterPage};
 use crate::selector::Selector;
 
 /// Largest page read from one exporter.
 const MAX_PAGE_BYTES: usize = 32 * 1024 * 1024;
-/// Most samples read from one exporter's page.
+/// Most samples (values, in the compact form) read from one exporter's page.
 const MAX_SAMPLES: usize = 200_000;
 /// Most scrapes in flight at once.
 const SCRAPES_AT_ONCE: usize = 64;
@@ -227,7 +230,13 @@ async fn scrape(
     url: &str,
     parsers: &Arc<Semaphore>,
 ) -> Result<ScrapedPage, FetchError> {
-    let body = crate::page_fetch::fetch(client, url, MAX_PAGE_BYTES).await?;
+    let fetched = crate::page_fetch::fetch_accepting(
+        client,
+        url,
+        exporter_page::ACCEPT_VALUES_OR_TEXT,
+        MAX_PAGE_BYTES,
+    )
+    .await?;
     let permit = parsers
         .clone()
         .acquire_owned()
@@ -235,8 +244,16 @@ async fn scrape(
         .map_err(|_| FetchError::Stopped)?;
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let text = std::str::from_utf8(&body).map_err(|_| FetchError::NotText)?;
-        let page = exporter_page::read(text, MAX_SAMPLES)?;
+        let values = fetched
+            .content_type
+            .as_deref()
+            .is_some_and(exporter_page::is_values);
+        let page = if values {
+            ExporterPage::from_values_json(&fetched.body, MAX_SAMPLES)?
+        } else {
+            let text = std::str::from_utf8(&fetched.body).map_err(|_| FetchError::NotText)?;
+            exporter_page::read(text, MAX_SAMPLES)?
+        };
         Ok(ScrapedPage {
             collected_at: page.collected_at,
             part: Arc::new(ValuesPart::from_exporter_page(&page)),

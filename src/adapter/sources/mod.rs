@@ -2,15 +2,14 @@
 //! the store; none is ever called on the request path.
 //!
 //! - [`static_file`]: objects and values from a YAML/JSON file (standalone mode).
-//! - [`exporter_page`]: one `kubemind exporter` page read onto the HPA catalogue.
-//! - [`exporters`]: the direct path: exporter pods scraped every second.
+//! - [`exporters`]: the direct path: exporter pods scraped every second, each page read
+//!   onto the HPA catalogue by [`crate::exporter_page`].
 //! - [`prometheus`]: rules (built-in, and prometheus-adapter's format) evaluated against
 //!   Prometheus; external metrics read on demand.
 //! - [`assemble`]: the cluster snapshot from the Kubernetes inventory and every source's
 //!   values, with workload aggregates; [`publisher`]: the task that publishes it.
 
 pub mod assemble;
-pub mod exporter_page;
 pub mod exporters;
 pub mod prometheus;
 pub mod publisher;

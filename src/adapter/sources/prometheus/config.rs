@@ -552,7 +552,7 @@ rules:
     #[test]
     fn the_builtin_rules_are_valid_and_cover_the_pod_catalogue() {
         let rules = builtin();
-        for metric in crate::adapter::sources::exporter_page::pod_metrics() {
+        for metric in crate::exporter_page::pod_metrics() {
             assert!(
                 rules.custom().any(|r| r.name_as == *metric
                     && r.resources.iter().any(|(_, g)| *g == GroupResource::pods())),
