@@ -5,8 +5,11 @@
 //! `refresh`, so that pods appearing or leaving and values ageing past their max-age show
 //! without waiting for a source. Changes arriving closer together than [`COALESCE`] are
 //! published together: with a thousand exporters each handing over a page a second, the
-//! snapshot is assembled a few times a second, not a thousand. Readiness is released once the caches are listed and the
-//! first snapshot is out: never gated on an exporter or Prometheus answering.
+//! snapshot is assembled a few times a second, not a thousand. Where assembling takes long (a
+//! fleet-size snapshot), the gap grows so that publishing takes at most [`PUBLISH_SHARE`] of a
+//! core: values then wait a little longer, and requests keep their CPU. Readiness is released
+//! once the caches are listed and the first snapshot is out: never gated on an exporter or
+//! Prometheus answering.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -22,6 +25,11 @@ use crate::adapter::telemetry::Telemetry;
 
 /// The shortest time between two snapshots a source's change causes.
 pub(crate) const COALESCE: Duration = Duration::from_millis(200);
+/// The most of one core publishing may take: the gap after a publish is at least its duration
+/// divided by this.
+const PUBLISH_SHARE: f64 = 0.1;
+/// The longest gap that rule may set: values are never held back longer than this.
+const LONGEST_GAP: Duration = Duration::from_millis(500);
 /// How often, and how long each time, the publisher looks whether the snapshot it replaced is
 /// still being read before leaving it to be freed at the next publish.
 const RETIRED_WAITS: usize = 20;
@@ -58,12 +66,16 @@ impl Publisher {
                 self.store.clone(),
                 self.telemetry.clone(),
             );
-            let published =
+            let assembled =
                 tokio::task::spawn_blocking(move || publish(&cluster, &store, &held, &telemetry))
                     .await;
-            if published.is_err() {
-                tracing::error!("assembling the snapshot panicked; serving the last one");
-            }
+            let gap = match assembled {
+                Ok(took) => gap_after(took),
+                Err(_) => {
+                    tracing::error!("assembling the snapshot panicked; serving the last one");
+                    COALESCE
+                }
+            };
             self.readiness.set_ready();
             let published = Instant::now();
 
@@ -80,14 +92,26 @@ impl Publisher {
                 // keep publishing what the others hold
                 self.sources.retain(|s| s.has_changed().is_ok());
             }
-            tokio::time::sleep_until((published + COALESCE).into()).await;
+            tokio::time::sleep_until((published + gap).into()).await;
         }
     }
 }
 
+/// The least time between a publish whose assembly took `took` and the next: [`COALESCE`], or longer
+/// where publishing would otherwise take more than [`PUBLISH_SHARE`] of a core, up to
+/// [`LONGEST_GAP`].
+fn gap_after(took: Duration) -> Duration {
+    took.div_f64(PUBLISH_SHARE).clamp(COALESCE, LONGEST_GAP)
+}
+
 /// Assembles a snapshot from the inventory and the sources' values, taking over what it can
-/// from the current one, and publishes it.
-fn publish(cluster: &Cluster, store: &Store, held: &[Arc<SourceValues>], telemetry: &Telemetry) {
+/// from the current one, and publishes it; returns how long assembling took.
+fn publish(
+    cluster: &Cluster,
+    store: &Store,
+    held: &[Arc<SourceValues>],
+    telemetry: &Telemetry,
+) -> Duration {
     let started = Instant::now();
     let sources: Vec<&SourceValues> = held.iter().map(Arc::as_ref).collect();
     let inventory = cluster.inventory();
@@ -105,7 +129,8 @@ fn publish(cluster: &Cluster, store: &Store, held: &[Arc<SourceValues>], telemet
     builder.assembled_from = Some(inventory);
     drop(previous);
     store.publish(builder);
-    telemetry.observe_assembly(started.elapsed());
+    let took = started.elapsed();
+    telemetry.observe_assembly(took);
     // a request that loaded the replaced snapshot finishes within milliseconds
     for _ in 0..RETIRED_WAITS {
         if store.free_retired() {
@@ -114,6 +139,7 @@ fn publish(cluster: &Cluster, store: &Store, held: &[Arc<SourceValues>], telemet
         std::thread::sleep(RETIRED_WAIT);
     }
     give_back_freed_memory();
+    took
 }
 
 /// Hands the memory freed with the replaced snapshot back to the kernel. glibc returns only
@@ -125,5 +151,22 @@ fn give_back_freed_memory() {
     // SAFETY: malloc_trim only releases free memory of the allocator's own heaps.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishing_takes_at_most_its_share_of_a_core() {
+        let ms = Duration::from_millis;
+        assert_eq!(gap_after(ms(3)), COALESCE, "a small cluster: every 200 ms");
+        assert_eq!(gap_after(ms(35)), ms(350), "a fleet: a tenth of a core");
+        assert_eq!(
+            gap_after(ms(400)),
+            LONGEST_GAP,
+            "never held back past the longest gap"
+        );
     }
 }
