@@ -87,12 +87,16 @@ pub enum PageError {
     BadCollectionTime(f64),
     #[error("the values page holds more than {0} values")]
     TooManyValues(usize),
+    #[error("a row of the values page has {0} values for {1} metrics")]
+    MoreValuesThanMetrics(usize, usize),
 }
 
 /// The media type of an exporter page in catalogue terms (see the module's doc): a JSON object
-/// `{"node": "...", "collected_at": <seconds since the epoch>, "node_values": {"<metric>":
-/// <value>}, "pods": [{"namespace": "...", "pod": "...", "values": {"<metric>": <value>}}]}`.
-/// Metrics a reader does not know are skipped, so a newer exporter can add some.
+/// `{"node": "...", "collected_at": <seconds since the epoch>, "metrics": ["<metric>", ...],
+/// "node_values": [<value>, ...], "pods": [["<namespace>", "<pod>", [<value>, ...]], ...]}`,
+/// each row of values in the order of `metrics`, `null` where there is none (a row may be
+/// shorter than `metrics`: the rest are `null`). Metrics a reader does not know are skipped, so
+/// a newer exporter can add some.
 pub const VALUES_MEDIA_TYPE: &str = "application/vnd.kubemind.exporter-values.v1+json";
 
 /// The `Accept` header a scraper that reads both forms sends: the values form, else text.
@@ -132,34 +136,52 @@ static KNOWN_METRICS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
         .collect()
 });
 
-/// [`ExporterPage`] on the wire.
+/// [`ExporterPage`] on the wire: the metrics named once, as columns, and each pod's values in
+/// their order (`null` where the pod has none).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct WirePage<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     node: Option<String>,
     collected_at: f64,
     #[serde(default, borrow)]
-    node_values: BTreeMap<std::borrow::Cow<'a, str>, f64>,
-    #[serde(default, borrow)]
-    pods: Vec<WirePod<'a>>,
+    metrics: Vec<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    node_values: Vec<Option<f64>>,
+    #[serde(default)]
+    pods: Vec<WirePod>,
 }
 
+/// `["<namespace>", "<pod>", [<value or null>, ...]]`.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct WirePod<'a> {
-    namespace: String,
-    pod: String,
-    #[serde(borrow)]
-    values: BTreeMap<std::borrow::Cow<'a, str>, f64>,
-}
+struct WirePod(String, String, Vec<Option<f64>>);
 
 impl ExporterPage {
     /// The page as [`VALUES_MEDIA_TYPE`].
     pub fn to_values_json(&self) -> String {
-        let metrics = |values: &BTreeMap<&'static str, f64>| {
+        let finite = |values: &BTreeMap<&'static str, f64>| {
             values
                 .iter()
                 .filter(|(_, value)| value.is_finite())
-                .map(|(metric, value)| (std::borrow::Cow::Borrowed(*metric), *value))
+                .map(|(metric, value)| (*metric, *value))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let node_values = finite(&self.node_values);
+        let pods: Vec<_> = self
+            .pods
+            .iter()
+            .map(|(key, values)| (key, finite(values)))
+            .collect();
+        let columns: Vec<&'static str> = node_values
+            .keys()
+            .chain(pods.iter().flat_map(|(_, values)| values.keys()))
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let row = |values: &BTreeMap<&'static str, f64>| {
+            columns
+                .iter()
+                .map(|metric| values.get(metric).copied())
                 .collect()
         };
         let wire = WirePage {
@@ -168,14 +190,19 @@ impl ExporterPage {
                 .collected_at
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0.0, |since| since.as_secs_f64()),
-            node_values: metrics(&self.node_values),
-            pods: self
-                .pods
+            metrics: columns
                 .iter()
-                .map(|((namespace, pod), values)| WirePod {
-                    namespace: namespace.clone(),
-                    pod: pod.clone(),
-                    values: metrics(values),
+                .map(|m| std::borrow::Cow::Borrowed(*m))
+                .collect(),
+            node_values: if node_values.is_empty() {
+                Vec::new()
+            } else {
+                row(&node_values)
+            },
+            pods: pods
+                .iter()
+                .map(|((namespace, pod), values)| {
+                    WirePod(namespace.clone(), pod.clone(), row(values))
                 })
                 .collect(),
         };
@@ -186,32 +213,42 @@ impl ExporterPage {
     /// Reads a [`VALUES_MEDIA_TYPE`] body; at most `max_values` values.
     pub fn from_values_json(body: &[u8], max_values: usize) -> Result<ExporterPage, PageError> {
         let wire: WirePage = serde_json::from_slice(body)?;
-        let held =
-            wire.node_values.len() + wire.pods.iter().map(|pod| pod.values.len()).sum::<usize>();
-        if held > max_values {
+        let held = |row: &[Option<f64>]| row.iter().flatten().count();
+        let values = held(&wire.node_values) + wire.pods.iter().map(|p| held(&p.2)).sum::<usize>();
+        if values > max_values {
             return Err(PageError::TooManyValues(max_values));
         }
         let collected_at = Duration::try_from_secs_f64(wire.collected_at)
             .map(|since_epoch| SystemTime::UNIX_EPOCH + since_epoch)
             .map_err(|_| PageError::BadCollectionTime(wire.collected_at))?;
-        let known = |values: BTreeMap<std::borrow::Cow<'_, str>, f64>| {
-            values
-                .into_iter()
-                .filter_map(|(metric, value)| Some((*KNOWN_METRICS.get(metric.as_ref())?, value)))
-                .collect::<BTreeMap<&'static str, f64>>()
+        // each column's catalogue name; `None`: a metric this reader does not know
+        let columns: Vec<Option<&'static str>> = wire
+            .metrics
+            .iter()
+            .map(|metric| KNOWN_METRICS.get(metric.as_ref()).copied())
+            .collect();
+        let known = |row: Vec<Option<f64>>| -> Result<BTreeMap<&'static str, f64>, PageError> {
+            if row.len() > columns.len() {
+                return Err(PageError::MoreValuesThanMetrics(row.len(), columns.len()));
+            }
+            Ok(columns
+                .iter()
+                .zip(row)
+                .filter_map(|(metric, value)| Some(((*metric)?, value?)))
+                .collect())
         };
         let mut pods = BTreeMap::new();
-        for pod in wire.pods {
+        for WirePod(namespace, pod, row) in wire.pods {
             // a pod named twice: its values merged, the later ones winning
-            pods.entry((pod.namespace, pod.pod))
+            pods.entry((namespace, pod))
                 .or_insert_with(BTreeMap::new)
-                .extend(known(pod.values));
+                .extend(known(row)?);
         }
         Ok(ExporterPage {
             node: wire.node,
             collected_at,
             pods,
-            node_values: known(wire.node_values),
+            node_values: known(wire.node_values)?,
         })
     }
 }
@@ -419,9 +456,10 @@ mod tests {
     #[test]
     fn values_the_reader_does_not_know_are_skipped() {
         let body = br#"{"node": "n", "collected_at": 1790000000.5,
-            "node_values": {"gpu_utilization_percent": 50, "gpu_fan_speed_percent": 20},
-            "pods": [{"namespace": "demo", "pod": "a",
-                      "values": {"triton_pending_requests": 4, "a_future_metric": 1}}],
+            "metrics": ["gpu_fan_speed_percent", "gpu_utilization_percent",
+                        "triton_pending_requests", "a_future_metric"],
+            "node_values": [20, 50],
+            "pods": [["demo", "a", [null, null, 4, 1]], ["demo", "b", []]],
             "a_future_field": true}"#;
         let page = ExporterPage::from_values_json(body, 100).expect("reads");
         assert_eq!(
@@ -435,6 +473,10 @@ mod tests {
         assert_eq!(
             page.pods[&("demo".to_string(), "a".to_string())],
             BTreeMap::from([("triton_pending_requests", 4.0)])
+        );
+        assert_eq!(
+            page.pods[&("demo".to_string(), "b".to_string())],
+            BTreeMap::new()
         );
     }
 
@@ -452,13 +494,21 @@ mod tests {
             PageError::BadCollectionTime(_)
         ));
         assert!(matches!(
-            refused(r#"{"collected_at": 1, "node_values": {"a": 1e999}}"#),
+            refused(r#"{"collected_at": 1, "metrics": ["a"], "node_values": [1e999]}"#),
+            PageError::Values(_)
+        ));
+        assert!(matches!(
+            refused(r#"{"collected_at": 1, "metrics": ["a"], "node_values": [1, 2]}"#),
+            PageError::MoreValuesThanMetrics(2, 1)
+        ));
+        assert!(matches!(
+            refused(r#"{"collected_at": 1, "metrics": ["a"], "pods": [["n", "p"]]}"#),
             PageError::Values(_)
         ));
         assert!(matches!(
             refused(
-                r#"{"collected_at": 1, "node_values": {"a": 1, "b": 2},
-                    "pods": [{"namespace": "n", "pod": "p", "values": {"c": 3}}]}"#
+                r#"{"collected_at": 1, "metrics": ["a", "b"], "node_values": [1, 2],
+                    "pods": [["n", "p", [null, 3]]]}"#
             ),
             PageError::TooManyValues(2)
         ));

@@ -299,7 +299,7 @@ fn start_sources(
     if let Some(exporters) = cluster.exporters {
         let (values, receiver) = tokio::sync::watch::channel(Default::default());
         sources.push(receiver);
-        tasks.push(tokio::spawn(
+        tasks.push(
             ExporterSource {
                 cluster: kube.clone(),
                 selector: exporters.selector,
@@ -310,8 +310,9 @@ fn start_sources(
                 telemetry: telemetry.clone(),
                 values,
             }
-            .run(),
-        ));
+            .spawn()
+            .context("starting the exporter source's thread")?,
+        );
     }
     if let Some(prometheus) = cluster.prometheus {
         let client = Arc::new(

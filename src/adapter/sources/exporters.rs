@@ -4,13 +4,15 @@
 //! ([`exporter_page::VALUES_MEDIA_TYPE`]); an exporter that answers Prometheus text instead
 //! (one older than the form) is read from its text.
 //!
-//! There is no round barrier: a scrape round starts every `interval` with one scrape per
-//! exporter that is not still busy with its last one, and each page is parsed and turned into
-//! formatted samples on the blocking pool (never on the threads that serve requests) and
-//! handed over within [`HAND_OVER_EVERY`] of arriving — a slow exporter delays only its own
-//! values. At most [`SCRAPES_AT_ONCE`] scrapes run at a time, which bounds the memory pages
-//! take in flight, and at most [`PARSES_AT_ONCE`] pages are parsed at once. A round's duration
-//! (first scrape started → last one done) is observed.
+//! The source runs on a thread of its own ([`ExporterSource::spawn`]: a single-threaded runtime
+//! for its scrapes), never on the threads that serve requests: at a thousand exporters,
+//! fetching and reading pages is most of what the adapter does, and a request must not wait
+//! behind it. There is no round barrier: a scrape round starts every `interval` with one scrape
+//! per exporter that is not still busy with its last one, and each page is read into formatted
+//! samples as it arrives (a large one on the blocking pool) and handed over within
+//! [`HAND_OVER_EVERY`] — a slow exporter delays only its own values. At most
+//! [`SCRAPES_AT_ONCE`] scrapes run at a time, which bounds the memory pages take in flight. A
+//! round's duration (first scrape started → last one done) is observed.
 //!
 //! Exporter pods are found in the pod cache by label selector. An exporter that stops answering,
 //! or whose pod stops running or is replaced (a DaemonSet rollout), keeps its last page until
@@ -36,8 +38,6 @@ const MAX_PAGE_BYTES: usize = 32 * 1024 * 1024;
 const MAX_SAMPLES: usize = 200_000;
 /// Most scrapes in flight at once.
 const SCRAPES_AT_ONCE: usize = 64;
-/// Most pages read into samples at once (each on a blocking-pool thread).
-const PARSES_AT_ONCE: usize = 2;
 /// Pages that arrived are handed to the publisher at most this long after.
 const HAND_OVER_EVERY: Duration = Duration::from_millis(50);
 
@@ -70,8 +70,21 @@ struct Round {
 }
 
 impl ExporterSource {
+    /// Starts the source on a thread of its own; it runs until the returned task is aborted.
+    pub fn spawn(self) -> std::io::Result<tokio::task::JoinHandle<()>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let task = runtime.spawn(self.run());
+        std::thread::Builder::new()
+            .name("exporter-source".into())
+            // drives the task until the process ends (an aborted task leaves it idle)
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+        Ok(task)
+    }
+
     /// Runs until the task is dropped.
-    pub async fn run(self) {
+    async fn run(self) {
         if self.cluster.wait_until_ready().await.is_err() {
             tracing::error!("the Kubernetes caches stopped before their first list");
             return;
@@ -89,7 +102,6 @@ impl ExporterSource {
             }
         };
         let permits = Arc::new(Semaphore::new(SCRAPES_AT_ONCE));
-        let parsers = Arc::new(Semaphore::new(PARSES_AT_ONCE));
         let mut pages: HashMap<ExporterKey, ScrapedPage> = HashMap::new();
         let mut in_flight: HashSet<ExporterKey> = HashSet::new();
         let mut scrapes: JoinSet<(ExporterKey, u64, Result<ScrapedPage, FetchError>)> =
@@ -124,11 +136,11 @@ impl ExporterSource {
                             continue; // still busy with the last round's scrape
                         }
                         let url = exporter_url(&ip, self.port);
-                        let (client, permits, parsers) = (client.clone(), permits.clone(), parsers.clone());
+                        let (client, permits) = (client.clone(), permits.clone());
                         let round = next_round;
                         scrapes.spawn(async move {
                             let result = match permits.acquire_owned().await {
-                                Ok(_permit) => scrape(&client, &url, &parsers).await,
+                                Ok(_permit) => scrape(&client, &url).await,
                                 Err(_) => Err(FetchError::Stopped),
                             };
                             (key, round, result)
@@ -223,13 +235,9 @@ enum FetchError {
     Stopped,
 }
 
-/// Fetches one exporter's page; reads it into samples on the blocking pool, once one of
-/// `parsers` is free.
-async fn scrape(
-    client: &reqwest::Client,
-    url: &str,
-    parsers: &Arc<Semaphore>,
-) -> Result<ScrapedPage, FetchError> {
+/// Fetches one exporter's page and reads it into samples: where it is fetched (the exporter
+/// source's own thread, [`ExporterSource::spawn`]), or on the blocking pool when it is large.
+async fn scrape(client: &reqwest::Client, url: &str) -> Result<ScrapedPage, FetchError> {
     let fetched = crate::page_fetch::fetch_accepting(
         client,
         url,
@@ -237,21 +245,15 @@ async fn scrape(
         MAX_PAGE_BYTES,
     )
     .await?;
-    let permit = parsers
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| FetchError::Stopped)?;
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let values = fetched
-            .content_type
-            .as_deref()
-            .is_some_and(exporter_page::is_values);
+    let values = fetched
+        .content_type
+        .as_deref()
+        .is_some_and(exporter_page::is_values);
+    crate::page_fetch::parse(fetched.body, move |body| {
         let page = if values {
-            ExporterPage::from_values_json(&fetched.body, MAX_SAMPLES)?
+            ExporterPage::from_values_json(body, MAX_SAMPLES)?
         } else {
-            let text = std::str::from_utf8(&fetched.body).map_err(|_| FetchError::NotText)?;
+            let text = std::str::from_utf8(body).map_err(|_| FetchError::NotText)?;
             exporter_page::read(text, MAX_SAMPLES)?
         };
         Ok(ScrapedPage {
@@ -259,8 +261,7 @@ async fn scrape(
             part: Arc::new(ValuesPart::from_exporter_page(&page)),
         })
     })
-    .await
-    .map_err(|_| FetchError::Stopped)?
+    .await?
 }
 
 #[cfg(test)]
