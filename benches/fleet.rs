@@ -6,7 +6,9 @@
 //!
 //! - freshness: a value changed at one exporter → served by the adapter, p50/p99 over 60
 //!   changes (six at a time, at exporters spread over the fleet);
-//! - the adapter's CPU and RSS, and the duration of one scrape round (its own histogram);
+//! - the adapter's CPU scraping alone (10 s in which nothing asks it anything), then while it
+//!   also answers the reads below; its RSS, and the duration of one scrape round (its own
+//!   histogram);
 //! - a Pods request over 1,000 pods, p50/p99, sent every 5 ms on one connection while the
 //!   scraping runs.
 //!
@@ -44,6 +46,8 @@ use fleet::{change_and_wait, percentile};
 const PODS_READ: &str =
     "/apis/custom.metrics.k8s.io/v1beta2/namespaces/infer-0/pods/%2A/triton_pending_requests";
 const CHANGES: usize = 60;
+/// Seconds the adapter's CPU is measured with nothing but scraping.
+const QUIET_SECONDS: u64 = 10;
 const AT_ONCE: usize = 6;
 
 fn from_env(name: &str, default: usize) -> usize {
@@ -117,6 +121,13 @@ async fn main() {
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
     let pid = under_test.adapter.child_id();
+
+    // the cost of scraping alone: nothing else asks the adapter anything (an HPA asks once per
+    // HorizontalPodAutoscaler every 15 s)
+    let quiet = Instant::now();
+    let cpu_quiet = cpu_seconds(pid);
+    tokio::time::sleep(Duration::from_secs(QUIET_SECONDS)).await;
+    let scraping_cores = (cpu_seconds(pid) - cpu_quiet) / quiet.elapsed().as_secs_f64();
 
     let generation = |page: &str| util::series_value(page, "kubemind_adapter_snapshot_generation ");
     let generation_before = generation(&under_test.client.text("/metrics").await);
@@ -210,9 +221,13 @@ async fn main() {
         verdict(fresh_p99 <= Duration::from_secs(2))
     );
     println!(
-        "  adapter CPU: {:.1} % of one core   budget ≤ 20 %: {}",
+        "  adapter CPU scraping ({QUIET_SECONDS} s with no requests): {:.1} % of one core   budget ≤ 20 %: {}",
+        scraping_cores * 100.0,
+        verdict(scraping_cores <= 0.2)
+    );
+    println!(
+        "    and over those {elapsed:.0} s, answering a Pods request every 5 ms besides: {:.1} %",
         cores * 100.0,
-        verdict(cores <= 0.2)
     );
     println!(
         "  adapter RSS: peak {peak_rss:.1} MiB with {pods} pods and {values:.0} values   budget ≤ 40 MiB with 10,000 pods and ≥ 100,000 values: {}",

@@ -313,7 +313,9 @@ async fn main() {
     let mut via_times = Vec::new();
     for change in 1..=CHANGES {
         let value = 1000 + change * 500;
-        let expected = kubemind::quantity::format(value as f64).expect("finite");
+        let expected = kubemind::quantity::format(value as f64)
+            .expect("finite")
+            .to_string();
         queue_ms.store(value, Ordering::SeqCst);
         let changed = Instant::now();
         let (mut direct_seen, mut via_seen) = (None, None);

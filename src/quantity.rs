@@ -17,6 +17,8 @@
 
 use std::fmt::Write as _;
 
+use compact_str::CompactString;
+
 /// Decimal SI suffixes above the unit, in steps of 10³.
 const DECIMAL_SUFFIXES: [&str; 6] = ["k", "M", "G", "T", "P", "E"];
 
@@ -26,22 +28,25 @@ pub const MAX_MAGNITUDE: f64 = 1e30;
 
 /// Formats `value` as a canonical DecimalSI quantity string, or `None` for NaN, ±Inf and
 /// magnitudes of [`MAX_MAGNITUDE`] or more.
-pub fn format(value: f64) -> Option<String> {
+///
+/// Every value a source reads is formatted once, hundreds of thousands a second at fleet size:
+/// the text is built inline (a quantity is at most a few dozen bytes), allocating nothing.
+pub fn format(value: f64) -> Option<CompactString> {
     if !value.is_finite() || value.abs() >= MAX_MAGNITUDE {
         return None;
     }
     if value.abs() < 1e-12 {
         // zero at Go's nano precision; also keeps `{:?}` clear of exponents like e-307
-        return Some("0".into());
+        return Some(CompactString::const_new("0"));
     }
     // `{:?}` is the shortest decimal that reads back as the same float, in at most ~24 bytes.
-    let exact = Quantity::parse(&std::format!("{value:?}")).ok()?;
+    let exact = Quantity::parse(&compact_str::format_compact!("{value:?}")).ok()?;
     Some(format_milli(exact.rounded_to_nano().milli_value()?))
 }
 
 /// Prints a milli-value canonically: `<milli>m`, or a whole number with k/M/G/… folding.
-fn format_milli(milli: i128) -> String {
-    let mut out = String::with_capacity(24);
+fn format_milli(milli: i128) -> CompactString {
+    let mut out = CompactString::const_new("");
     if milli % 1000 != 0 {
         let _ = write!(out, "{milli}m");
         return out;

@@ -52,7 +52,7 @@ impl Sample {
     pub fn new(value: f64, sample_time: SystemTime) -> Option<Sample> {
         Some(Sample {
             value,
-            quantity: CompactString::from(crate::quantity::format(value)?),
+            quantity: crate::quantity::format(value)?,
             sample_time,
             window_seconds: None,
             labels: None,
