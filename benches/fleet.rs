@@ -16,6 +16,9 @@
 //! than twice that. `FLEET_EXPORTERS=500 FLEET_PLAIN_PODS=1500` is the budget's shape (10,000
 //! pods, ~105,000 values).
 //!
+//! The adapter measured is the image's build (`target/dist/kubemind`, which `make bench` builds
+//! first) where one newer than the release build is there; the release build otherwise.
+//!
 //! The setup is the integration test's (`tests/integration/fleet.rs`), included here.
 
 #[allow(dead_code)]
@@ -33,6 +36,7 @@ mod standin;
 #[path = "../tests/integration/util.rs"]
 mod util;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -55,6 +59,14 @@ fn from_env(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// `target/dist/kubemind` beside the `target/release` binary, where it was built after it (an
+/// older one would not be the code under test).
+fn dist_binary(release: &Path) -> Option<PathBuf> {
+    let dist = release.parent()?.parent()?.join("dist").join("kubemind");
+    let built = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    (built(&dist)? >= built(release)?).then_some(dist)
 }
 
 /// Mean and the upper bound of the bucket holding the 99th percentile of a histogram on the
@@ -113,8 +125,17 @@ async fn main() {
         "fleet: {} exporters × ({} GPUs, {} Triton pods) + {} pods without values in {} namespaces; adapter in cluster mode, --exporter-interval 1s",
         shape.exporters, shape.gpus, shape.pods, shape.plain_pods, shape.plain_namespaces
     );
+    let release = PathBuf::from(env!("CARGO_BIN_EXE_kubemind"));
+    let (binary, build) = match dist_binary(&release) {
+        Some(dist) => (dist, "dist, the image's build"),
+        None => (
+            release,
+            "release: `cargo build --profile dist` (make bench does) to measure the image's build",
+        ),
+    };
+    println!("  adapter binary: {build}");
     let started = Instant::now();
-    let under_test = Arc::new(fleet::start(shape, "1s").await);
+    let under_test = Arc::new(fleet::start_binary(&binary, shape, "1s").await);
     println!(
         "  every exporter's values served {:.1} s after start",
         started.elapsed().as_secs_f64()

@@ -3,8 +3,8 @@
 //! Kubernetes objects an API server would list for that fleet.
 //!
 //! Exporter `i` runs on node `gpu-node-{i}` at `127.1.{i / 250}.{i % 250 + 1}`. Its page is
-//! rendered by the exporter's own renderer at every scrape (so the adapter reads exactly what a
-//! real exporter serves, collected "now"): `gpus` GPUs and `pods` Triton pods, pod `j` being
+//! rendered by the exporter's own renderer (so the adapter reads exactly what a real exporter
+//! serves, collected "now"): `gpus` GPUs and `pods` Triton pods, pod `j` being
 //! `infer-{j}/triton-{i}` in Deployment `triton-{i % 10}` of namespace `infer-{j}` — so each
 //! `infer-{j}` namespace holds one pod per exporter. Like the exporter, a page is answered in
 //! the compact values form to a scraper that asks for it (but by the first
@@ -23,6 +23,7 @@ use crate::exporter::pods::{DeviceId, Holder};
 use crate::exporter::render::{Collection, render};
 use crate::exporter::servers::scrape::{ServerKind, Signals, Target, TargetReport};
 use crate::exporter::servers::triton::TritonSignals;
+use crate::exporter_page::ExporterPage;
 
 /// The shape of the fleet.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +51,10 @@ struct Exporter {
     gpus: GpuSnapshot,
     holders: Vec<(DeviceId, Holder)>,
     servers: Vec<TargetReport>,
+    /// The page in catalogue terms, read from a rendered page until the values change: only
+    /// its collection time moves from one scrape to the next (the fleet's process shares the
+    /// machine with the adapter it feeds, so it does not redo what a real exporter does once).
+    values: Option<ExporterPage>,
 }
 
 /// The running fleet; its pages are served until the process ends.
@@ -135,6 +140,7 @@ fn exporter(shape: &FleetShape, i: usize) -> Exporter {
         },
         holders,
         servers,
+        values: None,
     }
 }
 
@@ -167,9 +173,12 @@ impl Fleet {
                             "/metrics",
                             axum::routing::get(move |headers: axum::http::HeaderMap| {
                                 counter.fetch_add(1, Ordering::Relaxed);
-                                let page = pages.get(i).map(page_now).unwrap_or_default();
                                 let text_only = i < shape.text_only;
-                                async move { answer(&headers, page, text_only) }
+                                let response = pages
+                                    .get(i)
+                                    .map(|exporter| answer(&headers, exporter, text_only))
+                                    .unwrap_or_default();
+                                async move { response }
                             }),
                         );
                         let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
@@ -198,6 +207,7 @@ impl Fleet {
             && let Some(Signals::Triton(signals)) = &mut report.signals
         {
             signals.pending_requests = pending;
+            exporter.values = None;
         }
     }
 
@@ -291,10 +301,8 @@ impl Fleet {
     }
 }
 
-fn page_now(exporter: &Mutex<Exporter>) -> String {
-    let Ok(exporter) = exporter.lock() else {
-        return String::new();
-    };
+/// The page as the exporter renders it, collected now.
+fn page_now(exporter: &Exporter) -> String {
     render(&Collection {
         node: &exporter.node,
         gpus: &exporter.gpus,
@@ -310,27 +318,34 @@ fn page_now(exporter: &Mutex<Exporter>) -> String {
 /// The page in the form the scraper asks for, as the exporter answers it.
 fn answer(
     headers: &axum::http::HeaderMap,
-    page: String,
+    exporter: &Mutex<Exporter>,
     text_only: bool,
 ) -> axum::response::Response {
     use axum::http::header;
     use axum::response::IntoResponse;
+    let Ok(mut exporter) = exporter.lock() else {
+        return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
     let wants_values = headers
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())
         .is_some_and(crate::exporter_page::accepts_values);
-    if wants_values
-        && !text_only
-        && let Ok(read) = crate::exporter_page::read(&page, usize::MAX)
-    {
-        let content_type = crate::exporter_page::VALUES_MEDIA_TYPE;
-        return (
-            [(header::CONTENT_TYPE, content_type)],
-            read.to_values_json(),
-        )
-            .into_response();
+    if !wants_values || text_only {
+        return page_now(&exporter).into_response();
     }
-    page.into_response()
+    if exporter.values.is_none() {
+        exporter.values = crate::exporter_page::read(&page_now(&exporter), usize::MAX).ok();
+    }
+    let Some(values) = &mut exporter.values else {
+        return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    values.collected_at = SystemTime::now();
+    let content_type = crate::exporter_page::VALUES_MEDIA_TYPE;
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        values.to_values_json(),
+    )
+        .into_response()
 }
 
 /// Binds `count` loopback addresses on one port: a free port of the first address, tried on

@@ -77,6 +77,17 @@ pub fn start_cluster_adapter(
     standin: &StandIn,
     extra: &[&str],
 ) -> (Process, String, AdapterClient) {
+    let binary = Path::new(env!("CARGO_BIN_EXE_kubemind"));
+    start_cluster_adapter_binary(binary, dir, standin, extra)
+}
+
+/// [`start_cluster_adapter`] with another build of kubemind (the image's, in a bench).
+pub fn start_cluster_adapter_binary(
+    binary: &Path,
+    dir: &Path,
+    standin: &StandIn,
+    extra: &[&str],
+) -> (Process, String, AdapterClient) {
     let (cert, key, ca_pem) = serving_certificate(dir);
     let kubeconfig = standin.kubeconfig(dir);
     let mut args = vec![
@@ -91,7 +102,7 @@ pub fn start_cluster_adapter(
         kubeconfig.to_str().expect("utf-8"),
     ];
     args.extend_from_slice(extra);
-    let adapter = Process::start(dir, "adapter", &args);
+    let adapter = Process::start_binary(binary, dir, "adapter", &args);
     let address = listening_address(&adapter, "serving the custom and external metrics APIs");
     let client = AdapterClient::new(&address, &ca_pem, HPA_TOKEN);
     (adapter, address, client)

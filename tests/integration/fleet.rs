@@ -6,12 +6,13 @@
 //! node's, each Deployment's aggregate — and that a value changed at one exporter arrives.
 //! It prints how long that took, but asserts no timing: speed is `make bench`'s to measure.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kubemind::quantity::Quantity;
 use kubemind::sim::fleet::{Fleet, FleetShape, pod_name};
 
-use crate::fixtures::{AdapterClient, hpa_standin, start_cluster_adapter};
+use crate::fixtures::{AdapterClient, hpa_standin, start_cluster_adapter_binary};
 use crate::standin::StandIn;
 use crate::util::Process;
 
@@ -27,6 +28,11 @@ pub struct FleetUnderTest {
 /// Starts the fleet and an adapter scraping every exporter each `interval`; returns once the
 /// adapter serves a value of the last exporter's last pod.
 pub async fn start(shape: FleetShape, interval: &str) -> FleetUnderTest {
+    start_binary(Path::new(env!("CARGO_BIN_EXE_kubemind")), shape, interval).await
+}
+
+/// [`start`] with another build of the adapter (the image's, in a bench).
+pub async fn start_binary(binary: &Path, shape: FleetShape, interval: &str) -> FleetUnderTest {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let fleet = Fleet::start(shape).expect("the fleet listens");
     let standin = hpa_standin();
@@ -35,7 +41,8 @@ pub async fn start(shape: FleetShape, interval: &str) -> FleetUnderTest {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let port = fleet.port.to_string();
-    let (adapter, _, client) = start_cluster_adapter(
+    let (adapter, _, client) = start_cluster_adapter_binary(
+        binary,
         dir.path(),
         &standin,
         &[

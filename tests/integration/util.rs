@@ -14,11 +14,12 @@ impl Process {
     /// Starts `kubemind ARGS…` with stderr captured to `dir/NAME.log`, logging at `info`
     /// (`TEST_RUST_LOG=kubemind=debug cargo test …` for more when a test fails).
     pub fn start(dir: &Path, name: &str, args: &[&str]) -> Process {
-        Process::spawn(
-            dir,
-            name,
-            Command::new(env!("CARGO_BIN_EXE_kubemind")).args(args),
-        )
+        Process::start_binary(Path::new(env!("CARGO_BIN_EXE_kubemind")), dir, name, args)
+    }
+
+    /// [`Process::start`] of another build of kubemind (the image's, in a bench).
+    pub fn start_binary(binary: &Path, dir: &Path, name: &str, args: &[&str]) -> Process {
+        Process::spawn(dir, name, Command::new(binary).args(args))
     }
 
     /// [`Process::start`] under a limit of `open_files` file descriptors (`ulimit -n`, soft
