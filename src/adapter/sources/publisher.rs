@@ -27,7 +27,7 @@ use crate::adapter::telemetry::Telemetry;
 pub(crate) const COALESCE: Duration = Duration::from_millis(200);
 /// The most of one core publishing may take: the gap after a publish is at least its duration
 /// divided by this.
-const PUBLISH_SHARE: f64 = 0.1;
+const PUBLISH_SHARE: f64 = 0.05;
 /// The longest gap that rule may set: values are never held back longer than this.
 const LONGEST_GAP: Duration = Duration::from_millis(500);
 /// How often, and how long each time, the publisher looks whether the snapshot it replaced is
@@ -162,7 +162,7 @@ mod tests {
     fn publishing_takes_at_most_its_share_of_a_core() {
         let ms = Duration::from_millis;
         assert_eq!(gap_after(ms(3)), COALESCE, "a small cluster: every 200 ms");
-        assert_eq!(gap_after(ms(35)), ms(350), "a fleet: a tenth of a core");
+        assert_eq!(gap_after(ms(20)), ms(400), "a fleet: a twentieth of a core");
         assert_eq!(
             gap_after(ms(400)),
             LONGEST_GAP,
