@@ -157,20 +157,18 @@ async fn a_hundred_exporters_feed_one_adapter() {
         (code, body["items"].as_array().map(Vec::len)),
         (200, Some(0))
     );
-    // each node's own values, each Deployment's aggregate over its ten pods
-    let (code, body) = client
-        .get("/apis/custom.metrics.k8s.io/v1beta2/nodes/gpu-node-42/gpu_utilization_percent".into())
-        .await
-        .expect("answer");
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(quantity(&body["items"][0]["value"]), Some(53.5), "{body}");
-    // the same from an exporter answering in the compact values form
-    let (code, body) = client
-        .get("/apis/custom.metrics.k8s.io/v1beta2/nodes/gpu-node-77/gpu_utilization_percent".into())
-        .await
-        .expect("answer");
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(quantity(&body["items"][0]["value"]), Some(53.5), "{body}");
+    // each node's own values, from an exporter answering text (42) and one answering the compact
+    // values form (77); each Deployment's aggregate over its ten pods
+    for node in ["gpu-node-42", "gpu-node-77"] {
+        let (code, body) = client
+            .get(format!(
+                "/apis/custom.metrics.k8s.io/v1beta2/nodes/{node}/gpu_utilization_percent"
+            ))
+            .await
+            .expect("answer");
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(quantity(&body["items"][0]["value"]), Some(53.5), "{body}");
+    }
     let (code, body) = client
         .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/infer-3/deployments.apps/triton-4/triton_pending_requests_sum".into())
         .await
