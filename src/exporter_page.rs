@@ -120,6 +120,15 @@ pub fn accepts_values(accept: &str) -> bool {
     })
 }
 
+/// Whether a request's headers ask for [`VALUES_MEDIA_TYPE`] (see [`accepts_values`]): how an
+/// exporter decides which form to answer in.
+pub fn asks_for_values(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(accepts_values)
+}
+
 /// Whether a response's `Content-Type` is [`VALUES_MEDIA_TYPE`].
 pub fn is_values(content_type: &str) -> bool {
     content_type
@@ -158,30 +167,25 @@ struct WirePod(String, String, Vec<Option<f64>>);
 impl ExporterPage {
     /// The page as [`VALUES_MEDIA_TYPE`].
     pub fn to_values_json(&self) -> String {
-        let finite = |values: &BTreeMap<&'static str, f64>| {
+        // a value that is not finite has no JSON number: absent, as on the text page
+        let finite = |values: &BTreeMap<&'static str, f64>, metric: &str| {
             values
-                .iter()
-                .filter(|(_, value)| value.is_finite())
-                .map(|(metric, value)| (*metric, *value))
-                .collect::<BTreeMap<_, _>>()
+                .get(metric)
+                .copied()
+                .filter(|value| value.is_finite())
         };
-        let node_values = finite(&self.node_values);
-        let pods: Vec<_> = self
-            .pods
-            .iter()
-            .map(|(key, values)| (key, finite(values)))
-            .collect();
-        let columns: Vec<&'static str> = node_values
-            .keys()
-            .chain(pods.iter().flat_map(|(_, values)| values.keys()))
-            .copied()
+        let columns: Vec<&'static str> = std::iter::once(&self.node_values)
+            .chain(self.pods.values())
+            .flat_map(|values| values.iter())
+            .filter(|(_, value)| value.is_finite())
+            .map(|(metric, _)| *metric)
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
         let row = |values: &BTreeMap<&'static str, f64>| {
             columns
                 .iter()
-                .map(|metric| values.get(metric).copied())
+                .map(|metric| finite(values, metric))
                 .collect()
         };
         let wire = WirePage {
@@ -194,12 +198,13 @@ impl ExporterPage {
                 .iter()
                 .map(|m| std::borrow::Cow::Borrowed(*m))
                 .collect(),
-            node_values: if node_values.is_empty() {
-                Vec::new()
+            node_values: if self.node_values.values().any(|v| v.is_finite()) {
+                row(&self.node_values)
             } else {
-                row(&node_values)
+                Vec::new()
             },
-            pods: pods
+            pods: self
+                .pods
                 .iter()
                 .map(|((namespace, pod), values)| {
                     WirePod(namespace.clone(), pod.clone(), row(values))

@@ -191,11 +191,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 let (page, connections) = (page.clone(), connections.clone());
                 move |headers: axum::http::HeaderMap| async move {
                     let page = page.load_full();
-                    let wants_values = headers
-                        .get(header::ACCEPT)
-                        .and_then(|accept| accept.to_str().ok())
-                        .is_some_and(crate::exporter_page::accepts_values);
-                    if wants_values && let Some(values) = &page.values {
+                    if crate::exporter_page::asks_for_values(&headers)
+                        && let Some(values) = &page.values
+                    {
                         return (
                             [
                                 (

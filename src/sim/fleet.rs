@@ -326,11 +326,7 @@ fn answer(
     let Ok(mut exporter) = exporter.lock() else {
         return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    let wants_values = headers
-        .get(header::ACCEPT)
-        .and_then(|accept| accept.to_str().ok())
-        .is_some_and(crate::exporter_page::accepts_values);
-    if !wants_values || text_only {
+    if text_only || !crate::exporter_page::asks_for_values(headers) {
         return page_now(&exporter).into_response();
     }
     if exporter.values.is_none() {

@@ -97,8 +97,8 @@ impl Publisher {
     }
 }
 
-/// The least time between a publish whose assembly took `took` and the next: [`COALESCE`], or longer
-/// where publishing would otherwise take more than [`PUBLISH_SHARE`] of a core, up to
+/// The least time between a publish whose assembly took `took` and the next: [`COALESCE`], or
+/// longer where publishing would otherwise take more than [`PUBLISH_SHARE`] of a core, up to
 /// [`LONGEST_GAP`].
 fn gap_after(took: Duration) -> Duration {
     took.div_f64(PUBLISH_SHARE).clamp(COALESCE, LONGEST_GAP)
