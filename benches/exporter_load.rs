@@ -9,9 +9,13 @@
 //! (LTO, one codegen unit, stripped); the verdict is on the image's. Then the image's size, when
 //! `make image` built it on this machine. Everything runs on 127.0.0.1, bounded in time.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+#[path = "common/dist.rs"]
+mod dist;
+
+use dist::dist_binary;
 use kubemind::sim::process::{cpu_seconds, status_kib};
 use kubemind::sim::{kubelet, metrics_endpoint, nvml};
 
@@ -100,7 +104,7 @@ fn main() {
     match &dist {
         Some(path) => builds.push(Build::start("dist (image)", path.clone(), &args)),
         None => eprintln!(
-            "no dist build at target/dist/kubemind: `cargo build --profile dist` (make bench does) to measure the image's binary"
+            "no dist build of the current sources at target/dist/kubemind: `cargo build --profile dist` (make bench does) to measure the image's binary"
         ),
     }
     std::thread::sleep(WARM_UP);
@@ -117,12 +121,6 @@ fn main() {
     drop(builds);
     drop(runtime);
     report(&figures);
-}
-
-/// `target/dist/kubemind` beside the `target/release` binary this bench was built with.
-fn dist_binary(release: &Path) -> Option<PathBuf> {
-    let dist = release.parent()?.parent()?.join("dist").join("kubemind");
-    dist.is_file().then_some(dist)
 }
 
 /// One exporter process, of one build of the binary.

@@ -17,12 +17,14 @@
 //! pods, ~105,000 values).
 //!
 //! The adapter measured is the image's build (`target/dist/kubemind`, which `make bench` builds
-//! first) where one newer than the release build is there; the release build otherwise.
+//! first) where it was built from the current sources; the release build otherwise.
 //!
 //! The setup is the integration test's (`tests/integration/fleet.rs`), included here.
 
 #[allow(dead_code)]
 mod common;
+#[path = "common/dist.rs"]
+mod dist;
 #[allow(dead_code)]
 #[path = "../tests/integration/fixtures.rs"]
 mod fixtures;
@@ -36,7 +38,7 @@ mod standin;
 #[path = "../tests/integration/util.rs"]
 mod util;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -45,6 +47,7 @@ use kubemind::sim::fleet::FleetShape;
 use kubemind::sim::process::{cpu_seconds, status_kib};
 
 use common::{millis, verdict};
+use dist::dist_binary;
 use fleet::{change_and_wait, percentile};
 
 const PODS_READ: &str =
@@ -59,36 +62,6 @@ fn from_env(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// `target/dist/kubemind` beside the `target/release` binary, where it was built after the
-/// last change to the sources (an older one would not be the code under test).
-fn dist_binary(release: &Path) -> Option<PathBuf> {
-    let dist = release.parent()?.parent()?.join("dist").join("kubemind");
-    let built = std::fs::metadata(&dist).and_then(|m| m.modified()).ok()?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let sources = [
-        root.join("src"),
-        root.join("Cargo.toml"),
-        root.join("Cargo.lock"),
-    ];
-    (newest_change(&sources)? <= built).then_some(dist)
-}
-
-/// The latest modification time of `paths` and everything under them.
-fn newest_change(paths: &[PathBuf]) -> Option<std::time::SystemTime> {
-    let mut newest = None;
-    let mut left = paths.to_vec();
-    while let Some(path) = left.pop() {
-        let metadata = std::fs::metadata(&path).ok()?;
-        newest = newest.max(Some(metadata.modified().ok()?));
-        if metadata.is_dir() {
-            for entry in std::fs::read_dir(&path).ok()? {
-                left.push(entry.ok()?.path());
-            }
-        }
-    }
-    newest
 }
 
 /// Mean and the upper bound of the bucket holding the 99th percentile of a histogram on the
