@@ -15,9 +15,7 @@
 //! 999999999999999983222784 and -0.009 into -10m, and 0.1 + 0.2 would serve as `301m`.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
-use std::fmt::Write as _;
-
-use compact_str::CompactString;
+use compact_str::{CompactString, ToCompactString};
 
 /// Decimal SI suffixes above the unit, in steps of 10³.
 const DECIMAL_SUFFIXES: [&str; 6] = ["k", "M", "G", "T", "P", "E"];
@@ -32,29 +30,36 @@ pub const MAX_MAGNITUDE: f64 = 1e30;
 /// Every value a source reads is formatted once, hundreds of thousands a second at fleet size:
 /// the text is built inline (a quantity is at most a few dozen bytes), allocating nothing.
 pub fn format(value: f64) -> Option<CompactString> {
+    milli(value).map(format_milli)
+}
+
+/// The milli-value [`format`] prints for `value`, computed exactly; `None` for NaN, ±Inf and
+/// magnitudes of [`MAX_MAGNITUDE`] or more. A value can be kept as this integer and printed
+/// when served ([`format_milli`]): the same text, from 16 bytes rather than a string.
+pub fn milli(value: f64) -> Option<i128> {
     if !value.is_finite() || value.abs() >= MAX_MAGNITUDE {
         return None;
     }
     if value.abs() < 1e-12 {
         // zero at Go's nano precision; also keeps `{:?}` clear of exponents like e-307
-        return Some(CompactString::const_new("0"));
+        return Some(0);
     }
     // `{:?}` is the shortest decimal that reads back as the same float, in at most ~24 bytes.
     let exact = Quantity::parse(&compact_str::format_compact!("{value:?}")).ok()?;
-    Some(format_milli(exact.rounded_to_nano().milli_value()?))
+    exact.rounded_to_nano().milli_value()
 }
 
 /// Prints a milli-value canonically: `<milli>m`, or a whole number with k/M/G/… folding.
-fn format_milli(milli: i128) -> CompactString {
-    let mut out = CompactString::const_new("");
+/// Integer printing only (a few dozen nanoseconds), so it can run on the serving path.
+pub fn format_milli(milli: i128) -> CompactString {
     if milli % 1000 != 0 {
-        let _ = write!(out, "{milli}m");
+        let mut out = milli.to_compact_string();
+        out.push('m');
         return out;
     }
     let mut whole = milli / 1000;
     if whole == 0 {
-        out.push('0');
-        return out;
+        return CompactString::const_new("0");
     }
     let mut suffix = "";
     for next in DECIMAL_SUFFIXES {
@@ -64,7 +69,8 @@ fn format_milli(milli: i128) -> CompactString {
         whole /= 1000;
         suffix = next;
     }
-    let _ = write!(out, "{whole}{suffix}");
+    let mut out = whole.to_compact_string();
+    out.push_str(suffix);
     out
 }
 

@@ -23,26 +23,43 @@ use crate::resources::GroupResource;
 
 pub type Labels = BTreeMap<String, String>;
 
-/// One measured value of one metric, ready to serve: 64 bytes, with no allocation of its own
-/// unless its quantity is longer than 24 bytes or its series has labels. A fleet-size snapshot
-/// holds hundreds of thousands of these (`benches/fleet.rs`), so each byte here is a fraction
-/// of a megabyte there.
+/// One measured value of one metric, ready to serve: 40 bytes, with no allocation of its own
+/// unless its series has labels or its quantity is beyond what 64 bits of milli-units hold. A
+/// fleet-size snapshot holds hundreds of thousands of these (`benches/fleet.rs`), so each byte
+/// here is a fraction of a megabyte there.
+///
+/// The canonical quantity is kept as its exact milli-value and printed when served
+/// ([`Sample::quantity`]): integer printing, a few dozen nanoseconds, where a string held
+/// ready would take 24 bytes a value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub value: f64,
-    /// The canonical quantity string, formatted once when the sample is made.
-    pub quantity: CompactString,
+    /// The quantity's milli-value, or [`HELD_APART`] when it does not fit (then it is in
+    /// `rare`).
+    milli: i64,
     /// When the value was measured (never "now" at serving time).
-    pub sample_time: SystemTime,
+    at: SampleTime,
     /// The window the value was computed over, when it is a rate or an average.
-    pub window_seconds: Option<i32>,
-    /// Labels of the metric series itself, matched by `metricLabelSelector`; most series have
-    /// none.
-    labels: Option<Arc<Labels>>,
+    window_seconds: Option<i32>,
+    /// What few samples have: labels of the series, a quantity too large for `milli`.
+    rare: Option<Box<Rare>>,
 }
 
+/// The parts of a sample most samples do not have.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Rare {
+    /// Labels of the metric series itself, matched by `metricLabelSelector`.
+    labels: Labels,
+    /// The milli-value when it is beyond `i64` (a magnitude of 9.2e15 or more).
+    milli: Option<i128>,
+}
+
+/// `Sample::milli` when the milli-value is held in `Rare` (no quantity has this milli-value:
+/// it would be beyond the HPA's own int64 arithmetic, so it is held apart anyway).
+const HELD_APART: i64 = i64::MIN;
+
 // A layout change that grows every sample should be a decision, not an accident.
-const _: () = assert!(std::mem::size_of::<Sample>() <= 64);
+const _: () = assert!(std::mem::size_of::<Sample>() <= 40);
 
 /// The labels of a series that has none.
 static NO_LABELS: Labels = Labels::new();
@@ -50,18 +67,53 @@ static NO_LABELS: Labels = Labels::new();
 impl Sample {
     /// A sample, or `None` when the value has no quantity (NaN, ±Inf): such a value is absent.
     pub fn new(value: f64, sample_time: SystemTime) -> Option<Sample> {
+        let exact = crate::quantity::milli(value)?;
+        let (milli, rare) = match i64::try_from(exact) {
+            Ok(milli) if milli != HELD_APART => (milli, None),
+            _ => (
+                HELD_APART,
+                Some(Box::new(Rare {
+                    milli: Some(exact),
+                    ..Rare::default()
+                })),
+            ),
+        };
         Some(Sample {
             value,
-            quantity: crate::quantity::format(value)?,
-            sample_time,
+            milli,
+            at: SampleTime::from(sample_time),
             window_seconds: None,
-            labels: None,
+            rare,
         })
+    }
+
+    /// The canonical quantity string the HPA reads (`1500m`, `12k`).
+    pub fn quantity(&self) -> CompactString {
+        let milli = match &self.rare {
+            Some(rare) if self.milli == HELD_APART => rare.milli.unwrap_or(0),
+            _ => i128::from(self.milli),
+        };
+        crate::quantity::format_milli(milli)
+    }
+
+    /// When the value was measured.
+    pub fn sample_time(&self) -> SystemTime {
+        self.at.into()
+    }
+
+    /// The same, as held: for comparing samples' ages.
+    pub(crate) fn measured(&self) -> SampleTime {
+        self.at
     }
 
     /// `sample_time` as RFC 3339 UTC with second precision, as served.
     pub fn timestamp(&self) -> Timestamp {
-        Timestamp::from(self.sample_time)
+        Timestamp::from(self.sample_time())
+    }
+
+    /// The window the value was computed over, when it is a rate or an average.
+    pub fn window_seconds(&self) -> Option<i32> {
+        self.window_seconds
     }
 
     /// Sets the window the value was computed over; one longer than `i32::MAX` seconds (68
@@ -72,13 +124,22 @@ impl Sample {
     }
 
     pub fn with_labels(mut self, labels: Labels) -> Sample {
-        self.labels = (!labels.is_empty()).then(|| Arc::new(labels));
+        match (&mut self.rare, labels.is_empty()) {
+            (Some(rare), _) => rare.labels = labels,
+            (None, true) => {}
+            (None, false) => {
+                self.rare = Some(Box::new(Rare {
+                    labels,
+                    milli: None,
+                }))
+            }
+        }
         self
     }
 
     /// Labels of the metric series itself (empty for most).
     pub fn labels(&self) -> &Labels {
-        self.labels.as_deref().unwrap_or(&NO_LABELS)
+        self.rare.as_ref().map_or(&NO_LABELS, |rare| &rare.labels)
     }
 
     /// True unless the sample is older than `max_age` at `now`. Samples from the future (clock
@@ -89,14 +150,40 @@ impl Sample {
 
     /// True if the sample was taken at or after `cutoff` (see [`oldest_fresh`]); one comparison,
     /// for loops over many samples.
-    pub(crate) fn is_newer_than(&self, cutoff: SystemTime) -> bool {
-        self.sample_time >= cutoff
+    pub(crate) fn is_newer_than(&self, cutoff: SampleTime) -> bool {
+        self.at >= cutoff
+    }
+}
+
+/// A sample's time in 8 bytes: nanoseconds since the Unix epoch, saturating outside the years
+/// 1678–2262 (a `SystemTime` takes 16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SampleTime(i64);
+
+impl From<SystemTime> for SampleTime {
+    fn from(time: SystemTime) -> SampleTime {
+        let nanos = match time.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_nanos()).map_or(i64::MIN, |n| -n),
+        };
+        SampleTime(nanos)
+    }
+}
+
+impl From<SampleTime> for SystemTime {
+    fn from(time: SampleTime) -> SystemTime {
+        let since_epoch = Duration::from_nanos(time.0.unsigned_abs());
+        if time.0 >= 0 {
+            SystemTime::UNIX_EPOCH + since_epoch
+        } else {
+            SystemTime::UNIX_EPOCH - since_epoch
+        }
     }
 }
 
 /// The oldest sample time still fresh at `now` under `max_age`.
-pub(crate) fn oldest_fresh(now: SystemTime, max_age: Duration) -> SystemTime {
-    now.checked_sub(max_age).unwrap_or(SystemTime::UNIX_EPOCH)
+pub(crate) fn oldest_fresh(now: SystemTime, max_age: Duration) -> SampleTime {
+    SampleTime::from(now.checked_sub(max_age).unwrap_or(SystemTime::UNIX_EPOCH))
 }
 
 /// An RFC 3339 UTC timestamp with second precision (`2026-07-01T12:00:05Z`), held inline.
@@ -159,14 +246,26 @@ impl serde::Serialize for Timestamp {
 
 /// An object's samples by metric name: a short list (a pod has a dozen metrics) sorted by
 /// name. At fleet size there are hundreds of thousands of these, and a sorted list holds its
-/// samples in half the bytes of a hash map and in one place, which is what assembling and
-/// reading them spend their time on; a lookup is a few comparisons.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// samples in a fraction of the bytes of a hash map and in one place, which is what assembling
+/// and reading them spend their time on; a lookup is a few comparisons.
+///
+/// The names are a list of their own, shared: the pods of one exporter page have the same
+/// metrics, so [`SharedNames`] gives them one list between them, and each sample costs its
+/// 40 bytes and no name.
+#[derive(Debug, Clone, Default)]
 pub struct MetricSamples {
-    samples: Vec<(Arc<str>, Sample)>,
+    /// Sorted, unique; `samples[i]` is a sample of `names[i]`.
+    names: Arc<Vec<Arc<str>>>,
+    samples: Vec<Sample>,
     /// No sample is older than this (`None` while there is none): whether all are fresh is
     /// one comparison. A replaced sample may leave it lower than the oldest held, never higher.
-    oldest: Option<SystemTime>,
+    oldest: Option<SampleTime>,
+}
+
+impl PartialEq for MetricSamples {
+    fn eq(&self, other: &MetricSamples) -> bool {
+        self.names == other.names && self.samples == other.samples
+    }
 }
 
 /// The samples of every object that has none, shared.
@@ -179,32 +278,33 @@ impl MetricSamples {
     }
 
     fn position(&self, metric: &str) -> Result<usize, usize> {
-        self.samples
-            .binary_search_by(|(name, _)| (**name).cmp(metric))
+        self.names.binary_search_by(|name| (**name).cmp(metric))
     }
 
     pub fn get(&self, metric: &str) -> Option<&Sample> {
         let at = self.position(metric).ok()?;
-        self.samples.get(at).map(|(_, sample)| sample)
+        self.samples.get(at)
     }
 
-    /// Sets `metric`'s sample; returns the one it replaced.
+    /// Sets `metric`'s sample; returns the one it replaced. The names are copied first if
+    /// another object shares them and `metric` is new.
     pub fn insert(&mut self, metric: Arc<str>, sample: Sample) -> Option<Sample> {
         self.oldest = Some(
             self.oldest
-                .map_or(sample.sample_time, |oldest| oldest.min(sample.sample_time)),
+                .map_or(sample.at, |oldest| oldest.min(sample.at)),
         );
         match self.position(&metric) {
-            Ok(at) => Some(std::mem::replace(&mut self.samples[at].1, sample)),
+            Ok(at) => Some(std::mem::replace(&mut self.samples[at], sample)),
             Err(at) => {
-                self.samples.insert(at, (metric, sample));
+                Arc::make_mut(&mut self.names).insert(at, metric);
+                self.samples.insert(at, sample);
                 None
             }
         }
     }
 
     /// True if every sample was taken at or after `cutoff` (see [`Sample::is_newer_than`]).
-    pub(crate) fn all_newer_than(&self, cutoff: SystemTime) -> bool {
+    pub(crate) fn all_newer_than(&self, cutoff: SampleTime) -> bool {
         self.oldest.is_none_or(|oldest| oldest >= cutoff)
     }
 
@@ -214,15 +314,15 @@ impl MetricSamples {
 
     /// In name order.
     pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Sample)> {
-        self.samples.iter().map(|(name, sample)| (name, sample))
+        self.names.iter().zip(&self.samples)
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &Arc<str>> {
-        self.samples.iter().map(|(name, _)| name)
+        self.names.iter()
     }
 
     pub fn values(&self) -> impl Iterator<Item = &Sample> {
-        self.samples.iter().map(|(_, sample)| sample)
+        self.samples.iter()
     }
 
     pub fn len(&self) -> usize {
@@ -232,27 +332,82 @@ impl MetricSamples {
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
     }
+
+    /// Whether `other` holds the very same list of names (shared, not merely equal): a
+    /// walk over many objects can pass over the names it has already seen in one comparison.
+    pub(crate) fn shares_names_with(&self, other: &MetricSamples) -> bool {
+        Arc::ptr_eq(&self.names, &other.names)
+    }
+}
+
+/// Gives objects built one after another the same list of metric names when their names are
+/// the same (a page's pods, one Prometheus evaluation's objects), so each list is held once.
+#[derive(Debug, Default)]
+pub struct SharedNames {
+    last: Option<Arc<Vec<Arc<str>>>>,
+}
+
+impl SharedNames {
+    /// The samples, as [`MetricSamples::from_iter`] makes them, sharing the names of the last
+    /// object built here if they are the same.
+    pub fn samples<I: IntoIterator<Item = (Arc<str>, Sample)>>(
+        &mut self,
+        samples: I,
+    ) -> MetricSamples {
+        let (names, samples) = sorted_unique(samples);
+        let names = match &self.last {
+            Some(last) if **last == names => Arc::clone(last),
+            _ => {
+                let names = Arc::new(names);
+                self.last = Some(Arc::clone(&names));
+                names
+            }
+        };
+        MetricSamples::from_parts(names, samples)
+    }
+}
+
+/// Names and samples in name order; a later sample of the same metric replaces an earlier one.
+fn sorted_unique<I: IntoIterator<Item = (Arc<str>, Sample)>>(
+    samples: I,
+) -> (Vec<Arc<str>>, Vec<Sample>) {
+    let mut samples: Vec<(Arc<str>, Sample)> = samples.into_iter().collect();
+    // stable: of equal names the later stays last, and is the one kept
+    if !samples.is_sorted_by(|a, b| a.0 < b.0) {
+        samples.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    let mut names: Vec<Arc<str>> = Vec::with_capacity(samples.len());
+    let mut kept: Vec<Sample> = Vec::with_capacity(samples.len());
+    for (metric, sample) in samples {
+        match (names.last(), kept.last_mut()) {
+            (Some(last), Some(held)) if *last == metric => *held = sample,
+            _ => {
+                names.push(metric);
+                kept.push(sample);
+            }
+        }
+    }
+    names.shrink_to_fit();
+    kept.shrink_to_fit();
+    (names, kept)
+}
+
+impl MetricSamples {
+    fn from_parts(names: Arc<Vec<Arc<str>>>, samples: Vec<Sample>) -> MetricSamples {
+        let oldest = samples.iter().map(|sample| sample.at).min();
+        MetricSamples {
+            names,
+            samples,
+            oldest,
+        }
+    }
 }
 
 impl FromIterator<(Arc<str>, Sample)> for MetricSamples {
     /// A later sample of the same metric replaces an earlier one.
     fn from_iter<I: IntoIterator<Item = (Arc<str>, Sample)>>(samples: I) -> MetricSamples {
-        let mut samples: Vec<(Arc<str>, Sample)> = samples.into_iter().collect();
-        // stable: of equal names the later stays last, and is the one kept
-        samples.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut kept: Vec<(Arc<str>, Sample)> = Vec::with_capacity(samples.len());
-        for (metric, sample) in samples {
-            match kept.last_mut() {
-                Some(last) if last.0 == metric => last.1 = sample,
-                _ => kept.push((metric, sample)),
-            }
-        }
-        kept.shrink_to_fit();
-        let oldest = kept.iter().map(|(_, sample)| sample.sample_time).min();
-        MetricSamples {
-            samples: kept,
-            oldest,
-        }
+        let (names, samples) = sorted_unique(samples);
+        MetricSamples::from_parts(Arc::new(names), samples)
     }
 }
 
@@ -454,29 +609,21 @@ impl SnapshotBuilder {
             external: self.declared_external,
         };
         let mut sample_count = 0;
-        // Objects mostly share their metric names (one string per name, from the catalogue),
-        // and objects from one source mostly have the same list of them: an object whose
-        // names are the previous object's is passed over, and each name is looked up in the
-        // catalogue once per scope, not once per sample.
+        // Objects mostly share their list of metric names (one list per page, see
+        // `SharedNames`) and their names (one string per name, from the catalogue): an object
+        // whose list is the previous object's is passed over, and each name is looked up in
+        // the catalogue once per scope, not once per sample.
         let mut seen: HashSet<*const u8, foldhash::fast::RandomState> = HashSet::default();
-        let mut last_names: Vec<*const u8> = Vec::new();
         for ((_, resource), objects) in &self.objects {
             seen.clear();
-            last_names.clear();
+            let mut last: Option<&MetricSamples> = None;
             for object in objects.values() {
                 sample_count += object.metrics.len();
-                let same_names = object.metrics.len() == last_names.len()
-                    && object
-                        .metrics
-                        .keys()
-                        .zip(&last_names)
-                        .all(|(metric, last)| metric.as_ptr() == *last);
-                if same_names {
+                if last.is_some_and(|last| last.shares_names_with(&object.metrics)) {
                     continue;
                 }
-                last_names.clear();
+                last = Some(&object.metrics);
                 for metric in object.metrics.keys() {
-                    last_names.push(metric.as_ptr());
                     if seen.insert(metric.as_ptr()) {
                         catalogue.custom.insert((resource.clone(), metric.clone()));
                     }
@@ -579,7 +726,56 @@ mod tests {
         let now = SystemTime::now();
         assert!(Sample::new(f64::NAN, now).is_none());
         assert!(Sample::new(f64::INFINITY, now).is_none());
-        assert_eq!(Sample::new(0.0, now).map(|s| s.quantity), Some("0".into()));
+        assert_eq!(
+            Sample::new(0.0, now).map(|s| s.quantity()),
+            Some("0".into())
+        );
+    }
+
+    #[test]
+    fn a_sample_serves_the_quantity_its_value_formats_to_at_every_magnitude() {
+        let now = SystemTime::now();
+        // 9.3e15 and beyond: the milli-value no longer fits 64 bits and is held apart
+        for value in [
+            1.5,
+            -0.009,
+            12_000.0,
+            0.1 + 0.2,
+            9.2e15,
+            9.3e15,
+            -4e20,
+            9.9e29,
+        ] {
+            let sample = Sample::new(value, now).expect("finite");
+            assert_eq!(
+                Some(sample.quantity()),
+                crate::quantity::format(value),
+                "{value}"
+            );
+            assert!(sample.labels().is_empty());
+            let labelled = sample.with_labels(Labels::from([("gpu".into(), "0".into())]));
+            assert_eq!(Some(labelled.quantity()), crate::quantity::format(value));
+            assert_eq!(labelled.labels()["gpu"], "0");
+        }
+        assert!(Sample::new(1e30, now).is_none(), "beyond MAX_MAGNITUDE");
+    }
+
+    #[test]
+    fn sample_times_keep_nanoseconds_and_saturate_outside_their_range() {
+        let now = SystemTime::now();
+        assert_eq!(SystemTime::from(SampleTime::from(now)), now);
+        let before_epoch = SystemTime::UNIX_EPOCH - Duration::from_nanos(1_500);
+        assert_eq!(
+            SystemTime::from(SampleTime::from(before_epoch)),
+            before_epoch
+        );
+        assert!(SampleTime::from(before_epoch) < SampleTime::from(SystemTime::UNIX_EPOCH));
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(400 * 365 * 86_400);
+        assert_eq!(SampleTime::from(far), SampleTime(i64::MAX));
+        let sample = Sample::new(1.0, now).expect("finite");
+        assert_eq!(sample.sample_time(), now);
+        assert!(sample.is_fresh(now + Duration::from_secs(5), Duration::from_secs(5)));
+        assert!(!sample.is_fresh(now + Duration::from_secs(6), Duration::from_secs(5)));
     }
 
     #[test]
@@ -630,11 +826,48 @@ mod tests {
     }
 
     #[test]
+    fn objects_with_the_same_metrics_share_one_list_of_names() {
+        let now = SystemTime::now();
+        let sample = |value| Sample::new(value, now).expect("finite");
+        let mut shared = SharedNames::default();
+        let queue: Arc<str> = Arc::from("queue");
+        let busy: Arc<str> = Arc::from("busy");
+        let mut first = shared.samples([(queue.clone(), sample(1.0)), (busy.clone(), sample(2.0))]);
+        // the same names, given in another order and as other strings of the same text
+        let second = shared.samples([
+            (Arc::from("queue"), sample(3.0)),
+            (Arc::from("busy"), sample(4.0)),
+        ]);
+        assert!(first.shares_names_with(&second));
+        assert_eq!(second.get("busy").map(|s| s.value), Some(4.0));
+        let other = shared.samples([(busy.clone(), sample(5.0))]);
+        assert!(!other.shares_names_with(&second));
+        // a new metric on one object leaves the others' names as they were
+        first.insert(Arc::from("vram"), sample(6.0));
+        assert!(!first.shares_names_with(&second));
+        assert_eq!(
+            first.keys().map(|k| &**k).collect::<Vec<_>>(),
+            ["busy", "queue", "vram"]
+        );
+        assert_eq!(
+            second.keys().map(|k| &**k).collect::<Vec<_>>(),
+            ["busy", "queue"]
+        );
+        assert_eq!(second.get("vram"), None);
+        // replacing a value of a known metric keeps the list shared
+        let mut third = shared.samples([(busy.clone(), sample(7.0))]);
+        assert!(third.shares_names_with(&other));
+        third.insert(busy, sample(8.0));
+        assert!(third.shares_names_with(&other));
+        assert_eq!(other.get("busy").map(|s| s.value), Some(5.0));
+    }
+
+    #[test]
     fn whether_all_samples_are_fresh_is_never_overstated() {
         let now = SystemTime::now();
         let at =
             |seconds_ago| Sample::new(1.0, now - Duration::from_secs(seconds_ago)).expect("finite");
-        let cutoff = now - Duration::from_secs(10);
+        let cutoff = oldest_fresh(now, Duration::from_secs(10));
         assert!(
             MetricSamples::default().all_newer_than(cutoff),
             "none is stale"

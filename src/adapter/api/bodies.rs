@@ -9,6 +9,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use compact_str::CompactString;
+
 use crate::adapter::store::{Labels, Timestamp};
 
 pub use crate::resources::{CUSTOM_GROUP, EXTERNAL_GROUP};
@@ -64,7 +66,8 @@ pub struct Item<'a> {
     pub uid: Option<&'a str>,
     pub timestamp: Timestamp,
     pub window_seconds: Option<i64>,
-    pub value: &'a str,
+    /// The quantity, printed for this answer.
+    pub value: CompactString,
 }
 
 /// One value of an external metric.
@@ -73,7 +76,7 @@ pub(crate) struct ExternalMetricValue<'a> {
     pub metric_labels: &'a Labels,
     pub timestamp: Timestamp,
     pub window: Option<i64>,
-    pub value: &'a str,
+    pub value: CompactString,
 }
 
 // A Pods answer over a thousand pods is ~8,000 short strings; written through serde's
@@ -219,7 +222,7 @@ pub(crate) fn metric_value_list(
             out.extend_from_slice(&object_tail);
             push_timestamp(out, &item.timestamp);
             push_window(out, window_key, item.window_seconds);
-            push_own_member(out, ",\"value\":", item.value);
+            push_own_member(out, ",\"value\":", &item.value);
             out.extend_from_slice(&item_tail);
             out.push(b'}');
         },
@@ -246,7 +249,7 @@ pub(crate) fn external_metric_value_list(items: &[ExternalMetricValue<'_>]) -> V
             out.push(b'}');
             push_timestamp(out, &item.timestamp);
             push_window(out, ",\"window\":", item.window);
-            push_own_member(out, ",\"value\":", item.value);
+            push_own_member(out, ",\"value\":", &item.value);
             out.push(b'}');
         },
     )
@@ -267,7 +270,7 @@ mod tests {
             metric_labels: &labels,
             timestamp: Timestamp::from(SystemTime::UNIX_EPOCH),
             window: None,
-            value: "1",
+            value: "1".into(),
         }]);
         let parsed: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
         assert_eq!(
@@ -290,7 +293,7 @@ mod tests {
             uid: Some("u-1"),
             timestamp: Timestamp::from(SystemTime::UNIX_EPOCH),
             window_seconds: None,
-            value: "0",
+            value: "0".into(),
         };
         let parse =
             |bytes: Vec<u8>| -> serde_json::Value { serde_json::from_slice(&bytes).expect("json") };
@@ -331,7 +334,7 @@ mod tests {
             uid: None,
             timestamp: Timestamp::from(SystemTime::UNIX_EPOCH),
             window_seconds: Some(15),
-            value: "1",
+            value: "1".into(),
         };
         let parsed: serde_json::Value =
             serde_json::from_slice(&metric_value_list(CustomVersion::V1beta2, &common, &[item]))

@@ -15,7 +15,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use super::bodies::{self, Common, CustomVersion, ExternalMetricValue, Item};
 use super::error::Error;
 use super::request::{CustomRequest, ExternalRequest, Target};
-use crate::adapter::store::{ExternalSeries, Object, Sample, Snapshot, Timestamp, oldest_fresh};
+use crate::adapter::store::{
+    ExternalSeries, Object, Sample, SampleTime, Snapshot, Timestamp, oldest_fresh,
+};
 
 /// When a sample counts: taken at `now`, no older than `max_age`.
 #[derive(Debug, Clone, Copy)]
@@ -25,7 +27,7 @@ pub(crate) struct Freshness {
 }
 
 impl Freshness {
-    fn cutoff(self) -> SystemTime {
+    fn cutoff(self) -> SampleTime {
         oldest_fresh(self.now, self.max_age)
     }
 }
@@ -39,7 +41,7 @@ pub(crate) struct Answer {
 fn sample_for<'a>(
     object: &'a Object,
     request: &CustomRequest,
-    cutoff: SystemTime,
+    cutoff: SampleTime,
 ) -> Option<&'a Sample> {
     object
         .metrics
@@ -148,9 +150,9 @@ fn item<'a>(
     Item {
         name,
         uid: object.uid.as_deref(),
-        timestamp: stamps.of(sample.sample_time),
-        window_seconds: sample.window_seconds.map(i64::from),
-        value: &sample.quantity,
+        timestamp: stamps.of(sample.sample_time()),
+        window_seconds: sample.window_seconds().map(i64::from),
+        value: sample.quantity(),
     }
 }
 
@@ -210,8 +212,8 @@ pub(crate) fn external_series(
             metric_name: &request.metric,
             metric_labels: &series.labels,
             timestamp: series.sample.timestamp(),
-            window: series.sample.window_seconds.map(i64::from),
-            value: &series.sample.quantity,
+            window: series.sample.window_seconds().map(i64::from),
+            value: series.sample.quantity(),
         })
         .collect();
     if items.is_empty() {

@@ -24,7 +24,8 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use crate::adapter::store::{
-    Inventory, MetricSamples, Object, Sample, Snapshot, SnapshotBuilder, oldest_fresh,
+    Inventory, MetricSamples, Object, Sample, SampleTime, SharedNames, Snapshot, SnapshotBuilder,
+    oldest_fresh,
 };
 use crate::exporter_page::{ExporterPage, node_metrics, pod_metrics};
 use crate::resources::GroupResource;
@@ -71,15 +72,13 @@ fn catalogue_name(metric: &'static str) -> Arc<str> {
 impl ValuesPart {
     /// Values by object and metric, each with its own time.
     pub(crate) fn from_values(values: BTreeMap<ObjectKey, BTreeMap<String, Value>>) -> ValuesPart {
+        let mut names = SharedNames::default();
         let objects = values
             .into_iter()
             .map(|(key, metrics)| {
-                let samples = metrics
-                    .into_iter()
-                    .filter_map(|(metric, value)| {
-                        Some((Arc::from(metric), Sample::new(value.value, value.at)?))
-                    })
-                    .collect();
+                let samples = names.samples(metrics.into_iter().filter_map(|(metric, value)| {
+                    Some((Arc::from(metric), Sample::new(value.value, value.at)?))
+                }));
                 (key, Arc::new(samples))
             })
             .collect();
@@ -90,15 +89,11 @@ impl ValuesPart {
     /// collected.
     pub(crate) fn from_exporter_page(page: &ExporterPage) -> ValuesPart {
         let at = page.collected_at;
-        let samples = |metrics: &BTreeMap<&'static str, f64>| -> Arc<MetricSamples> {
-            Arc::new(
-                metrics
-                    .iter()
-                    .filter_map(|(metric, value)| {
-                        Some((catalogue_name(metric), Sample::new(*value, at)?))
-                    })
-                    .collect(),
-            )
+        let mut names = SharedNames::default();
+        let mut samples = |metrics: &BTreeMap<&'static str, f64>| -> Arc<MetricSamples> {
+            Arc::new(names.samples(metrics.iter().filter_map(|(metric, value)| {
+                Some((catalogue_name(metric), Sample::new(*value, at)?))
+            })))
         };
         let pods = GroupResource::pods();
         let mut objects: Vec<(ObjectKey, Arc<MetricSamples>)> = page
@@ -180,7 +175,7 @@ struct OverPods {
     max: f64,
     pods: usize,
     /// The oldest contributing sample's time, which the aggregates are stamped with.
-    oldest: SystemTime,
+    oldest: SampleTime,
 }
 
 impl OverPods {
@@ -189,7 +184,7 @@ impl OverPods {
             sum: sample.value,
             max: sample.value,
             pods: 1,
-            oldest: sample.sample_time,
+            oldest: sample.measured(),
         }
     }
 
@@ -197,7 +192,7 @@ impl OverPods {
         self.sum += sample.value;
         self.max = self.max.max(sample.value);
         self.pods += 1;
-        self.oldest = self.oldest.min(sample.sample_time);
+        self.oldest = self.oldest.min(sample.measured());
     }
 }
 
@@ -240,8 +235,8 @@ fn from_inventory(resource: &GroupResource) -> bool {
 /// Where an object's samples are, over every source's parts, with each source's cutoff. Nearly
 /// every object is held by one part: that one is kept inline, and only a second allocates.
 struct Held<'a> {
-    first: (&'a Arc<MetricSamples>, SystemTime),
-    more: Vec<(&'a Arc<MetricSamples>, SystemTime)>,
+    first: (&'a Arc<MetricSamples>, SampleTime),
+    more: Vec<(&'a Arc<MetricSamples>, SampleTime)>,
 }
 
 /// The pods' group-resource, for the index's largest map.
@@ -302,7 +297,7 @@ impl Held<'_> {
                     continue;
                 }
                 match merged.get(metric) {
-                    Some(held) if held.sample_time >= sample.sample_time => {}
+                    Some(held) if held.measured() >= sample.measured() => {}
                     _ => {
                         merged.insert(metric.clone(), sample.clone());
                     }
@@ -494,13 +489,13 @@ fn put_workloads(
             } = *over_pods;
             let mean = sum / pods as f64;
             for (suffix, value) in [("max", max), ("avg", mean), ("sum", sum)] {
-                if let Some(sample) = Sample::new(value, oldest) {
+                if let Some(sample) = Sample::new(value, oldest.into()) {
                     metrics.insert(format!("{metric}_{suffix}").into(), sample);
                 }
             }
             if &**metric == "inference_request_rate"
                 && mean > 0.0
-                && let Some(sample) = Sample::new(max / mean, oldest)
+                && let Some(sample) = Sample::new(max / mean, oldest.into())
             {
                 metrics.insert("request_imbalance_ratio".into(), sample);
             }
@@ -600,7 +595,7 @@ mod tests {
         let names: Vec<&str> = demo.keys().map(|name| &**name).collect();
         assert_eq!(names, ["triton-0", "triton-1"]);
         assert_eq!(
-            &*demo["triton-1"].metrics["triton_queue_time_ms"].quantity,
+            &*demo["triton-1"].metrics["triton_queue_time_ms"].quantity(),
             "2"
         );
         let other = snapshot
@@ -649,11 +644,11 @@ mod tests {
             .expect("pods");
         assert_eq!(pods.len(), 3);
         assert_eq!(
-            &*pods["triton-0"].metrics["triton_queue_time_ms"].quantity,
+            &*pods["triton-0"].metrics["triton_queue_time_ms"].quantity(),
             "8k"
         );
         assert_eq!(
-            pods["triton-0"].metrics["triton_queue_time_ms"].sample_time,
+            pods["triton-0"].metrics["triton_queue_time_ms"].sample_time(),
             now - Duration::from_secs(2)
         );
         let deployment = &snapshot
@@ -663,7 +658,7 @@ mod tests {
             deployment
                 .metrics
                 .get(metric)
-                .map(|s| s.quantity.to_string())
+                .map(|s| s.quantity().to_string())
         };
         assert_eq!(value("triton_queue_time_ms_max").as_deref(), Some("8k"));
         assert_eq!(
@@ -679,7 +674,7 @@ mod tests {
         let node = &snapshot
             .objects(None, &GroupResource::parse("nodes"))
             .expect("nodes")["gpu-node-1"];
-        assert_eq!(&*node.metrics["gpu_utilization_percent"].quantity, "35");
+        assert_eq!(&*node.metrics["gpu_utilization_percent"].quantity(), "35");
         // discovery lists the catalogue even for metrics no pod has yet
         assert!(snapshot.serves(&GroupResource::pods(), "vllm_requests_waiting"));
         assert!(snapshot.serves(
@@ -784,7 +779,7 @@ mod tests {
             .expect("pods");
         assert_eq!(pods.len(), 2, "ghost is not a pod the API server knows");
         assert_eq!(
-            &*pods["triton-0"].metrics["triton_queue_time_ms"].quantity,
+            &*pods["triton-0"].metrics["triton_queue_time_ms"].quantity(),
             "10"
         );
         assert!(
@@ -793,14 +788,14 @@ mod tests {
                 .contains_key("triton_queue_time_ms")
         );
         assert_eq!(
-            &*pods["triton-1"].metrics["http_requests_per_second"].quantity,
+            &*pods["triton-1"].metrics["http_requests_per_second"].quantity(),
             "3"
         );
         let services = snapshot
             .objects(Some("demo"), &GroupResource::parse("services"))
             .expect("services are served as named");
         assert_eq!(
-            &*services["triton"].metrics["http_requests_per_second"].quantity,
+            &*services["triton"].metrics["http_requests_per_second"].quantity(),
             "7"
         );
         assert!(snapshot.catalogue().external.contains("queue_depth"));
@@ -841,11 +836,13 @@ mod tests {
         );
         let merged = &pods["triton-1"].metrics;
         assert_eq!(
-            &*merged["triton_queue_time_ms"].quantity, "20",
+            &*merged["triton_queue_time_ms"].quantity(),
+            "20",
             "the newer page"
         );
         assert_eq!(
-            &*merged["inference_request_rate"].quantity, "9",
+            &*merged["inference_request_rate"].quantity(),
+            "9",
             "only the older page has it"
         );
     }

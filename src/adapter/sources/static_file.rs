@@ -549,11 +549,14 @@ external:
             .expect("pods");
         let pod = pods.get("triton-0").expect("triton-0");
         assert_eq!(pod.labels.get("app").map(String::as_str), Some("triton"));
-        assert_eq!(&*pod.metrics["triton_queue_time_ms"].quantity, "8k");
+        assert_eq!(&*pod.metrics["triton_queue_time_ms"].quantity(), "8k");
         let node = &snapshot
             .objects(None, &GroupResource::parse("nodes"))
             .expect("nodes")["gpu-node-1"];
-        assert_eq!(&*node.metrics["gpu_utilization_percent"].quantity, "97500m");
+        assert_eq!(
+            &*node.metrics["gpu_utilization_percent"].quantity(),
+            "97500m"
+        );
         assert_eq!(snapshot.external("kafka_consumergroup_lag").len(), 1);
     }
 
@@ -578,8 +581,8 @@ pods:
             "2026-07-01T12:00:05Z"
         );
         let aged = &pod.metrics["aged"];
-        assert_eq!(aged.sample_time, now - Duration::from_secs(90));
-        assert_eq!(aged.window_seconds, Some(30));
+        assert_eq!(aged.sample_time(), now - Duration::from_secs(90));
+        assert_eq!(aged.window_seconds(), Some(30));
         assert_eq!(
             aged.labels().get("model").map(String::as_str),
             Some("resnet")

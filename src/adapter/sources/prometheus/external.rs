@@ -192,7 +192,7 @@ impl ExternalQueries {
     pub(crate) fn newest(&self) -> Option<SystemTime> {
         self.last_good
             .iter()
-            .flat_map(|(_, answer)| answer.series.iter().map(|s| s.sample.sample_time).max())
+            .flat_map(|(_, answer)| answer.series.iter().map(|s| s.sample.sample_time()).max())
             .max()
     }
 }
