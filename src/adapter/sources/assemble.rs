@@ -96,18 +96,17 @@ impl ValuesPart {
             })))
         };
         let pods = GroupResource::pods();
-        let mut objects: Vec<(ObjectKey, Arc<MetricSamples>)> = page
-            .pods
-            .iter()
-            .map(|((namespace, name), metrics)| {
-                let key = ObjectKey {
-                    resource: pods.clone(),
-                    namespace: Some(namespace.clone()),
-                    name: name.clone(),
-                };
-                (key, samples(metrics))
-            })
-            .collect();
+        // sized for the node's object too: pushing it onto a list sized for the pods would
+        // double the list, and every page's list is held until its next page
+        let mut objects = Vec::with_capacity(page.pods.len() + 1);
+        objects.extend(page.pods.iter().map(|((namespace, name), metrics)| {
+            let key = ObjectKey {
+                resource: pods.clone(),
+                namespace: Some(namespace.clone()),
+                name: name.clone(),
+            };
+            (key, samples(metrics))
+        }));
         if let Some(node) = &page.node {
             let key = ObjectKey {
                 resource: GroupResource::parse("nodes"),
