@@ -42,18 +42,21 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
-    reflect_counting(client, config, keep_annotations, Arc::default(), |_| {})
+    reflect_counting(client, config, keep_annotations, Arc::default())
 }
 
 /// [`reflect`], adding one to `changes` for every change the cache takes in (an object
 /// applied or deleted, a list restarted), so readers can tell when what they derived from the
-/// cache is out of date; `slim` drops more of each object as it arrives.
+/// cache is out of date.
+///
+/// With `K` a `PartialObjectMeta<_>` the lists and watches ask the API server for metadata
+/// alone (names, labels, owners): a node's status (its image list runs to kilobytes) or a
+/// Deployment's pod template never crosses the wire, and each cached object is its metadata.
 pub(crate) fn reflect_counting<K>(
     client: &kube::Client,
     config: watcher::Config,
     keep_annotations: bool,
     changes: Arc<AtomicU64>,
-    slim: fn(&mut K),
 ) -> Store<K>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -61,10 +64,7 @@ where
 {
     let (reader, writer) = reflector::store();
     let events = watcher(Api::<K>::all(client.clone()), config)
-        .modify(move |object| {
-            trim(object, keep_annotations);
-            slim(object);
-        })
+        .modify(move |object| trim(object, keep_annotations))
         .default_backoff();
     let mut stream = reflector::reflector(writer, events).boxed();
     let mut failures = Failures::new(K::kind(&K::DynamicType::default()).to_string());

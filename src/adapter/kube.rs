@@ -1,6 +1,6 @@
 //! What exists in the cluster: caches (one client, list then watch, no LIST per request) of
 //! pods ([`crate::adapter::pods`], only the fields read), ReplicaSets, Deployments,
-//! StatefulSets, nodes and namespaces (kube reflectors, their specs and statuses dropped).
+//! StatefulSets, nodes and namespaces (kube reflectors over their metadata alone).
 //!
 //! [`Cluster::inventory`] turns the caches into the plain [`Inventory`] the snapshot is
 //! assembled from, resolving each pod's workload through its owner references (pod →
@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Node};
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
@@ -31,11 +32,11 @@ pub struct CachesStopped;
 #[derive(Clone)]
 pub struct Cluster {
     pods: PodCache,
-    replicasets: Store<ReplicaSet>,
-    deployments: Store<Deployment>,
-    statefulsets: Store<StatefulSet>,
-    nodes: Store<Node>,
-    namespaces: Store<Namespace>,
+    replicasets: Store<PartialObjectMeta<ReplicaSet>>,
+    deployments: Store<PartialObjectMeta<Deployment>>,
+    statefulsets: Store<PartialObjectMeta<StatefulSet>>,
+    nodes: Store<PartialObjectMeta<Node>>,
+    namespaces: Store<PartialObjectMeta<Namespace>>,
     /// `true` once every cache holds its first list; `None` inside if a writer stopped first.
     ready: tokio::sync::watch::Receiver<Option<bool>>,
     /// Counts every change any cache saw.
@@ -47,17 +48,16 @@ pub struct Cluster {
 /// An inventory and the change count it was built at.
 type BuiltInventory = (u64, Arc<Inventory>);
 
-fn reflect<K>(client: &kube::Client, changes: &Arc<AtomicU64>, slim: fn(&mut K)) -> Store<K>
+fn reflect<K>(client: &kube::Client, changes: &Arc<AtomicU64>) -> Store<PartialObjectMeta<K>>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
-    crate::watch::reflect_counting(
+    crate::watch::reflect_counting::<PartialObjectMeta<K>>(
         client,
         kube::runtime::watcher::Config::default(),
         false,
         changes.clone(),
-        slim,
     )
 }
 
@@ -69,23 +69,11 @@ impl Cluster {
         let (pods_listed, pods_ready) = tokio::sync::oneshot::channel();
         let cluster = Cluster {
             pods: PodCache::watch(client, pods_listed, changes.clone()),
-            replicasets: reflect(client, &changes, |rs: &mut ReplicaSet| {
-                rs.spec = None;
-                rs.status = None;
-            }),
-            deployments: reflect(client, &changes, |d: &mut Deployment| {
-                d.spec = None;
-                d.status = None;
-            }),
-            statefulsets: reflect(client, &changes, |s: &mut StatefulSet| {
-                s.spec = None;
-                s.status = None;
-            }),
-            nodes: reflect(client, &changes, |node: &mut Node| {
-                node.spec = None;
-                node.status = None;
-            }),
-            namespaces: reflect(client, &changes, |_| {}),
+            replicasets: reflect(client, &changes),
+            deployments: reflect(client, &changes),
+            statefulsets: reflect(client, &changes),
+            nodes: reflect(client, &changes),
+            namespaces: reflect(client, &changes),
             ready,
             changes,
             inventory: Arc::default(),

@@ -46,6 +46,22 @@ async fn the_hpa_reads_what_the_exporters_measured() {
         exporter.log()
     );
     client.assert_pinned_demo_deployment().await;
+    // the workloads (pod → ReplicaSet → Deployment, above), nodes and namespaces come from
+    // lists of their metadata alone; pods are listed whole (their phase and IP are read)
+    let metadata_lists = standin.metadata_lists();
+    for path in [
+        "/apis/apps/v1/replicasets",
+        "/apis/apps/v1/deployments",
+        "/apis/apps/v1/statefulsets",
+        "/api/v1/nodes",
+        "/api/v1/namespaces",
+    ] {
+        assert!(
+            metadata_lists.iter().any(|listed| listed == path),
+            "{path} not listed as metadata: {metadata_lists:?}"
+        );
+    }
+    assert!(!metadata_lists.iter().any(|listed| listed == "/api/v1/pods"));
     let (_, body) = client
         .demo_deployment("triton_pending_requests_sum")
         .await

@@ -2,7 +2,8 @@
 //! answers only what kubemind asks of one — TokenReview, SubjectAccessReview (both counted,
 //! so tests can prove caching), list/watch of `kube-system/extension-apiserver-authentication`,
 //! and list/watch of pods, ReplicaSets, Deployments, StatefulSets, nodes and namespaces
-//! (in pages when a limit is asked for; recording the pod field selector asked for); single objects a test puts at a path (an HPA,
+//! (in pages when a limit is asked for, as metadata alone when that is asked for
+//! (`PartialObjectMetadataList`); recording the pod field selector asked for); single objects a test puts at a path (an HPA,
 //! a scale subresource), pods of a namespace by label selector, and — as kube-aggregator would —
 //! the metrics APIs passed through to an adapter — over plain HTTP on 127.0.0.1, on a thread of
 //! its own.
@@ -39,6 +40,8 @@ struct Shared {
     /// Objects listed at each collection path (`/api/v1/pods`, `/apis/apps/v1/deployments`, …).
     collections: Mutex<HashMap<String, Vec<Value>>>,
     pod_field_selectors: Mutex<Vec<String>>,
+    /// Collection paths listed with metadata alone (`as=PartialObjectMetadataList`).
+    metadata_lists: Mutex<Vec<String>>,
     /// Single objects by path (`/apis/autoscaling/v2/namespaces/demo/horizontalpodautoscalers/x`).
     objects: Mutex<HashMap<String, Value>>,
     /// Where metrics API requests are passed: base URL and a client holding its credentials.
@@ -138,9 +141,17 @@ fn watch_response(
 async fn collection(
     State(shared): State<Arc<Shared>>,
     uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let path = uri.path().to_string();
+    // `Accept: application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1` (and
+    // `as=PartialObjectMetadata` for a watch): metadata alone, as the API server answers it
+    let metadata_only = headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains("as=PartialObjectMetadata"));
     if path == "/api/v1/pods"
         && let Some(selector) = query.get("fieldSelector")
     {
@@ -174,6 +185,21 @@ async fn collection(
     let mut metadata = json!({"resourceVersion": "7"});
     if let Some(next) = next {
         metadata["continue"] = json!(next.to_string());
+    }
+    if metadata_only {
+        shared.metadata_lists.lock().expect("lock").push(path);
+        let items: Vec<Value> = page
+            .into_iter()
+            .map(|item| {
+                json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                       "metadata": item["metadata"]})
+            })
+            .collect();
+        return Json(
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                           "metadata": metadata, "items": items}),
+        )
+        .into_response();
     }
     Json(json!({"apiVersion": "v1", "kind": "List", "metadata": metadata, "items": page}))
         .into_response()
@@ -274,6 +300,7 @@ impl StandIn {
             access_reviews: Mutex::new(Vec::new()),
             collections: Mutex::new(HashMap::new()),
             pod_field_selectors: Mutex::new(Vec::new()),
+            metadata_lists: Mutex::new(Vec::new()),
             objects: Mutex::new(HashMap::new()),
             metrics_backend: Mutex::new(None),
         });
@@ -386,6 +413,11 @@ impl StandIn {
             .lock()
             .expect("lock")
             .clone()
+    }
+
+    /// Every collection path listed with metadata alone, in order.
+    pub fn metadata_lists(&self) -> Vec<String> {
+        self.shared.metadata_lists.lock().expect("lock").clone()
     }
 
     pub fn token_reviews(&self) -> usize {
