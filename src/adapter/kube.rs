@@ -141,39 +141,45 @@ impl Cluster {
     }
 
     fn build_inventory(&self) -> Inventory {
-        let deployment_of: HashMap<(String, String), String> = self
+        // each Deployment's name once, shared by all its pods
+        let deployment_of: HashMap<(String, String), Arc<str>> = self
             .replicasets
             .state()
             .iter()
             .filter_map(|rs| {
                 let deployment = crate::watch::owner(rs.owner_references(), "Deployment")?;
-                Some(((rs.namespace()?, rs.name_any()), deployment.to_string()))
+                Some(((rs.namespace()?, rs.name_any()), Arc::from(deployment)))
             })
             .collect();
         let deployments = GroupResource::new("deployments", "apps");
         let statefulsets = GroupResource::new("statefulsets", "apps");
-        let mut pods: Vec<PodInfo> = self
-            .pods
-            .read()
-            .values()
-            .filter(|pod| !matches!(pod.phase.as_deref(), Some("Succeeded" | "Failed")))
-            .map(|pod| {
-                let workload = match &pod.controller {
-                    Some(Controller::ReplicaSet(rs)) => deployment_of
-                        .get(&(pod.namespace.to_string(), rs.to_string()))
-                        .map(|d| (deployments.clone(), Arc::from(d.as_str()))),
-                    Some(Controller::StatefulSet(set)) => Some((statefulsets.clone(), set.clone())),
-                    None => None,
-                };
-                PodInfo {
-                    namespace: pod.namespace.clone(),
-                    name: pod.name.clone(),
-                    uid: pod.uid.clone(),
-                    labels: pod.labels.clone(),
-                    workload,
-                }
-            })
-            .collect();
+        let cached = self.pods.read();
+        // sized once: the inventory is held as long as the caches do not change
+        let mut pods: Vec<PodInfo> = Vec::with_capacity(cached.len());
+        pods.extend(
+            cached
+                .values()
+                .filter(|pod| !matches!(pod.phase.as_deref(), Some("Succeeded" | "Failed")))
+                .map(|pod| {
+                    let workload = match &pod.controller {
+                        Some(Controller::ReplicaSet(rs)) => deployment_of
+                            .get(&(pod.namespace.to_string(), rs.to_string()))
+                            .map(|d| (deployments.clone(), d.clone())),
+                        Some(Controller::StatefulSet(set)) => {
+                            Some((statefulsets.clone(), set.clone()))
+                        }
+                        None => None,
+                    };
+                    PodInfo {
+                        namespace: pod.namespace.clone(),
+                        name: pod.name.clone(),
+                        uid: pod.uid.clone(),
+                        labels: pod.labels.clone(),
+                        workload,
+                    }
+                }),
+        );
+        drop(cached);
         // by namespace, then name: assembling puts each namespace's pods in one go
         pods.sort_unstable_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         let workload =

@@ -453,6 +453,11 @@ fn put_workloads(
     workload_values: &[PerMetric],
     quiet: &FastSet<&str>,
 ) {
+    // Workloads mostly aggregate the same metrics: each aggregate's name is made once per
+    // assembly, and workloads with the same metrics share one list of names.
+    let mut aggregate_names: FastMap<&str, [Arc<str>; 3]> = FastMap::default();
+    let imbalance: Arc<str> = Arc::from("request_imbalance_ratio");
+    let mut shared_names = SharedNames::default();
     for (workload, per_metric) in inventory.workloads.iter().zip(workload_values) {
         if quiet.contains(&*workload.namespace) {
             continue; // taken over from the previous snapshot
@@ -478,7 +483,12 @@ fn put_workloads(
         if per_metric.is_empty() {
             continue;
         }
-        let metrics = Arc::make_mut(&mut object.metrics);
+        // the workload's own values first: an aggregate of the same name replaces one
+        let mut samples: Vec<(Arc<str>, Sample)> = object
+            .metrics
+            .iter()
+            .map(|(name, sample)| (name.clone(), sample.clone()))
+            .collect();
         for (metric, over_pods) in per_metric {
             let OverPods {
                 sum,
@@ -487,18 +497,22 @@ fn put_workloads(
                 oldest,
             } = *over_pods;
             let mean = sum / pods as f64;
-            for (suffix, value) in [("max", max), ("avg", mean), ("sum", sum)] {
+            let names = aggregate_names.entry(metric).or_insert_with(|| {
+                ["max", "avg", "sum"].map(|suffix| Arc::from(format!("{metric}_{suffix}")))
+            });
+            for (name, value) in names.iter().zip([max, mean, sum]) {
                 if let Some(sample) = Sample::new(value, oldest.into()) {
-                    metrics.insert(format!("{metric}_{suffix}").into(), sample);
+                    samples.push((name.clone(), sample));
                 }
             }
             if &**metric == "inference_request_rate"
                 && mean > 0.0
                 && let Some(sample) = Sample::new(max / mean, oldest.into())
             {
-                metrics.insert("request_imbalance_ratio".into(), sample);
+                samples.push((imbalance.clone(), sample));
             }
         }
+        object.metrics = Arc::new(shared_names.samples(samples));
     }
 }
 
