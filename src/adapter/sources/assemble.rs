@@ -697,6 +697,56 @@ mod tests {
     }
 
     #[test]
+    fn objects_with_the_same_metrics_share_their_names() {
+        let now = SystemTime::now();
+        let workload = |name: &str| WorkloadInfo {
+            namespace: "demo".into(),
+            resource: GroupResource::parse("deployments"),
+            name: name.into(),
+            uid: None,
+            labels: Arc::default(),
+        };
+        let pod_of = |name: &str, deployment: &str| PodInfo {
+            workload: Some((GroupResource::parse("deployments"), deployment.into())),
+            ..triton_pod(name)
+        };
+        let inventory = Inventory {
+            pods: vec![pod_of("a-0", "a"), pod_of("a-1", "a"), pod_of("b-0", "b")],
+            workloads: vec![workload("a"), workload("b")],
+            ..Inventory::default()
+        };
+        let pages = [page(
+            now,
+            &[("a-0", 1.0, 1.0), ("a-1", 2.0, 3.0), ("b-0", 4.0, 5.0)],
+        )];
+        let values = SourceValues::from_exporter_pages(&pages, Duration::from_secs(30));
+        let snapshot = assemble(&inventory, &[&values], now).build(1, now);
+        let pods = snapshot
+            .objects(Some("demo"), &GroupResource::pods())
+            .expect("pods");
+        assert!(pods["a-0"].metrics.shares_names_with(&pods["b-0"].metrics));
+        let deployments = snapshot
+            .objects(Some("demo"), &GroupResource::parse("deployments"))
+            .expect("workloads");
+        let (a, b) = (&deployments["a"].metrics, &deployments["b"].metrics);
+        assert!(
+            a.shares_names_with(b),
+            "the same aggregates, one list of names"
+        );
+        assert_eq!(
+            a.get("triton_queue_time_ms_sum")
+                .map(|s| s.quantity().to_string()),
+            Some("3".into())
+        );
+        assert_eq!(
+            b.get("inference_request_rate_max")
+                .map(|s| s.quantity().to_string()),
+            Some("5".into())
+        );
+        assert_eq!(a.keys().count(), 7, "3 × 2 aggregates and the imbalance");
+    }
+
+    #[test]
     fn stale_values_take_no_part_in_aggregates_and_idle_workloads_have_no_imbalance() {
         let now = SystemTime::now();
         let inventory = Inventory {
