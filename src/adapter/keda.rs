@@ -217,7 +217,7 @@ impl Scaler {
                     pods.iter()
                         .filter_map(|pod| pod.metrics.get(metric))
                         .filter(|sample| sample.is_newer_than(cutoff))
-                        .map(|sample| sample.value)
+                        .map(|sample| sample.value())
                         .collect()
                 })
                 .collect(),

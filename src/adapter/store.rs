@@ -23,17 +23,18 @@ use crate::resources::GroupResource;
 
 pub type Labels = BTreeMap<String, String>;
 
-/// One measured value of one metric, ready to serve: 40 bytes, with no allocation of its own
+/// One measured value of one metric, ready to serve: 32 bytes, with no allocation of its own
 /// unless its series has labels or its quantity is beyond what 64 bits of milli-units hold. A
 /// fleet-size snapshot holds hundreds of thousands of these (`benches/fleet.rs`), so each byte
 /// here is a fraction of a megabyte there.
 ///
-/// The canonical quantity is kept as its exact milli-value and printed when served
-/// ([`Sample::quantity`]): integer printing, a few dozen nanoseconds, where a string held
-/// ready would take 24 bytes a value.
+/// The value is kept as the exact milli-value of its canonical quantity — what the HPA reads
+/// — and printed when served ([`Sample::quantity`]): integer printing, a few dozen
+/// nanoseconds, where a string held ready would take 24 bytes a value. What the adapter
+/// computes from values (a workload's aggregates, KEDA's answers) starts from the same
+/// milli-values ([`Sample::value`]), so a workload's `_sum` is the sum of what its pods serve.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    pub value: f64,
     /// The quantity's milli-value, or [`HELD_APART`] when it does not fit (then it is in
     /// `rare`).
     milli: i64,
@@ -59,7 +60,7 @@ struct Rare {
 const HELD_APART: i64 = i64::MIN;
 
 // A layout change that grows every sample should be a decision, not an accident.
-const _: () = assert!(std::mem::size_of::<Sample>() <= 40);
+const _: () = assert!(std::mem::size_of::<Sample>() <= 32);
 
 /// The labels of a series that has none.
 static NO_LABELS: Labels = Labels::new();
@@ -79,7 +80,6 @@ impl Sample {
             ),
         };
         Some(Sample {
-            value,
             milli,
             at: SampleTime::from(sample_time),
             window_seconds: None,
@@ -87,13 +87,22 @@ impl Sample {
         })
     }
 
-    /// The canonical quantity string the HPA reads (`1500m`, `12k`).
-    pub fn quantity(&self) -> CompactString {
-        let milli = match &self.rare {
+    fn exact_milli(&self) -> i128 {
+        match &self.rare {
             Some(rare) if self.milli == HELD_APART => rare.milli.unwrap_or(0),
             _ => i128::from(self.milli),
-        };
-        crate::quantity::format_milli(milli)
+        }
+    }
+
+    /// The canonical quantity string the HPA reads (`1500m`, `12k`).
+    pub fn quantity(&self) -> CompactString {
+        crate::quantity::format_milli(self.exact_milli())
+    }
+
+    /// The value as served: its quantity's milli-value over 1000 (a measured 0.1234 is
+    /// 0.124, rounded away from zero as the HPA rounds it).
+    pub fn value(&self) -> f64 {
+        self.exact_milli() as f64 / 1000.0
     }
 
     /// When the value was measured.
@@ -758,6 +767,13 @@ mod tests {
             assert_eq!(labelled.labels()["gpu"], "0");
         }
         assert!(Sample::new(1e30, now).is_none(), "beyond MAX_MAGNITUDE");
+        // the value computed with is the value served: its milli-value, rounded away from zero
+        let value = |v: f64| Sample::new(v, now).expect("finite").value();
+        assert_eq!(value(0.1234), 0.124);
+        assert_eq!(value(-0.0091), -0.01);
+        assert_eq!(value(0.1 + 0.2), 0.3);
+        assert_eq!(value(37.5), 37.5);
+        assert_eq!(value(9.3e15), 9.3e15);
     }
 
     #[test]
@@ -814,10 +830,12 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(samples.len(), 2);
-        assert_eq!(samples.get("zeta").map(|s| s.value), Some(3.0));
+        assert_eq!(samples.get("zeta").map(|s| s.value()), Some(3.0));
         assert_eq!(samples.insert("mid".into(), sample(4.0)), None);
         assert_eq!(
-            samples.insert("alpha".into(), sample(5.0)).map(|s| s.value),
+            samples
+                .insert("alpha".into(), sample(5.0))
+                .map(|s| s.value()),
             Some(2.0)
         );
         let names: Vec<&str> = samples.keys().map(|k| &**k).collect();
@@ -839,7 +857,7 @@ mod tests {
             (Arc::from("busy"), sample(4.0)),
         ]);
         assert!(first.shares_names_with(&second));
-        assert_eq!(second.get("busy").map(|s| s.value), Some(4.0));
+        assert_eq!(second.get("busy").map(|s| s.value()), Some(4.0));
         let other = shared.samples([(busy.clone(), sample(5.0))]);
         assert!(!other.shares_names_with(&second));
         // a new metric on one object leaves the others' names as they were
@@ -859,7 +877,7 @@ mod tests {
         assert!(third.shares_names_with(&other));
         third.insert(busy, sample(8.0));
         assert!(third.shares_names_with(&other));
-        assert_eq!(other.get("busy").map(|s| s.value), Some(5.0));
+        assert_eq!(other.get("busy").map(|s| s.value()), Some(5.0));
     }
 
     #[test]

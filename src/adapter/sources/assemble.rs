@@ -180,16 +180,16 @@ struct OverPods {
 impl OverPods {
     fn of(sample: &Sample) -> OverPods {
         OverPods {
-            sum: sample.value,
-            max: sample.value,
+            sum: sample.value(),
+            max: sample.value(),
             pods: 1,
             oldest: sample.measured(),
         }
     }
 
     fn add(&mut self, sample: &Sample) {
-        self.sum += sample.value;
-        self.max = self.max.max(sample.value);
+        self.sum += sample.value();
+        self.max = self.max.max(sample.value());
         self.pods += 1;
         self.oldest = self.oldest.min(sample.measured());
     }
