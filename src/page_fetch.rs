@@ -6,6 +6,8 @@
 
 /// Bodies up to this size are parsed inline; they take microseconds.
 const INLINE_PARSE_BYTES: usize = 256 * 1024;
+/// The most a body is sized for up front, from its announced length.
+const PRESIZE_AT_MOST: usize = 4 * 1024 * 1024;
 
 /// Why a page could not be fetched (bounded, for telemetry labels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -128,7 +130,12 @@ async fn fetch_request(
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .map(str::to_string);
-    let mut body = Vec::new();
+    // sized by the length the server announced (up to a bound, since that is the server's
+    // word): a body read into a list that doubles holds up to twice its size, and many pages
+    // are read at once
+    let announced = response.content_length().unwrap_or(0);
+    let mut body =
+        Vec::with_capacity(usize::try_from(announced).map_or(0, |n| n.min(PRESIZE_AT_MOST)));
     while let Some(chunk) = response.chunk().await.map_err(|_| FetchError::Body)? {
         if body.len() + chunk.len() > max_bytes {
             return Err(FetchError::TooLarge);
