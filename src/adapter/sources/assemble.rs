@@ -235,7 +235,8 @@ fn from_inventory(resource: &GroupResource) -> bool {
 /// every object is held by one part: that one is kept inline, and only a second allocates.
 struct Held<'a> {
     first: (&'a Arc<MetricSamples>, SampleTime),
-    more: Vec<(&'a Arc<MetricSamples>, SampleTime)>,
+    /// Boxed: an index entry stays small, and nearly every one has no second part.
+    more: Option<Box<Vec<(&'a Arc<MetricSamples>, SampleTime)>>>,
 }
 
 /// The pods' group-resource, for the index's largest map.
@@ -267,11 +268,13 @@ fn index<'a>(sources: &[&'a SourceValues], now: SystemTime) -> Index<'a> {
                     .or_default()
                     .entry((key.namespace.as_deref(), key.name.as_str()))
                 {
-                    Entry::Occupied(entry) => entry.into_mut().more.push(held),
+                    Entry::Occupied(entry) => {
+                        entry.into_mut().more.get_or_insert_default().push(held)
+                    }
                     Entry::Vacant(entry) => {
                         entry.insert(Held {
                             first: held,
-                            more: Vec::new(),
+                            more: None,
                         });
                     }
                 }
@@ -286,11 +289,12 @@ impl Held<'_> {
     /// of them are fresh; else, per metric, the newest fresh sample of any part.
     fn merged(&self) -> Option<Arc<MetricSamples>> {
         let (samples, cutoff) = self.first;
-        if self.more.is_empty() && samples.all_newer_than(cutoff) {
+        if self.more.is_none() && samples.all_newer_than(cutoff) {
             return Some(Arc::clone(samples));
         }
         let mut merged = MetricSamples::default();
-        for (samples, cutoff) in std::iter::once(&self.first).chain(&self.more) {
+        let more = self.more.as_deref().map_or(&[][..], Vec::as_slice);
+        for (samples, cutoff) in std::iter::once(&self.first).chain(more) {
             for (metric, sample) in samples.iter() {
                 if !sample.is_newer_than(*cutoff) {
                     continue;
