@@ -108,16 +108,12 @@ impl Cluster {
     pub(crate) fn running_pods(&self, selector: &Selector) -> Vec<(String, String, String)> {
         self.pods
             .read()
-            .values()
-            .filter(|pod| pod.phase.as_deref() == Some("Running"))
-            .filter(|pod| selector.matches(&pod.labels))
-            .filter_map(|pod| {
+            .iter()
+            .filter(|(_, pod)| pod.phase.as_deref() == Some("Running"))
+            .filter(|(_, pod)| selector.matches(&pod.labels))
+            .filter_map(|((namespace, name), pod)| {
                 let ip = pod.ip.as_deref()?;
-                Some((
-                    pod.namespace.to_string(),
-                    pod.name.to_string(),
-                    ip.to_string(),
-                ))
+                Some((namespace.to_string(), name.to_string(), ip.to_string()))
             })
             .collect()
     }
@@ -158,12 +154,12 @@ impl Cluster {
         let mut pods: Vec<PodInfo> = Vec::with_capacity(cached.len());
         pods.extend(
             cached
-                .values()
-                .filter(|pod| !matches!(pod.phase.as_deref(), Some("Succeeded" | "Failed")))
-                .map(|pod| {
+                .iter()
+                .filter(|(_, pod)| !matches!(pod.phase.as_deref(), Some("Succeeded" | "Failed")))
+                .map(|((namespace, name), pod)| {
                     let workload = match &pod.controller {
                         Some(Controller::ReplicaSet(rs)) => deployment_of
-                            .get(&(pod.namespace.to_string(), rs.to_string()))
+                            .get(&(namespace.to_string(), rs.to_string()))
                             .map(|d| (deployments.clone(), d.clone())),
                         Some(Controller::StatefulSet(set)) => {
                             Some((statefulsets.clone(), set.clone()))
@@ -171,8 +167,8 @@ impl Cluster {
                         None => None,
                     };
                     PodInfo {
-                        namespace: pod.namespace.clone(),
-                        name: pod.name.clone(),
+                        namespace: namespace.clone(),
+                        name: name.clone(),
                         uid: pod.uid.clone(),
                         labels: pod.labels.clone(),
                         workload,

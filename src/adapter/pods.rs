@@ -26,11 +26,9 @@ pub(crate) enum Controller {
     StatefulSet(Arc<str>),
 }
 
-/// What the adapter keeps of one pod.
+/// What the adapter keeps of one pod, besides its namespace and name (the cache's key).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct CachedPod {
-    pub namespace: Arc<str>,
-    pub name: Arc<str>,
     pub uid: Option<Arc<str>>,
     pub labels: Arc<Labels>,
     pub controller: Option<Controller>,
@@ -72,10 +70,10 @@ impl PodCache {
                 match event {
                     watcher::Event::Init => relisting = Some(Pods::new()),
                     watcher::Event::InitApply(pod) => {
-                        if let (Some(pods), Some(pod)) =
+                        if let (Some(pods), Some((key, pod))) =
                             (relisting.as_mut(), cached(pod, &mut shared))
                         {
-                            pods.insert((pod.namespace.clone(), pod.name.clone()), pod);
+                            pods.insert(key, pod);
                         }
                     }
                     watcher::Event::InitDone => {
@@ -87,10 +85,8 @@ impl PodCache {
                         }
                     }
                     watcher::Event::Apply(pod) => {
-                        if let Some(pod) = cached(pod, &mut shared) {
-                            writer
-                                .write()
-                                .insert((pod.namespace.clone(), pod.name.clone()), pod);
+                        if let Some((key, pod)) = cached(pod, &mut shared) {
+                            writer.write().insert(key, pod);
                         }
                     }
                     watcher::Event::Delete(pod) => {
@@ -157,7 +153,8 @@ impl Shared {
 
 /// The fields kept of `pod`, its namespace string and label set shared with every other pod
 /// that has the same; `None` for a pod without a namespace (none is served).
-fn cached(pod: Pod, shared: &mut Shared) -> Option<CachedPod> {
+/// The pod's key, (namespace, name), and what is kept of it.
+fn cached(pod: Pod, shared: &mut Shared) -> Option<((Arc<str>, Arc<str>), CachedPod)> {
     let namespace = shared.namespace(pod.namespace()?);
     let owners = pod.owner_references();
     let controlled_by = |kind: &str| crate::watch::owner(owners, kind).map(Arc::from);
@@ -165,9 +162,8 @@ fn cached(pod: Pod, shared: &mut Shared) -> Option<CachedPod> {
         .map(Controller::ReplicaSet)
         .or_else(|| controlled_by("StatefulSet").map(Controller::StatefulSet));
     let status = pod.status.as_ref();
-    Some(CachedPod {
-        namespace,
-        name: pod.name_any().into(),
+    let key = (namespace, Arc::from(pod.name_any()));
+    let cached = CachedPod {
         uid: pod.uid().map(Arc::from),
         labels: shared.labels(pod.labels()),
         controller,
@@ -176,7 +172,8 @@ fn cached(pod: Pod, shared: &mut Shared) -> Option<CachedPod> {
             .and_then(|s| s.pod_ip.as_deref())
             .filter(|ip| !ip.is_empty())
             .map(Box::from),
-    })
+    };
+    Some((key, cached))
 }
 
 #[cfg(test)]
@@ -217,11 +214,11 @@ mod tests {
             .expect("a pod")
         };
         let mut shared = Shared::default();
-        let a = cached(pod("triton-0"), &mut shared).expect("namespaced");
-        let b = cached(pod("triton-1"), &mut shared).expect("namespaced");
-        assert!(Arc::ptr_eq(&a.namespace, &b.namespace));
+        let ((a_namespace, a_name), a) = cached(pod("triton-0"), &mut shared).expect("namespaced");
+        let ((b_namespace, _), b) = cached(pod("triton-1"), &mut shared).expect("namespaced");
+        assert!(Arc::ptr_eq(&a_namespace, &b_namespace));
         assert!(Arc::ptr_eq(&a.labels, &b.labels), "one label set for both");
-        assert_eq!(&*a.name, "triton-0");
+        assert_eq!(&*a_name, "triton-0");
         assert_eq!(a.uid.as_deref(), Some("triton-0-uid"));
         assert_eq!(a.labels.get("app").map(String::as_str), Some("triton"));
         assert_eq!(
