@@ -36,8 +36,11 @@ pub(crate) struct CachedPod {
     pub ip: Option<Box<str>>,
 }
 
+/// A pod's (namespace, name).
+pub(crate) type PodKey = (Arc<str>, Arc<str>);
+
 /// Pods by (namespace, name).
-pub(crate) type Pods = HashMap<(Arc<str>, Arc<str>), CachedPod>;
+pub(crate) type Pods = HashMap<PodKey, CachedPod>;
 
 /// The cache; clones share it.
 #[derive(Clone, Default)]
@@ -91,8 +94,7 @@ impl PodCache {
                     }
                     watcher::Event::Delete(pod) => {
                         if let Some(namespace) = pod.namespace() {
-                            let key: (Arc<str>, Arc<str>) =
-                                (namespace.into(), pod.name_any().into());
+                            let key: PodKey = (namespace.into(), pod.name_any().into());
                             writer.write().remove(&key);
                         }
                     }
@@ -154,7 +156,7 @@ impl Shared {
 /// The fields kept of `pod`, its namespace string and label set shared with every other pod
 /// that has the same; `None` for a pod without a namespace (none is served).
 /// The pod's key, (namespace, name), and what is kept of it.
-fn cached(pod: Pod, shared: &mut Shared) -> Option<((Arc<str>, Arc<str>), CachedPod)> {
+fn cached(pod: Pod, shared: &mut Shared) -> Option<(PodKey, CachedPod)> {
     let namespace = shared.namespace(pod.namespace()?);
     let owners = pod.owner_references();
     let controlled_by = |kind: &str| crate::watch::owner(owners, kind).map(Arc::from);

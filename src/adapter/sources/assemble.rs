@@ -234,10 +234,13 @@ fn from_inventory(resource: &GroupResource) -> bool {
 /// Where an object's samples are, over every source's parts, with each source's cutoff. Nearly
 /// every object is held by one part: that one is kept inline, and only a second allocates.
 struct Held<'a> {
-    first: (&'a Arc<MetricSamples>, SampleTime),
+    first: PartHolding<'a>,
     /// Boxed: an index entry stays small, and nearly every one has no second part.
-    more: Option<Box<Vec<(&'a Arc<MetricSamples>, SampleTime)>>>,
+    more: Option<Box<[PartHolding<'a>]>>,
 }
+
+/// One part's samples of an object, and the cutoff of the part's source.
+type PartHolding<'a> = (&'a Arc<MetricSamples>, SampleTime);
 
 /// The pods' group-resource, for the index's largest map.
 static POD_RESOURCE: LazyLock<GroupResource> = LazyLock::new(GroupResource::pods);
@@ -269,7 +272,10 @@ fn index<'a>(sources: &[&'a SourceValues], now: SystemTime) -> Index<'a> {
                     .entry((key.namespace.as_deref(), key.name.as_str()))
                 {
                     Entry::Occupied(entry) => {
-                        entry.into_mut().more.get_or_insert_default().push(held)
+                        let more = &mut entry.into_mut().more;
+                        let mut held_more = more.take().map(Vec::from).unwrap_or_default();
+                        held_more.push(held);
+                        *more = Some(held_more.into_boxed_slice());
                     }
                     Entry::Vacant(entry) => {
                         entry.insert(Held {
@@ -293,7 +299,7 @@ impl Held<'_> {
             return Some(Arc::clone(samples));
         }
         let mut merged = MetricSamples::default();
-        let more = self.more.as_deref().map_or(&[][..], Vec::as_slice);
+        let more = self.more.as_deref().unwrap_or_default();
         for (samples, cutoff) in std::iter::once(&self.first).chain(more) {
             for (metric, sample) in samples.iter() {
                 if !sample.is_newer_than(*cutoff) {
