@@ -15,6 +15,8 @@
 //! 999999999999999983222784 and -0.009 into -10m, and 0.1 + 0.2 would serve as `301m`.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+use std::ops::{Div, Rem};
+
 use compact_str::{CompactString, ToCompactString};
 
 /// Decimal SI suffixes above the unit, in steps of 10³.
@@ -50,23 +52,35 @@ pub fn milli(value: f64) -> Option<i128> {
 }
 
 /// Prints a milli-value canonically: `<milli>m`, or a whole number with k/M/G/… folding.
-/// Integer printing only (a few dozen nanoseconds), so it can run on the serving path.
+/// Integer printing only (a few dozen nanoseconds), so it can run on the serving path; in
+/// 64 bits wherever the value fits (|value| < 9.2e15), several times quicker than 128.
 pub fn format_milli(milli: i128) -> CompactString {
-    if milli % 1000 != 0 {
+    match i64::try_from(milli) {
+        Ok(milli) => format_milli_in(milli),
+        Err(_) => format_milli_in(milli),
+    }
+}
+
+fn format_milli_in<T>(milli: T) -> CompactString
+where
+    T: Copy + PartialEq + From<i16> + Rem<Output = T> + Div<Output = T> + ToCompactString,
+{
+    let (zero, thousand) = (T::from(0), T::from(1000));
+    if milli % thousand != zero {
         let mut out = milli.to_compact_string();
         out.push('m');
         return out;
     }
-    let mut whole = milli / 1000;
-    if whole == 0 {
+    let mut whole = milli / thousand;
+    if whole == zero {
         return CompactString::const_new("0");
     }
     let mut suffix = "";
     for next in DECIMAL_SUFFIXES {
-        if whole % 1000 != 0 {
+        if whole % thousand != zero {
             break;
         }
-        whole /= 1000;
+        whole = whole / thousand;
         suffix = next;
     }
     let mut out = whole.to_compact_string();
@@ -273,6 +287,22 @@ enum Scale {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn milli_values_print_the_same_on_both_sides_of_64_bits() {
+        let cases: [(i128, &str); 7] = [
+            (1500, "1500m"),
+            (12_000, "12"),
+            (-5_000_000, "-5k"),
+            (i128::from(i64::MAX), "9223372036854775807m"),
+            (i128::from(i64::MAX) + 1, "9223372036854775808m"),
+            (-5_000_000_000_000_000_000_000, "-5E"),
+            (7_000_000_000_000_000_000_000_000, "7000E"),
+        ];
+        for (milli, text) in cases {
+            assert_eq!(format_milli(milli), text, "{milli}");
+        }
+    }
 
     #[test]
     fn formats_the_contract_examples() {
