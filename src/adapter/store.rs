@@ -87,7 +87,8 @@ impl Sample {
         })
     }
 
-    fn exact_milli(&self) -> i128 {
+    /// The quantity's exact milli-value (what [`Sample::quantity`] prints).
+    pub fn milli(&self) -> i128 {
         match &self.rare {
             Some(rare) if self.milli == HELD_APART => rare.milli.unwrap_or(0),
             _ => i128::from(self.milli),
@@ -96,13 +97,13 @@ impl Sample {
 
     /// The canonical quantity string the HPA reads (`1500m`, `12k`).
     pub fn quantity(&self) -> CompactString {
-        crate::quantity::format_milli(self.exact_milli())
+        crate::quantity::format_milli(self.milli())
     }
 
     /// The value as served: its quantity's milli-value over 1000 (a measured 0.1234 is
     /// 0.124, rounded away from zero as the HPA rounds it).
     pub fn value(&self) -> f64 {
-        self.exact_milli() as f64 / 1000.0
+        self.milli() as f64 / 1000.0
     }
 
     /// When the value was measured.
@@ -187,6 +188,13 @@ impl From<SampleTime> for SystemTime {
         } else {
             SystemTime::UNIX_EPOCH - since_epoch
         }
+    }
+}
+
+impl SampleTime {
+    /// Whole seconds since the Unix epoch (rounded down, before it too).
+    pub fn whole_seconds(self) -> i64 {
+        self.0.div_euclid(1_000_000_000)
     }
 }
 

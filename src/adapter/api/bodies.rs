@@ -9,8 +9,6 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use compact_str::CompactString;
-
 use crate::adapter::store::{Labels, Timestamp};
 
 pub use crate::resources::{CUSTOM_GROUP, EXTERNAL_GROUP};
@@ -66,8 +64,8 @@ pub struct Item<'a> {
     pub uid: Option<&'a str>,
     pub timestamp: Timestamp,
     pub window_seconds: Option<i64>,
-    /// The quantity, printed for this answer.
-    pub value: CompactString,
+    /// The quantity's milli-value, printed as the answer is written.
+    pub value: i128,
 }
 
 /// One value of an external metric.
@@ -76,7 +74,8 @@ pub(crate) struct ExternalMetricValue<'a> {
     pub metric_labels: &'a Labels,
     pub timestamp: Timestamp,
     pub window: Option<i64>,
-    pub value: CompactString,
+    /// The quantity's milli-value.
+    pub value: i128,
 }
 
 // A Pods answer over a thousand pods is ~8,000 short strings; written through serde's
@@ -118,6 +117,13 @@ fn push_own_member(out: &mut Vec<u8>, key: &str, value: &str) {
     out.extend_from_slice(key.as_bytes());
     out.push(b'"');
     out.extend_from_slice(value.as_bytes());
+    out.push(b'"');
+}
+
+/// `,"value":"<quantity>"`.
+fn push_quantity(out: &mut Vec<u8>, milli: i128) {
+    out.extend_from_slice(b",\"value\":\"");
+    crate::quantity::write_milli(milli, out);
     out.push(b'"');
 }
 
@@ -222,7 +228,7 @@ pub(crate) fn metric_value_list(
             out.extend_from_slice(&object_tail);
             push_timestamp(out, &item.timestamp);
             push_window(out, window_key, item.window_seconds);
-            push_own_member(out, ",\"value\":", &item.value);
+            push_quantity(out, item.value);
             out.extend_from_slice(&item_tail);
             out.push(b'}');
         },
@@ -249,7 +255,7 @@ pub(crate) fn external_metric_value_list(items: &[ExternalMetricValue<'_>]) -> V
             out.push(b'}');
             push_timestamp(out, &item.timestamp);
             push_window(out, ",\"window\":", item.window);
-            push_own_member(out, ",\"value\":", &item.value);
+            push_quantity(out, item.value);
             out.push(b'}');
         },
     )
@@ -270,7 +276,7 @@ mod tests {
             metric_labels: &labels,
             timestamp: Timestamp::from(SystemTime::UNIX_EPOCH),
             window: None,
-            value: "1".into(),
+            value: 1000,
         }]);
         let parsed: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
         assert_eq!(
@@ -293,7 +299,7 @@ mod tests {
             uid: Some("u-1"),
             timestamp: Timestamp::from(SystemTime::UNIX_EPOCH),
             window_seconds: None,
-            value: "0".into(),
+            value: 0,
         };
         let parse =
             |bytes: Vec<u8>| -> serde_json::Value { serde_json::from_slice(&bytes).expect("json") };
@@ -334,7 +340,7 @@ mod tests {
             uid: None,
             timestamp: Timestamp::from(SystemTime::UNIX_EPOCH),
             window_seconds: Some(15),
-            value: "1".into(),
+            value: 1000,
         };
         let parsed: serde_json::Value =
             serde_json::from_slice(&metric_value_list(CustomVersion::V1beta2, &common, &[item]))

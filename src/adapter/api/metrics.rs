@@ -150,9 +150,9 @@ fn item<'a>(
     Item {
         name,
         uid: object.uid.as_deref(),
-        timestamp: stamps.of(sample.sample_time()),
+        timestamp: stamps.of(sample.measured()),
         window_seconds: sample.window_seconds().map(i64::from),
-        value: sample.quantity(),
+        value: sample.milli(),
     }
 }
 
@@ -160,20 +160,17 @@ fn item<'a>(
 /// measured within a second or two of each other, so a few texts serve them all.
 #[derive(Default)]
 struct Stamps {
-    recent: [Option<(u64, Timestamp)>; 2],
+    recent: [Option<(i64, Timestamp)>; 2],
     next: usize,
 }
 
 impl Stamps {
-    fn of(&mut self, time: SystemTime) -> Timestamp {
-        let Ok(since_epoch) = time.duration_since(SystemTime::UNIX_EPOCH) else {
-            return Timestamp::from(time);
-        };
-        let second = since_epoch.as_secs();
+    fn of(&mut self, time: SampleTime) -> Timestamp {
+        let second = time.whole_seconds();
         if let Some((_, text)) = self.recent.iter().flatten().find(|(s, _)| *s == second) {
             return *text;
         }
-        let text = Timestamp::from(time);
+        let text = Timestamp::from(SystemTime::from(time));
         self.recent[self.next] = Some((second, text));
         self.next = (self.next + 1) % self.recent.len();
         text
@@ -213,7 +210,7 @@ pub(crate) fn external_series(
             metric_labels: &series.labels,
             timestamp: series.sample.timestamp(),
             window: series.sample.window_seconds().map(i64::from),
-            value: series.sample.quantity(),
+            value: series.sample.milli(),
         })
         .collect();
     if items.is_empty() {
@@ -254,7 +251,7 @@ mod tests {
             -1_500,
         ] {
             assert_eq!(
-                stamps.of(at(millis)),
+                stamps.of(SampleTime::from(at(millis))),
                 Timestamp::from(at(millis)),
                 "{millis}"
             );
