@@ -29,8 +29,8 @@ pub const MAX_MAGNITUDE: f64 = 1e30;
 /// Formats `value` as a canonical DecimalSI quantity string, or `None` for NaN, ±Inf and
 /// magnitudes of [`MAX_MAGNITUDE`] or more.
 ///
-/// Every value a source reads is formatted once, hundreds of thousands a second at fleet size:
-/// the text is built inline (a quantity is at most a few dozen bytes), allocating nothing.
+/// The text is built inline (a quantity is at most a few dozen bytes), allocating nothing. The
+/// adapter keeps values as [`milli`] and prints them into answers with [`write_milli`].
 pub fn format(value: f64) -> Option<CompactString> {
     milli(value).map(format_milli)
 }

@@ -442,7 +442,7 @@ impl std::ops::Index<&str> for MetricSamples {
 }
 
 /// An object a metric can describe: a pod, a workload, a node, a namespace. Its parts are
-/// shared: labels with the inventory, samples with the source that formatted them, so an
+/// shared: labels with the inventory, samples with the source that made them, so an
 /// object whose values did not change costs a snapshot three reference counts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Object {

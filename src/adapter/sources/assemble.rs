@@ -3,7 +3,7 @@
 //!
 //! Each source (the exporters, Prometheus) hands over [`SourceValues`]: parts ([`ValuesPart`],
 //! one per exporter page, one per Prometheus evaluation) holding samples by object, each sample
-//! formatted once by the source, off the serving path, with the time it was measured; and how
+//! made once by the source, off the serving path, with the time it was measured; and how
 //! long its values stay fresh. Where two parts have a value for the same object and metric, the
 //! newer one is served; a value older than its source's max-age takes no part. An object held by
 //! one part, all of it fresh, shares that part's samples: assembling a snapshot copies no value
@@ -45,8 +45,8 @@ pub(crate) struct ObjectKey {
     pub name: String,
 }
 
-/// Samples by object from one origin (one exporter page, one Prometheus evaluation), formatted
-/// once and shared by every snapshot while they are current.
+/// Samples by object from one origin (one exporter page, one Prometheus evaluation), made once
+/// and shared by every snapshot while they are current.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct ValuesPart {
     pub objects: Vec<(ObjectKey, Arc<MetricSamples>)>,

@@ -8,7 +8,7 @@
 //! for its scrapes), never on the threads that serve requests: at a thousand exporters,
 //! fetching and reading pages is most of what the adapter does, and a request must not wait
 //! behind it. There is no round barrier: a scrape round starts every `interval` with one scrape
-//! per exporter that is not still busy with its last one, and each page is read into formatted
+//! per exporter that is not still busy with its last one, and each page is read into
 //! samples as it arrives (a large one on the blocking pool) and handed over within
 //! [`HAND_OVER_EVERY`] — a slow exporter delays only its own values. At most
 //! [`SCRAPES_AT_ONCE`] scrapes run at a time, which bounds the memory pages take in flight. A
