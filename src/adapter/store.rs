@@ -268,7 +268,7 @@ impl serde::Serialize for Timestamp {
 ///
 /// The names are a list of their own, shared: the pods of one exporter page have the same
 /// metrics, so [`SharedNames`] gives them one list between them, and each sample costs its
-/// 40 bytes and no name.
+/// 32 bytes and no name.
 #[derive(Debug, Clone, Default)]
 pub struct MetricSamples {
     /// Sorted, unique; `samples[i]` is a sample of `names[i]`.
