@@ -119,10 +119,8 @@ async fn fetch_request(
     if !status.is_success() {
         return Err(FetchError::Status(status.as_u16()));
     }
-    if response
-        .content_length()
-        .is_some_and(|length| length > max_bytes as u64)
-    {
+    let announced = response.content_length().unwrap_or(0);
+    if announced > max_bytes as u64 {
         return Err(FetchError::TooLarge);
     }
     let content_type = response
@@ -133,7 +131,6 @@ async fn fetch_request(
     // sized by the length the server announced (up to a bound, since that is the server's
     // word): a body read into a list that doubles holds up to twice its size, and many pages
     // are read at once
-    let announced = response.content_length().unwrap_or(0);
     let mut body =
         Vec::with_capacity(usize::try_from(announced).map_or(0, |n| n.min(PRESIZE_AT_MOST)));
     while let Some(chunk) = response.chunk().await.map_err(|_| FetchError::Body)? {
