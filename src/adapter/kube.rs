@@ -137,14 +137,18 @@ impl Cluster {
     }
 
     fn build_inventory(&self) -> Inventory {
-        // each Deployment's name once, shared by all its pods
-        let deployment_of: HashMap<(String, String), Arc<str>> = self
-            .replicasets
-            .state()
+        // each Deployment's name once, shared by all its pods; found by the ReplicaSet's
+        // (namespace, name) as the cache holds them, with no string made per pod
+        let replicasets = self.replicasets.state();
+        let deployment_of: HashMap<(&str, &str), Arc<str>> = replicasets
             .iter()
             .filter_map(|rs| {
                 let deployment = crate::watch::owner(rs.owner_references(), "Deployment")?;
-                Some(((rs.namespace()?, rs.name_any()), Arc::from(deployment)))
+                let key = (
+                    rs.metadata.namespace.as_deref()?,
+                    rs.metadata.name.as_deref()?,
+                );
+                Some((key, Arc::from(deployment)))
             })
             .collect();
         let deployments = GroupResource::new("deployments", "apps");
@@ -159,7 +163,7 @@ impl Cluster {
                 .map(|((namespace, name), pod)| {
                     let workload = match &pod.controller {
                         Some(Controller::ReplicaSet(rs)) => deployment_of
-                            .get(&(namespace.to_string(), rs.to_string()))
+                            .get(&(&**namespace, &**rs))
                             .map(|d| (deployments.clone(), d.clone())),
                         Some(Controller::StatefulSet(set)) => {
                             Some((statefulsets.clone(), set.clone()))
