@@ -153,9 +153,9 @@ impl Shared {
     }
 }
 
-/// The fields kept of `pod`, its namespace string and label set shared with every other pod
-/// that has the same; `None` for a pod without a namespace (none is served).
-/// The pod's key, (namespace, name), and what is kept of it.
+/// The pod's key, (namespace, name), and the fields kept of it, its namespace string and label
+/// set shared with every other pod that has the same; `None` for a pod without a namespace
+/// (none is served).
 fn cached(pod: Pod, shared: &mut Shared) -> Option<(PodKey, CachedPod)> {
     let namespace = shared.namespace(pod.namespace()?);
     let owners = pod.owner_references();

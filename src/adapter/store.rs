@@ -294,6 +294,15 @@ impl MetricSamples {
         NO_SAMPLES.clone()
     }
 
+    fn from_parts(names: Arc<Vec<Arc<str>>>, samples: Vec<Sample>) -> MetricSamples {
+        let oldest = samples.iter().map(|sample| sample.at).min();
+        MetricSamples {
+            names,
+            samples,
+            oldest,
+        }
+    }
+
     fn position(&self, metric: &str) -> Result<usize, usize> {
         self.names.binary_search_by(|name| (**name).cmp(metric))
     }
@@ -407,17 +416,6 @@ fn sorted_unique<I: IntoIterator<Item = (Arc<str>, Sample)>>(
     names.shrink_to_fit();
     kept.shrink_to_fit();
     (names, kept)
-}
-
-impl MetricSamples {
-    fn from_parts(names: Arc<Vec<Arc<str>>>, samples: Vec<Sample>) -> MetricSamples {
-        let oldest = samples.iter().map(|sample| sample.at).min();
-        MetricSamples {
-            names,
-            samples,
-            oldest,
-        }
-    }
 }
 
 impl FromIterator<(Arc<str>, Sample)> for MetricSamples {
