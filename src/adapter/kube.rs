@@ -18,8 +18,8 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
-use crate::adapter::pods::{Controller, PodCache};
-use crate::adapter::store::{Inventory, PodInfo, WorkloadInfo};
+use crate::adapter::pods::{Controller, PodCache, PodPhase};
+use crate::adapter::store::{Inventory, PodInfo, WorkloadInfo, WorkloadKind};
 use crate::resources::GroupResource;
 use crate::selector::Selector;
 
@@ -109,10 +109,10 @@ impl Cluster {
         self.pods
             .read()
             .iter()
-            .filter(|(_, pod)| pod.phase.as_deref() == Some("Running"))
+            .filter(|(_, pod)| pod.phase == PodPhase::Running)
             .filter(|(_, pod)| selector.matches(&pod.labels))
             .filter_map(|((namespace, name), pod)| {
-                let ip = pod.ip.as_deref()?;
+                let ip = pod.ip?;
                 Some((namespace.to_string(), name.to_string(), ip.to_string()))
             })
             .collect()
@@ -159,14 +159,14 @@ impl Cluster {
         pods.extend(
             cached
                 .iter()
-                .filter(|(_, pod)| !matches!(pod.phase.as_deref(), Some("Succeeded" | "Failed")))
+                .filter(|(_, pod)| pod.phase != PodPhase::Ended)
                 .map(|((namespace, name), pod)| {
                     let workload = match &pod.controller {
                         Some(Controller::ReplicaSet(rs)) => deployment_of
                             .get(&(&**namespace, &**rs))
-                            .map(|d| (deployments.clone(), d.clone())),
+                            .map(|d| (WorkloadKind::Deployment, d.clone())),
                         Some(Controller::StatefulSet(set)) => {
-                            Some((statefulsets.clone(), set.clone()))
+                            Some((WorkloadKind::StatefulSet, set.clone()))
                         }
                         None => None,
                     };

@@ -9,6 +9,8 @@
 //! held for as long as one pass over it.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
@@ -26,14 +28,35 @@ pub(crate) enum Controller {
     StatefulSet(Arc<str>),
 }
 
+/// Where a pod is in its life (`status.phase`), as far as the adapter tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PodPhase {
+    Running,
+    /// `Succeeded` or `Failed`: it runs no more and is no workload's member.
+    Ended,
+    /// `Pending`, `Unknown`, none yet, or one this version does not know.
+    Other,
+}
+
+impl PodPhase {
+    fn of(phase: Option<&str>) -> PodPhase {
+        match phase {
+            Some("Running") => PodPhase::Running,
+            Some("Succeeded" | "Failed") => PodPhase::Ended,
+            _ => PodPhase::Other,
+        }
+    }
+}
+
 /// What the adapter keeps of one pod, besides its namespace and name (the cache's key).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct CachedPod {
     pub uid: Option<Arc<str>>,
     pub labels: Arc<Labels>,
     pub controller: Option<Controller>,
-    pub phase: Option<Box<str>>,
-    pub ip: Option<Box<str>>,
+    pub phase: PodPhase,
+    /// `status.podIP`, when it is an address.
+    pub ip: Option<IpAddr>,
 }
 
 /// A pod's (namespace, name).
@@ -120,14 +143,14 @@ impl PodCache {
     }
 }
 
-/// What many pods hold alike, held once: namespace names, and label sets (every pod of a
-/// ReplicaSet has the same labels; a label set costs half a kilobyte before its strings).
+/// What many pods hold alike, held once: namespace names, label sets (every pod of a
+/// ReplicaSet has the same labels; a label set costs half a kilobyte before its strings) and
+/// the names of the controllers they belong to.
 #[derive(Default)]
 struct Shared {
     namespaces: HashMap<String, Arc<str>>,
-    label_sets: HashSet<Arc<Labels>>,
-    /// Label sets held when no longer used ones were last let go.
-    label_sets_after_pruning: usize,
+    label_sets: Interned<Labels>,
+    controllers: Interned<str>,
 }
 
 impl Shared {
@@ -137,19 +160,55 @@ impl Shared {
             .or_insert_with_key(|ns| Arc::from(ns.as_str()))
             .clone()
     }
+}
 
-    fn labels(&mut self, labels: &Labels) -> Arc<Labels> {
-        if let Some(held) = self.label_sets.get(labels) {
+/// Values held once, however many pods hold them; those no pod holds any more are let go
+/// whenever the table has doubled since it last did so.
+struct Interned<T: ?Sized> {
+    held: HashSet<Arc<T>>,
+    /// Values held when no longer used ones were last let go.
+    held_after_pruning: usize,
+}
+
+impl<T: ?Sized> Default for Interned<T> {
+    fn default() -> Self {
+        Interned {
+            held: HashSet::new(),
+            held_after_pruning: 0,
+        }
+    }
+}
+
+/// A value that can be copied into an `Arc` of its own.
+trait CopyShared {
+    fn copy_shared(&self) -> Arc<Self>;
+}
+
+impl CopyShared for str {
+    fn copy_shared(&self) -> Arc<str> {
+        Arc::from(self)
+    }
+}
+
+impl CopyShared for Labels {
+    fn copy_shared(&self) -> Arc<Labels> {
+        Arc::new(self.clone())
+    }
+}
+
+impl<T: ?Sized + Eq + Hash + CopyShared> Interned<T> {
+    fn get(&mut self, value: &T) -> Arc<T> {
+        if let Some(held) = self.held.get(value) {
             return held.clone();
         }
-        if self.label_sets.len() >= 2 * self.label_sets_after_pruning.max(512) {
-            // sets no pod holds any more (only this table does)
-            self.label_sets.retain(|set| Arc::strong_count(set) > 1);
-            self.label_sets_after_pruning = self.label_sets.len();
+        if self.held.len() >= 2 * self.held_after_pruning.max(512) {
+            // values no pod holds any more (only this table does)
+            self.held.retain(|value| Arc::strong_count(value) > 1);
+            self.held_after_pruning = self.held.len();
         }
-        let labels = Arc::new(labels.clone());
-        self.label_sets.insert(labels.clone());
-        labels
+        let value = value.copy_shared();
+        self.held.insert(value.clone());
+        value
     }
 }
 
@@ -159,21 +218,22 @@ impl Shared {
 fn cached(pod: Pod, shared: &mut Shared) -> Option<(PodKey, CachedPod)> {
     let namespace = shared.namespace(pod.namespace()?);
     let owners = pod.owner_references();
-    let controlled_by = |kind: &str| crate::watch::owner(owners, kind).map(Arc::from);
-    let controller = controlled_by("ReplicaSet")
-        .map(Controller::ReplicaSet)
-        .or_else(|| controlled_by("StatefulSet").map(Controller::StatefulSet));
+    let mut controlled_by =
+        |kind: &str| crate::watch::owner(owners, kind).map(|name| shared.controllers.get(name));
+    let controller = match controlled_by("ReplicaSet") {
+        Some(replicaset) => Some(Controller::ReplicaSet(replicaset)),
+        None => controlled_by("StatefulSet").map(Controller::StatefulSet),
+    };
     let status = pod.status.as_ref();
     let key = (namespace, Arc::from(pod.name_any()));
     let cached = CachedPod {
         uid: pod.uid().map(Arc::from),
-        labels: shared.labels(pod.labels()),
+        labels: shared.label_sets.get(pod.labels()),
         controller,
-        phase: status.and_then(|s| s.phase.as_deref()).map(Box::from),
+        phase: PodPhase::of(status.and_then(|s| s.phase.as_deref())),
         ip: status
             .and_then(|s| s.pod_ip.as_deref())
-            .filter(|ip| !ip.is_empty())
-            .map(Box::from),
+            .and_then(|ip| ip.parse().ok()),
     };
     Some((key, cached))
 }
@@ -187,23 +247,23 @@ mod tests {
     fn label_sets_no_pod_holds_are_let_go() {
         let mut shared = Shared::default();
         let set = |i: usize| -> Labels { [("app".to_string(), format!("app-{i}"))].into() };
-        let kept = shared.labels(&set(0));
+        let kept = shared.label_sets.get(&set(0));
         for i in 1..2_000 {
-            drop(shared.labels(&set(i)));
+            drop(shared.label_sets.get(&set(i)));
         }
         assert!(
-            shared.label_sets.len() < 1_100,
+            shared.label_sets.held.len() < 1_100,
             "{}",
-            shared.label_sets.len()
+            shared.label_sets.held.len()
         );
         assert!(
-            Arc::ptr_eq(&kept, &shared.labels(&set(0))),
+            Arc::ptr_eq(&kept, &shared.label_sets.get(&set(0))),
             "a held set stays"
         );
     }
 
     #[test]
-    fn keeps_what_the_adapter_reads_and_shares_namespaces_and_labels() {
+    fn keeps_what_the_adapter_reads_and_shares_namespaces_labels_and_controllers() {
         let pod = |name: &str| -> Pod {
             serde_json::from_value(json!({
                 "metadata": {"name": name, "namespace": "demo", "uid": format!("{name}-uid"),
@@ -220,6 +280,12 @@ mod tests {
         let ((b_namespace, _), b) = cached(pod("triton-1"), &mut shared).expect("namespaced");
         assert!(Arc::ptr_eq(&a_namespace, &b_namespace));
         assert!(Arc::ptr_eq(&a.labels, &b.labels), "one label set for both");
+        match (&a.controller, &b.controller) {
+            (Some(Controller::ReplicaSet(a)), Some(Controller::ReplicaSet(b))) => {
+                assert!(Arc::ptr_eq(a, b), "one ReplicaSet name for both")
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(&*a_name, "triton-0");
         assert_eq!(a.uid.as_deref(), Some("triton-0-uid"));
         assert_eq!(a.labels.get("app").map(String::as_str), Some("triton"));
@@ -228,8 +294,35 @@ mod tests {
             Some(Controller::ReplicaSet("triton-7d4f9".into()))
         );
         assert_eq!(
-            (a.phase.as_deref(), a.ip.as_deref()),
-            (Some("Running"), Some("10.0.0.7"))
+            (a.phase, a.ip),
+            (PodPhase::Running, Some([10, 0, 0, 7].into()))
         );
+    }
+
+    #[test]
+    fn phases_and_addresses_are_read_as_the_api_writes_them() {
+        let pod = |phase: Option<&str>, ip: Option<&str>| -> CachedPod {
+            let pod: Pod = serde_json::from_value(json!({
+                "metadata": {"name": "p", "namespace": "demo"},
+                "status": {"phase": phase, "podIP": ip}
+            }))
+            .expect("a pod");
+            cached(pod, &mut Shared::default()).expect("namespaced").1
+        };
+        for (phase, read) in [
+            (Some("Running"), PodPhase::Running),
+            (Some("Succeeded"), PodPhase::Ended),
+            (Some("Failed"), PodPhase::Ended),
+            (Some("Pending"), PodPhase::Other),
+            (Some("Unknown"), PodPhase::Other),
+            (None, PodPhase::Other),
+        ] {
+            assert_eq!(pod(phase, None).phase, read, "{phase:?}");
+        }
+        let ipv6: IpAddr = "fd00::7".parse().expect("an address");
+        assert_eq!(pod(None, Some("fd00::7")).ip, Some(ipv6));
+        // an empty or malformed podIP is no address to scrape
+        assert_eq!(pod(None, Some("")).ip, None);
+        assert_eq!(pod(None, Some("10.0.0")).ip, None);
     }
 }

@@ -23,8 +23,9 @@ use crate::resources::GroupResource;
 
 pub type Labels = BTreeMap<String, String>;
 
-/// One measured value of one metric, ready to serve: 32 bytes, with no allocation of its own
-/// unless its series has labels or its quantity is beyond what 64 bits of milli-units hold. A
+/// One measured value of one metric, ready to serve: 24 bytes, with no allocation of its own
+/// unless its series has labels, its quantity is beyond what 64 bits of milli-units hold or its
+/// window is beyond 18 hours. A
 /// fleet-size snapshot holds hundreds of thousands of these (`benches/fleet.rs`), so each byte
 /// here is a fraction of a megabyte there.
 ///
@@ -38,11 +39,11 @@ pub struct Sample {
     /// The quantity's milli-value, or [`HELD_APART`] when it does not fit (then it is in
     /// `rare`).
     milli: i64,
-    /// When the value was measured (never "now" at serving time).
-    at: SampleTime,
-    /// The window the value was computed over, when it is a rate or an average.
-    window_seconds: Option<i32>,
-    /// What few samples have: labels of the series, a quantity too large for `milli`.
+    /// When the value was measured (never "now" at serving time), and the window it was
+    /// computed over when it is a rate or an average, in one word.
+    measured: TimeAndWindow,
+    /// What few samples have: labels of the series, a quantity too large for `milli`, a window
+    /// too long for `measured`.
     rare: Option<Box<Rare>>,
 }
 
@@ -53,6 +54,8 @@ struct Rare {
     labels: Labels,
     /// The milli-value when it is beyond `i64` (a magnitude of 9.2e15 or more).
     milli: Option<i128>,
+    /// The window when [`TimeAndWindow`] cannot hold it (negative, or longer than 18 hours).
+    window_seconds: Option<i32>,
 }
 
 /// `Sample::milli` when the milli-value is held in `Rare` (no quantity has this milli-value:
@@ -60,7 +63,49 @@ struct Rare {
 const HELD_APART: i64 = i64::MIN;
 
 // A layout change that grows every sample should be a decision, not an accident.
-const _: () = assert!(std::mem::size_of::<Sample>() <= 32);
+const _: () = assert!(std::mem::size_of::<Sample>() <= 24);
+
+/// A sample's [`SampleTime`] (the high 48 bits, two's complement) and its window (the low 16
+/// bits: 0 for none, else the window in seconds plus one, so up to 65,534 s), in 8 bytes.
+/// Nearly every window is a rate's or an average's of seconds to minutes; a longer one is
+/// held in [`Rare`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TimeAndWindow(u64);
+
+impl TimeAndWindow {
+    const WINDOW_BITS: u32 = 16;
+    /// Window codes above this do not exist (the code is the window plus one).
+    const LONGEST_WINDOW: i32 = u16::MAX as i32 - 1;
+
+    fn new(at: SampleTime) -> TimeAndWindow {
+        // `at` is within 48 bits (SampleTime saturates there), so the shift loses nothing
+        TimeAndWindow((at.0 as u64) << Self::WINDOW_BITS)
+    }
+
+    fn time(self) -> SampleTime {
+        // the arithmetic shift brings the sign back
+        SampleTime((self.0 as i64) >> Self::WINDOW_BITS)
+    }
+
+    /// The window, if one is held here; `None` also when it is too long (see `fits`).
+    fn window_seconds(self) -> Option<i32> {
+        let code = (self.0 & u64::from(u16::MAX)) as i32;
+        (code != 0).then(|| code - 1)
+    }
+
+    /// Whether `window_seconds` can be held here.
+    fn fits(window_seconds: i32) -> bool {
+        (0..=Self::LONGEST_WINDOW).contains(&window_seconds)
+    }
+
+    /// With `window_seconds` held (`None` clears it); `window_seconds` must [`fit`](Self::fits).
+    fn with_window(self, window_seconds: Option<i32>) -> TimeAndWindow {
+        let code = window_seconds
+            .filter(|w| Self::fits(*w))
+            .map_or(0, |w| w + 1) as u64;
+        TimeAndWindow(self.0 & !u64::from(u16::MAX) | code)
+    }
+}
 
 /// The labels of a series that has none.
 static NO_LABELS: Labels = Labels::new();
@@ -81,8 +126,7 @@ impl Sample {
         };
         Some(Sample {
             milli,
-            at: SampleTime::from(sample_time),
-            window_seconds: None,
+            measured: TimeAndWindow::new(SampleTime::from(sample_time)),
             rare,
         })
     }
@@ -106,14 +150,14 @@ impl Sample {
         self.milli() as f64 / 1000.0
     }
 
-    /// When the value was measured.
+    /// When the value was measured (to the millisecond).
     pub fn sample_time(&self) -> SystemTime {
-        self.at.into()
+        self.measured().into()
     }
 
     /// The same, as held: for comparing samples' ages.
     pub(crate) fn measured(&self) -> SampleTime {
-        self.at
+        self.measured.time()
     }
 
     /// `sample_time` as RFC 3339 UTC with second precision, as served.
@@ -123,13 +167,27 @@ impl Sample {
 
     /// The window the value was computed over, when it is a rate or an average.
     pub fn window_seconds(&self) -> Option<i32> {
-        self.window_seconds
+        self.measured
+            .window_seconds()
+            .or_else(|| self.rare.as_ref().and_then(|rare| rare.window_seconds))
     }
 
     /// Sets the window the value was computed over; one longer than `i32::MAX` seconds (68
     /// years) is not a window and is dropped.
     pub fn with_window(mut self, window_seconds: Option<i64>) -> Sample {
-        self.window_seconds = window_seconds.and_then(|w| i32::try_from(w).ok());
+        let window_seconds = window_seconds.and_then(|w| i32::try_from(w).ok());
+        self.measured = self.measured.with_window(window_seconds);
+        let held_apart = window_seconds.filter(|w| !TimeAndWindow::fits(*w));
+        match (&mut self.rare, held_apart) {
+            (Some(rare), _) => rare.window_seconds = held_apart,
+            (None, None) => {}
+            (None, Some(_)) => {
+                self.rare = Some(Box::new(Rare {
+                    window_seconds: held_apart,
+                    ..Rare::default()
+                }))
+            }
+        }
         self
     }
 
@@ -140,7 +198,7 @@ impl Sample {
             (None, false) => {
                 self.rare = Some(Box::new(Rare {
                     labels,
-                    milli: None,
+                    ..Rare::default()
                 }))
             }
         }
@@ -161,40 +219,51 @@ impl Sample {
     /// True if the sample was taken at or after `cutoff` (see [`oldest_fresh`]); one comparison,
     /// for loops over many samples.
     pub(crate) fn is_newer_than(&self, cutoff: SampleTime) -> bool {
-        self.at >= cutoff
+        self.measured() >= cutoff
     }
 }
 
-/// A sample's time in 8 bytes: nanoseconds since the Unix epoch, saturating outside the years
-/// 1678–2262 (a `SystemTime` takes 16).
+/// A sample's time: milliseconds since the Unix epoch (rounded down), within 48 bits — the
+/// years 2492 BC to AD 6432, saturating outside them — so that a sample holds it and its window
+/// in one word (a `SystemTime` takes 16 bytes). Timestamps are served to the second; the
+/// millisecond keeps freshness and "which is newer" exact enough for a scrape every second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SampleTime(i64);
 
+impl SampleTime {
+    /// The latest time held; the earliest is its negation.
+    const LATEST_MILLIS: i64 = (1 << 47) - 1;
+
+    /// Whole seconds since the Unix epoch (rounded down, before it too).
+    pub fn whole_seconds(self) -> i64 {
+        self.0.div_euclid(1_000)
+    }
+}
+
 impl From<SystemTime> for SampleTime {
     fn from(time: SystemTime) -> SampleTime {
-        let nanos = match time.duration_since(SystemTime::UNIX_EPOCH) {
-            Ok(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
-            Err(before) => i64::try_from(before.duration().as_nanos()).map_or(i64::MIN, |n| -n),
+        let millis = match time.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+            // rounded down before the epoch too: 1.5 ms before it is -2 ms
+            Err(before) => {
+                let before = before.duration();
+                let whole = i64::try_from(before.as_millis()).unwrap_or(i64::MAX);
+                let part = i64::from(before.subsec_nanos() % 1_000_000 != 0);
+                whole.saturating_add(part).saturating_neg()
+            }
         };
-        SampleTime(nanos)
+        SampleTime(millis.clamp(-Self::LATEST_MILLIS, Self::LATEST_MILLIS))
     }
 }
 
 impl From<SampleTime> for SystemTime {
     fn from(time: SampleTime) -> SystemTime {
-        let since_epoch = Duration::from_nanos(time.0.unsigned_abs());
+        let since_epoch = Duration::from_millis(time.0.unsigned_abs());
         if time.0 >= 0 {
             SystemTime::UNIX_EPOCH + since_epoch
         } else {
             SystemTime::UNIX_EPOCH - since_epoch
         }
-    }
-}
-
-impl SampleTime {
-    /// Whole seconds since the Unix epoch (rounded down, before it too).
-    pub fn whole_seconds(self) -> i64 {
-        self.0.div_euclid(1_000_000_000)
     }
 }
 
@@ -268,7 +337,7 @@ impl serde::Serialize for Timestamp {
 ///
 /// The names are a list of their own, shared: the pods of one exporter page have the same
 /// metrics, so [`SharedNames`] gives them one list between them, and each sample costs its
-/// 32 bytes and no name.
+/// 24 bytes and no name.
 #[derive(Debug, Clone, Default)]
 pub struct MetricSamples {
     /// Sorted, unique; `samples[i]` is a sample of `names[i]`.
@@ -295,7 +364,7 @@ impl MetricSamples {
     }
 
     fn from_parts(names: Arc<Vec<Arc<str>>>, samples: Vec<Sample>) -> MetricSamples {
-        let oldest = samples.iter().map(|sample| sample.at).min();
+        let oldest = samples.iter().map(Sample::measured).min();
         MetricSamples {
             names,
             samples,
@@ -315,10 +384,8 @@ impl MetricSamples {
     /// Sets `metric`'s sample; returns the one it replaced. The names are copied first if
     /// another object shares them and `metric` is new.
     pub fn insert(&mut self, metric: Arc<str>, sample: Sample) -> Option<Sample> {
-        self.oldest = Some(
-            self.oldest
-                .map_or(sample.at, |oldest| oldest.min(sample.at)),
-        );
+        let measured = sample.measured();
+        self.oldest = Some(self.oldest.map_or(measured, |oldest| oldest.min(measured)));
         match self.position(&metric) {
             Ok(at) => Some(std::mem::replace(&mut self.samples[at], sample)),
             Err(at) => {
@@ -783,21 +850,83 @@ mod tests {
     }
 
     #[test]
-    fn sample_times_keep_nanoseconds_and_saturate_outside_their_range() {
-        let now = SystemTime::now();
-        assert_eq!(SystemTime::from(SampleTime::from(now)), now);
-        let before_epoch = SystemTime::UNIX_EPOCH - Duration::from_nanos(1_500);
+    fn sample_times_keep_milliseconds_round_down_and_saturate_outside_their_range() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_782_907_205_123_456_789);
+        let to_the_milli = SystemTime::UNIX_EPOCH + Duration::from_millis(1_782_907_205_123);
+        assert_eq!(SystemTime::from(SampleTime::from(at)), to_the_milli);
+        assert_eq!(SampleTime::from(at).whole_seconds(), 1_782_907_205);
+        // before the epoch, rounded down as well: 1.5 ms before it is 2 ms before it
+        let before_epoch = SystemTime::UNIX_EPOCH - Duration::from_nanos(1_500_000);
         assert_eq!(
             SystemTime::from(SampleTime::from(before_epoch)),
-            before_epoch
+            SystemTime::UNIX_EPOCH - Duration::from_millis(2)
         );
+        assert_eq!(SampleTime::from(before_epoch).whole_seconds(), -1);
         assert!(SampleTime::from(before_epoch) < SampleTime::from(SystemTime::UNIX_EPOCH));
-        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(400 * 365 * 86_400);
-        assert_eq!(SampleTime::from(far), SampleTime(i64::MAX));
-        let sample = Sample::new(1.0, now).expect("finite");
-        assert_eq!(sample.sample_time(), now);
-        assert!(sample.is_fresh(now + Duration::from_secs(5), Duration::from_secs(5)));
-        assert!(!sample.is_fresh(now + Duration::from_secs(6), Duration::from_secs(5)));
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(5_000 * 365 * 86_400);
+        assert_eq!(SampleTime::from(far), SampleTime(SampleTime::LATEST_MILLIS));
+        let long_ago = SystemTime::UNIX_EPOCH - Duration::from_secs(5_000 * 365 * 86_400);
+        assert_eq!(
+            SampleTime::from(long_ago),
+            SampleTime(-SampleTime::LATEST_MILLIS)
+        );
+        // a sample holds its time exactly, at either end of the range and either side of 0
+        for time in [at, before_epoch, far, long_ago, SystemTime::UNIX_EPOCH] {
+            let sample = Sample::new(1.0, time)
+                .expect("finite")
+                .with_window(Some(60));
+            assert_eq!(sample.measured(), SampleTime::from(time));
+            assert_eq!(sample.window_seconds(), Some(60));
+        }
+        let sample = Sample::new(1.0, at).expect("finite");
+        assert_eq!(sample.sample_time(), to_the_milli);
+        assert!(sample.is_fresh(at + Duration::from_secs(5), Duration::from_secs(5)));
+        assert!(!sample.is_fresh(at + Duration::from_secs(6), Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn windows_up_to_eighteen_hours_are_held_inline_and_longer_ones_apart() {
+        let now = SystemTime::now();
+        for window in [
+            0,
+            1,
+            30,
+            300,
+            65_534,
+            65_535,
+            86_400,
+            i64::from(i32::MAX),
+            -5,
+        ] {
+            let sample = Sample::new(2.5, now)
+                .expect("finite")
+                .with_window(Some(window));
+            assert_eq!(
+                sample.window_seconds(),
+                i32::try_from(window).ok(),
+                "{window}"
+            );
+            assert_eq!(
+                sample.rare.is_some(),
+                !(0..=65_534).contains(&window),
+                "{window}"
+            );
+            assert_eq!(sample.quantity(), "2500m");
+            assert_eq!(sample.measured(), SampleTime::from(now));
+            // labels and a window held apart live side by side
+            let labelled = sample.with_labels(Labels::from([("gpu".into(), "0".into())]));
+            assert_eq!(labelled.window_seconds(), i32::try_from(window).ok());
+            assert_eq!(labelled.labels()["gpu"], "0");
+            // and a window set again replaces the one before, wherever it was held
+            let replaced = labelled.with_window(Some(60));
+            assert_eq!(replaced.window_seconds(), Some(60));
+            assert_eq!(replaced.with_window(None).window_seconds(), None);
+        }
+        let not_a_window = Sample::new(1.0, now)
+            .expect("finite")
+            .with_window(Some(i64::from(i32::MAX) + 1));
+        assert_eq!(not_a_window.window_seconds(), None);
+        assert!(not_a_window.rare.is_none());
     }
 
     #[test]
@@ -977,7 +1106,24 @@ pub(crate) struct PodInfo {
     pub uid: Option<Arc<str>>,
     pub labels: Arc<Labels>,
     /// The Deployment or StatefulSet it belongs to, resolved through its ReplicaSet.
-    pub workload: Option<(GroupResource, Arc<str>)>,
+    pub workload: Option<(WorkloadKind, Arc<str>)>,
+}
+
+/// The kinds of workload whose pods' values are aggregated: a byte in each pod's entry, where
+/// its resource would take 32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+}
+
+impl WorkloadKind {
+    pub(crate) fn resource(self) -> GroupResource {
+        match self {
+            WorkloadKind::Deployment => GroupResource::new("deployments", "apps"),
+            WorkloadKind::StatefulSet => GroupResource::new("statefulsets", "apps"),
+        }
+    }
 }
 
 /// A Deployment or StatefulSet.
@@ -1000,26 +1146,29 @@ pub(crate) struct Inventory {
     pub namespaces: Vec<(Arc<str>, Arc<Labels>)>,
     /// For each pod, the position in `workloads` of its workload: worked out once, on first
     /// use, for every snapshot assembled from this inventory (which no one changes after).
-    pub pod_workloads: OnceLock<Vec<Option<usize>>>,
+    pub pod_workloads: OnceLock<Vec<Option<u32>>>,
 }
 
 impl Inventory {
     /// For each pod (by position), the position in `workloads` of its workload, if listed.
-    pub(crate) fn pod_workloads(&self) -> &[Option<usize>] {
+    pub(crate) fn pod_workloads(&self) -> &[Option<u32>] {
         self.pod_workloads.get_or_init(|| {
-            let positions: HashMap<(&str, &GroupResource, &str), usize> = self
+            let resources = [WorkloadKind::Deployment, WorkloadKind::StatefulSet]
+                .map(|kind| (kind, kind.resource()));
+            let positions: HashMap<(&str, WorkloadKind, &str), u32> = self
                 .workloads
                 .iter()
-                .enumerate()
-                .map(|(at, w)| ((&*w.namespace, &w.resource, &*w.name), at))
+                .zip(0..)
+                .filter_map(|(w, at)| {
+                    let (kind, _) = resources.iter().find(|(_, r)| *r == w.resource)?;
+                    Some(((&*w.namespace, *kind, &*w.name), at))
+                })
                 .collect();
             self.pods
                 .iter()
                 .map(|pod| {
-                    let (resource, name) = pod.workload.as_ref()?;
-                    positions
-                        .get(&(&*pod.namespace, resource, &**name))
-                        .copied()
+                    let (kind, name) = pod.workload.as_ref()?;
+                    positions.get(&(&*pod.namespace, *kind, &**name)).copied()
                 })
                 .collect()
         })

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 
 use super::world::World;
 use crate::adapter::store::Labels;
-use crate::adapter::store::{Inventory, PodInfo, WorkloadInfo};
+use crate::adapter::store::{Inventory, PodInfo, WorkloadInfo, WorkloadKind};
 use crate::exporter::gpu::{GpuReading, GpuSnapshot};
 use crate::exporter::pods::{DeviceId, Holder};
 use crate::exporter::render::{Collection, render};
@@ -173,7 +173,7 @@ impl Node {
                 name: pod.name.as_str().into(),
                 uid: None,
                 labels: labels.clone(),
-                workload: Some((deployment.clone(), "triton".into())),
+                workload: Some((WorkloadKind::Deployment, "triton".into())),
             });
         }
         inventory.workloads.push(WorkloadInfo {

@@ -432,9 +432,10 @@ fn put_pods(
         let mut objects = Vec::with_capacity(namespace_pods.len());
         for (pod, workload) in namespace_pods.iter().zip(&pod_workloads[first..]) {
             let samples = samples_of(index, &pods, Some(&pod.namespace), &pod.name);
-            if let (Some(samples), Some(per_metric)) =
-                (&samples, workload.and_then(|w| workload_values.get_mut(w)))
-            {
+            if let (Some(samples), Some(per_metric)) = (
+                &samples,
+                workload.and_then(|w| workload_values.get_mut(w as usize)),
+            ) {
                 for (position, (metric, sample)) in samples.iter().enumerate() {
                     accumulate(per_metric, position, metric, sample);
                 }
@@ -549,7 +550,7 @@ fn put_cluster_scoped(builder: &mut SnapshotBuilder, inventory: &Inventory, inde
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapter::store::{Labels, PodInfo, WorkloadInfo};
+    use crate::adapter::store::{Labels, PodInfo, WorkloadInfo, WorkloadKind};
     use std::sync::Arc;
 
     fn labels(pairs: &[(&str, &str)]) -> Arc<Labels> {
@@ -567,7 +568,7 @@ mod tests {
             name: name.into(),
             uid: None,
             labels: labels(&[("app", "triton")]),
-            workload: Some((GroupResource::parse("deployments"), "triton".into())),
+            workload: Some((WorkloadKind::Deployment, "triton".into())),
         }
     }
 
@@ -671,8 +672,8 @@ mod tests {
             "8k"
         );
         assert_eq!(
-            pods["triton-0"].metrics["triton_queue_time_ms"].sample_time(),
-            now - Duration::from_secs(2)
+            pods["triton-0"].metrics["triton_queue_time_ms"].measured(),
+            SampleTime::from(now - Duration::from_secs(2))
         );
         let deployment = &snapshot
             .objects(Some("demo"), &GroupResource::parse("deployments"))
@@ -717,7 +718,7 @@ mod tests {
             labels: Arc::default(),
         };
         let pod_of = |name: &str, deployment: &str| PodInfo {
-            workload: Some((GroupResource::parse("deployments"), deployment.into())),
+            workload: Some((WorkloadKind::Deployment, deployment.into())),
             ..triton_pod(name)
         };
         let inventory = Inventory {

@@ -581,7 +581,10 @@ pods:
             "2026-07-01T12:00:05Z"
         );
         let aged = &pod.metrics["aged"];
-        assert_eq!(aged.sample_time(), now - Duration::from_secs(90));
+        assert_eq!(
+            aged.measured(),
+            crate::adapter::store::SampleTime::from(now - Duration::from_secs(90))
+        );
         assert_eq!(aged.window_seconds(), Some(30));
         assert_eq!(
             aged.labels().get("model").map(String::as_str),
