@@ -1,11 +1,10 @@
-//! Kubernetes caches for both roles: a reflector (list, then watch, with backoff) feeding a
-//! [`Store`] that readers query without waiting, and a task that keeps it running and logs once
-//! per outage. While the API server is unreachable the cache keeps the last known state.
+//! Kubernetes watches for both roles: a reflector (list, then watch, with backoff) feeding a
+//! [`Store`] that readers query without waiting (the exporter's pods), the owner lookup, and
+//! the logging of a watch's failures once per outage (every cache, the adapter's compact ones
+//! too). While the API server is unreachable a cache keeps the last known state.
 
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -42,26 +41,6 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
-    reflect_counting(client, config, keep_annotations, Arc::default())
-}
-
-/// [`reflect`], adding one to `changes` for every change the cache takes in (an object
-/// applied or deleted, a list restarted), so readers can tell when what they derived from the
-/// cache is out of date.
-///
-/// With `K` a `PartialObjectMeta<_>` the lists and watches ask the API server for metadata
-/// alone (names, labels, owners): a node's status (its image list runs to kilobytes) or a
-/// Deployment's pod template never crosses the wire, and each cached object is its metadata.
-pub(crate) fn reflect_counting<K>(
-    client: &kube::Client,
-    config: watcher::Config,
-    keep_annotations: bool,
-    changes: Arc<AtomicU64>,
-) -> Store<K>
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone,
-{
     let (reader, writer) = reflector::store();
     let events = watcher(Api::<K>::all(client.clone()), config)
         .modify(move |object| trim(object, keep_annotations))
@@ -70,10 +49,7 @@ where
     let mut failures = Failures::new(K::kind(&K::DynamicType::default()).to_string());
     tokio::spawn(async move {
         while let Some(event) = stream.next().await {
-            if failures.event(event).is_some() {
-                // after the store took it in: a reader that sees the new count sees the change
-                changes.fetch_add(1, Ordering::Release);
-            }
+            failures.event(event);
         }
     });
     reader

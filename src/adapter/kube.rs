@@ -1,26 +1,22 @@
 //! What exists in the cluster: caches (one client, list then watch, no LIST per request) of
-//! pods ([`crate::adapter::pods`], only the fields read), ReplicaSets, Deployments,
-//! StatefulSets, nodes and namespaces (kube reflectors over their metadata alone).
+//! pods ([`crate::adapter::pods`]) and of ReplicaSets, Deployments, StatefulSets, nodes and
+//! namespaces ([`crate::adapter::metadata`], listed as metadata alone), each object kept as
+//! the few fields read.
 //!
 //! [`Cluster::inventory`] turns the caches into the plain [`Inventory`] the snapshot is
 //! assembled from, resolving each pod's workload through its owner references (pod →
 //! ReplicaSet → Deployment, or pod → StatefulSet), and keeps it until a cache changes.
-//! Managed fields and annotations are dropped as objects arrive, to keep the caches small
-//! ([`crate::watch`]).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Node};
-use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::Store;
-use kube::{Resource, ResourceExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::adapter::metadata::MetadataCache;
 use crate::adapter::pods::{Controller, PodCache, PodPhase};
-use crate::adapter::store::{Inventory, PodInfo, WorkloadInfo, WorkloadKind};
-use crate::resources::GroupResource;
+use crate::adapter::store::{Inventory, Labels, PodInfo, WorkloadInfo, WorkloadKind};
 use crate::selector::Selector;
 
 /// A cache's writer stopped before its first list.
@@ -32,11 +28,14 @@ pub struct CachesStopped;
 #[derive(Clone)]
 pub struct Cluster {
     pods: PodCache,
-    replicasets: Store<PartialObjectMeta<ReplicaSet>>,
-    deployments: Store<PartialObjectMeta<Deployment>>,
-    statefulsets: Store<PartialObjectMeta<StatefulSet>>,
-    nodes: Store<PartialObjectMeta<Node>>,
-    namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Each ReplicaSet's Deployment (ReplicaSets of none are not kept).
+    replicasets: MetadataCache<Arc<str>>,
+    deployments: MetadataCache<WorkloadMeta>,
+    statefulsets: MetadataCache<WorkloadMeta>,
+    /// Each node's labels.
+    nodes: MetadataCache<Arc<Labels>>,
+    /// Each namespace's labels.
+    namespaces: MetadataCache<Arc<Labels>>,
     /// `true` once every cache holds its first list; `None` inside if a writer stopped first.
     ready: tokio::sync::watch::Receiver<Option<bool>>,
     /// Counts every change any cache saw.
@@ -48,17 +47,26 @@ pub struct Cluster {
 /// An inventory and the change count it was built at.
 type BuiltInventory = (u64, Arc<Inventory>);
 
-fn reflect<K>(client: &kube::Client, changes: &Arc<AtomicU64>) -> Store<PartialObjectMeta<K>>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    crate::watch::reflect_counting::<PartialObjectMeta<K>>(
-        client,
-        kube::runtime::watcher::Config::default(),
-        false,
-        changes.clone(),
-    )
+/// What is kept of a Deployment or StatefulSet.
+struct WorkloadMeta {
+    uid: Option<Arc<str>>,
+    labels: Arc<Labels>,
+}
+
+fn workload_meta(meta: &ObjectMeta) -> Option<WorkloadMeta> {
+    Some(WorkloadMeta {
+        uid: meta.uid.as_deref().map(Arc::from),
+        labels: labels(meta)?,
+    })
+}
+
+fn labels(meta: &ObjectMeta) -> Option<Arc<Labels>> {
+    Some(Arc::new(meta.labels.clone().unwrap_or_default()))
+}
+
+fn deployment_of(meta: &ObjectMeta) -> Option<Arc<str>> {
+    let owners = meta.owner_references.as_deref().unwrap_or_default();
+    crate::watch::owner(owners, "Deployment").map(Arc::from)
 }
 
 impl Cluster {
@@ -69,26 +77,29 @@ impl Cluster {
         let (pods_listed, pods_ready) = tokio::sync::oneshot::channel();
         let cluster = Cluster {
             pods: PodCache::watch(client, pods_listed, changes.clone()),
-            replicasets: reflect(client, &changes),
-            deployments: reflect(client, &changes),
-            statefulsets: reflect(client, &changes),
-            nodes: reflect(client, &changes),
-            namespaces: reflect(client, &changes),
+            replicasets: MetadataCache::watch::<ReplicaSet>(client, deployment_of, changes.clone()),
+            deployments: MetadataCache::watch::<Deployment>(client, workload_meta, changes.clone()),
+            statefulsets: MetadataCache::watch::<StatefulSet>(
+                client,
+                workload_meta,
+                changes.clone(),
+            ),
+            nodes: MetadataCache::watch::<Node>(client, labels, changes.clone()),
+            namespaces: MetadataCache::watch::<Namespace>(client, labels, changes.clone()),
             ready,
             changes,
             inventory: Arc::default(),
         };
-        // kube's `Store::wait_until_ready` wakes only the last task waiting on a store (one
-        // waker behind a oneshot), so one task waits and tells everyone else.
+        // one task waits for every first list and tells everyone else
         let stores = cluster.clone();
         tokio::spawn(async move {
             let listed = async {
                 pods_ready.await.is_ok()
-                    && stores.replicasets.wait_until_ready().await.is_ok()
-                    && stores.deployments.wait_until_ready().await.is_ok()
-                    && stores.statefulsets.wait_until_ready().await.is_ok()
-                    && stores.nodes.wait_until_ready().await.is_ok()
-                    && stores.namespaces.wait_until_ready().await.is_ok()
+                    && stores.replicasets.wait_until_listed().await.is_ok()
+                    && stores.deployments.wait_until_listed().await.is_ok()
+                    && stores.statefulsets.wait_until_listed().await.is_ok()
+                    && stores.nodes.wait_until_listed().await.is_ok()
+                    && stores.namespaces.wait_until_listed().await.is_ok()
             };
             let _ = ready_tx.send(Some(listed.await));
         });
@@ -137,22 +148,9 @@ impl Cluster {
     }
 
     fn build_inventory(&self) -> Inventory {
-        // each Deployment's name once, shared by all its pods; found by the ReplicaSet's
-        // (namespace, name) as the cache holds them, with no string made per pod
-        let replicasets = self.replicasets.state();
-        let deployment_of: HashMap<(&str, &str), Arc<str>> = replicasets
-            .iter()
-            .filter_map(|rs| {
-                let deployment = crate::watch::owner(rs.owner_references(), "Deployment")?;
-                let key = (
-                    rs.metadata.namespace.as_deref()?,
-                    rs.metadata.name.as_deref()?,
-                );
-                Some((key, Arc::from(deployment)))
-            })
-            .collect();
-        let deployments = GroupResource::new("deployments", "apps");
-        let statefulsets = GroupResource::new("statefulsets", "apps");
+        // a pod's Deployment is found by its ReplicaSet's (namespace, name), the pod's own
+        // shared strings, and each Deployment's name is shared by all its pods
+        let replicasets = self.replicasets.read();
         let cached = self.pods.read();
         // sized once: the inventory is held as long as the caches do not change
         let mut pods: Vec<PodInfo> = Vec::with_capacity(cached.len());
@@ -162,8 +160,8 @@ impl Cluster {
                 .filter(|(_, pod)| pod.phase != PodPhase::Ended)
                 .map(|((namespace, name), pod)| {
                     let workload = match &pod.controller {
-                        Some(Controller::ReplicaSet(rs)) => deployment_of
-                            .get(&(&**namespace, &**rs))
+                        Some(Controller::ReplicaSet(rs)) => replicasets
+                            .get(&(namespace.clone(), rs.clone()))
                             .map(|d| (WorkloadKind::Deployment, d.clone())),
                         Some(Controller::StatefulSet(set)) => {
                             Some((WorkloadKind::StatefulSet, set.clone()))
@@ -180,46 +178,40 @@ impl Cluster {
                 }),
         );
         drop(cached);
+        drop(replicasets);
         // by namespace, then name: assembling puts each namespace's pods in one go
         pods.sort_unstable_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        let workload =
-            |resource: &GroupResource,
-             meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-                Some(WorkloadInfo {
-                    namespace: Arc::from(meta.namespace.as_deref()?),
-                    resource: resource.clone(),
-                    name: Arc::from(meta.name.as_deref()?),
-                    uid: meta.uid.as_deref().map(Arc::from),
-                    labels: Arc::new(meta.labels.clone().unwrap_or_default()),
-                })
-            };
-        let mut workloads: Vec<WorkloadInfo> = self
-            .deployments
-            .state()
-            .iter()
-            .filter_map(|d| workload(&deployments, &d.metadata))
-            .collect();
-        workloads.extend(
-            self.statefulsets
-                .state()
+        let mut workloads = Vec::new();
+        for (kind, cache) in [
+            (WorkloadKind::Deployment, &self.deployments),
+            (WorkloadKind::StatefulSet, &self.statefulsets),
+        ] {
+            let resource = kind.resource();
+            workloads.extend(
+                cache
+                    .read()
+                    .iter()
+                    .map(|((namespace, name), meta)| WorkloadInfo {
+                        namespace: namespace.clone(),
+                        resource: resource.clone(),
+                        name: name.clone(),
+                        uid: meta.uid.clone(),
+                        labels: meta.labels.clone(),
+                    }),
+            );
+        }
+        let named = |cache: &MetadataCache<Arc<Labels>>| -> Vec<(Arc<str>, Arc<Labels>)> {
+            cache
+                .read()
                 .iter()
-                .filter_map(|s| workload(&statefulsets, &s.metadata)),
-        );
+                .map(|((_, name), labels)| (name.clone(), labels.clone()))
+                .collect()
+        };
         Inventory {
             pods,
             workloads,
-            nodes: self
-                .nodes
-                .state()
-                .iter()
-                .map(|n| (Arc::from(n.name_any()), Arc::new(n.labels().clone())))
-                .collect(),
-            namespaces: self
-                .namespaces
-                .state()
-                .iter()
-                .map(|n| (Arc::from(n.name_any()), Arc::new(n.labels().clone())))
-                .collect(),
+            nodes: named(&self.nodes),
+            namespaces: named(&self.namespaces),
             pod_workloads: Default::default(),
         }
     }

@@ -25,6 +25,7 @@ pub mod keda;
 pub mod kube;
 pub mod kubeconfig;
 pub mod local;
+mod metadata;
 mod pods;
 pub mod sources;
 pub mod store;
