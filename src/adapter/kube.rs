@@ -1,7 +1,7 @@
 //! What exists in the cluster: caches (one client, list then watch, no LIST per request) of
-//! pods ([`crate::adapter::pods`]) and of ReplicaSets, Deployments, StatefulSets, nodes and
-//! namespaces ([`crate::adapter::metadata`], listed as metadata alone), each object kept as
-//! the few fields read.
+//! pods, ReplicaSets, Deployments, StatefulSets, nodes and namespaces
+//! ([`crate::adapter::cache`]; all but pods listed as metadata alone), each object kept as the
+//! few fields read.
 //!
 //! [`Cluster::inventory`] turns the caches into the plain [`Inventory`] the snapshot is
 //! assembled from, resolving each pod's workload through its owner references (pod →
@@ -14,8 +14,8 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::adapter::metadata::MetadataCache;
-use crate::adapter::pods::{Controller, PodCache, PodPhase};
+use crate::adapter::cache::CompactCache;
+use crate::adapter::pods::{CachedPod, Controller, PodPhase};
 use crate::adapter::store::{Inventory, Labels, PodInfo, WorkloadInfo, WorkloadKind};
 use crate::selector::Selector;
 
@@ -27,15 +27,15 @@ pub struct CachesStopped;
 /// The caches, one per resource.
 #[derive(Clone)]
 pub struct Cluster {
-    pods: PodCache,
+    pods: CompactCache<CachedPod>,
     /// Each ReplicaSet's Deployment (ReplicaSets of none are not kept).
-    replicasets: MetadataCache<Arc<str>>,
-    deployments: MetadataCache<WorkloadMeta>,
-    statefulsets: MetadataCache<WorkloadMeta>,
+    replicasets: CompactCache<Arc<str>>,
+    deployments: CompactCache<WorkloadMeta>,
+    statefulsets: CompactCache<WorkloadMeta>,
     /// Each node's labels.
-    nodes: MetadataCache<Arc<Labels>>,
+    nodes: CompactCache<Arc<Labels>>,
     /// Each namespace's labels.
-    namespaces: MetadataCache<Arc<Labels>>,
+    namespaces: CompactCache<Arc<Labels>>,
     /// `true` once every cache holds its first list; `None` inside if a writer stopped first.
     ready: tokio::sync::watch::Receiver<Option<bool>>,
     /// Counts every change any cache saw.
@@ -74,18 +74,25 @@ impl Cluster {
     pub fn watch(client: &kube::Client) -> Cluster {
         let (ready_tx, ready) = tokio::sync::watch::channel(None);
         let changes = Arc::new(AtomicU64::new(0));
-        let (pods_listed, pods_ready) = tokio::sync::oneshot::channel();
         let cluster = Cluster {
-            pods: PodCache::watch(client, pods_listed, changes.clone()),
-            replicasets: MetadataCache::watch::<ReplicaSet>(client, deployment_of, changes.clone()),
-            deployments: MetadataCache::watch::<Deployment>(client, workload_meta, changes.clone()),
-            statefulsets: MetadataCache::watch::<StatefulSet>(
+            pods: crate::adapter::pods::watch(client, changes.clone()),
+            replicasets: CompactCache::watch_metadata::<ReplicaSet>(
+                client,
+                deployment_of,
+                changes.clone(),
+            ),
+            deployments: CompactCache::watch_metadata::<Deployment>(
                 client,
                 workload_meta,
                 changes.clone(),
             ),
-            nodes: MetadataCache::watch::<Node>(client, labels, changes.clone()),
-            namespaces: MetadataCache::watch::<Namespace>(client, labels, changes.clone()),
+            statefulsets: CompactCache::watch_metadata::<StatefulSet>(
+                client,
+                workload_meta,
+                changes.clone(),
+            ),
+            nodes: CompactCache::watch_metadata::<Node>(client, labels, changes.clone()),
+            namespaces: CompactCache::watch_metadata::<Namespace>(client, labels, changes.clone()),
             ready,
             changes,
             inventory: Arc::default(),
@@ -94,7 +101,7 @@ impl Cluster {
         let stores = cluster.clone();
         tokio::spawn(async move {
             let listed = async {
-                pods_ready.await.is_ok()
+                stores.pods.wait_until_listed().await.is_ok()
                     && stores.replicasets.wait_until_listed().await.is_ok()
                     && stores.deployments.wait_until_listed().await.is_ok()
                     && stores.statefulsets.wait_until_listed().await.is_ok()
@@ -200,7 +207,7 @@ impl Cluster {
                     }),
             );
         }
-        let named = |cache: &MetadataCache<Arc<Labels>>| -> Vec<(Arc<str>, Arc<Labels>)> {
+        let named = |cache: &CompactCache<Arc<Labels>>| -> Vec<(Arc<str>, Arc<Labels>)> {
             cache
                 .read()
                 .iter()

@@ -1,24 +1,19 @@
-//! The adapter's pod cache: every pod the API server lists, kept as the few fields the adapter
-//! reads — name, namespace, uid, labels, the controller it belongs to, phase and IP — and
-//! nothing else. A `Pod` object is over 2 KiB before any of its strings; at fleet size (tens of
-//! thousands of pods) a cache of whole objects would be most of the adapter's memory.
-//!
-//! One watcher (list, then watch, with backoff) applies each event as it arrives; a relist
-//! replaces the whole cache when it completes. While the API server is unreachable the cache
-//! keeps the last known state. Only background tasks read it (never a request), under a lock
-//! held for as long as one pass over it.
+//! What the adapter keeps of a pod: besides its namespace and name (the cache's key), its
+//! uid, labels, the controller it belongs to, phase and IP — and nothing else. A `Pod` object
+//! is over 2 KiB before any of its strings; at fleet size (tens of thousands of pods) a cache
+//! of whole objects would be most of the adapter's memory. The cache itself, and how it
+//! follows the API server, is [`crate::adapter::cache`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
+use crate::adapter::cache::CompactCache;
 use crate::adapter::store::Labels;
 
 /// The controller a pod belongs to, by kind and name.
@@ -59,107 +54,23 @@ pub(crate) struct CachedPod {
     pub ip: Option<IpAddr>,
 }
 
-/// A pod's (namespace, name).
-pub(crate) type PodKey = (Arc<str>, Arc<str>);
-
-/// Pods by (namespace, name).
-pub(crate) type Pods = HashMap<PodKey, CachedPod>;
-
-/// The cache; clones share it.
-#[derive(Clone, Default)]
-pub(crate) struct PodCache {
-    pods: Arc<RwLock<Pods>>,
+/// Starts the pod cache: every pod, kept as [`CachedPod`].
+pub(crate) fn watch(client: &kube::Client, changes: Arc<AtomicU64>) -> CompactCache<CachedPod> {
+    let mut shared = Shared::default();
+    CompactCache::watch(
+        Api::<Pod>::all(client.clone()),
+        move |pod: &Pod| cached(pod, &mut shared),
+        changes,
+    )
 }
 
-impl PodCache {
-    /// Starts the watcher; `listed` is told once the first complete list is in, and `changes`
-    /// counts every change the cache takes in.
-    pub(crate) fn watch(
-        client: &kube::Client,
-        listed: tokio::sync::oneshot::Sender<()>,
-        changes: Arc<AtomicU64>,
-    ) -> PodCache {
-        let cache = PodCache::default();
-        let writer = cache.clone();
-        let mut events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .boxed();
-        tokio::spawn(async move {
-            let mut listed = Some(listed);
-            let mut relisting: Option<Pods> = None;
-            let mut shared = Shared::default();
-            let mut failures = crate::watch::Failures::new("Pod");
-            while let Some(event) = events.next().await {
-                let Some(event) = failures.event(event) else {
-                    continue;
-                };
-                match event {
-                    watcher::Event::Init => relisting = Some(Pods::new()),
-                    watcher::Event::InitApply(pod) => {
-                        if let (Some(pods), Some((key, pod))) =
-                            (relisting.as_mut(), cached(pod, &mut shared))
-                        {
-                            pods.insert(key, pod);
-                        }
-                    }
-                    watcher::Event::InitDone => {
-                        if let Some(pods) = relisting.take() {
-                            *writer.write() = pods;
-                        }
-                        if let Some(listed) = listed.take() {
-                            let _ = listed.send(());
-                        }
-                    }
-                    watcher::Event::Apply(pod) => {
-                        if let Some((key, pod)) = cached(pod, &mut shared) {
-                            writer.write().insert(key, pod);
-                        }
-                    }
-                    watcher::Event::Delete(pod) => {
-                        if let Some(namespace) = pod.namespace() {
-                            let key: PodKey = (namespace.into(), pod.name_any().into());
-                            writer.write().remove(&key);
-                        }
-                    }
-                }
-                // after the cache took it in: a reader that sees the new count sees the change
-                changes.fetch_add(1, Ordering::Release);
-            }
-        });
-        cache
-    }
-
-    /// The pods now, for one pass over them.
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Pods> {
-        self.pods
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Pods> {
-        self.pods
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// What many pods hold alike, held once: namespace names, label sets (every pod of a
-/// ReplicaSet has the same labels; a label set costs half a kilobyte before its strings) and
-/// the names of the controllers they belong to.
+/// What many pods hold alike, held once: label sets (every pod of a ReplicaSet has the same
+/// labels; a label set costs half a kilobyte before its strings) and the names of the
+/// controllers they belong to. (The cache shares namespace names.)
 #[derive(Default)]
 struct Shared {
-    namespaces: HashMap<String, Arc<str>>,
     label_sets: Interned<Labels>,
     controllers: Interned<str>,
-}
-
-impl Shared {
-    fn namespace(&mut self, namespace: String) -> Arc<str> {
-        self.namespaces
-            .entry(namespace)
-            .or_insert_with_key(|ns| Arc::from(ns.as_str()))
-            .clone()
-    }
 }
 
 /// Values held once, however many pods hold them; those no pod holds any more are let go
@@ -212,11 +123,10 @@ impl<T: ?Sized + Eq + Hash + CopyShared> Interned<T> {
     }
 }
 
-/// The pod's key, (namespace, name), and the fields kept of it, its namespace string and label
-/// set shared with every other pod that has the same; `None` for a pod without a namespace
-/// (none is served).
-fn cached(pod: Pod, shared: &mut Shared) -> Option<(PodKey, CachedPod)> {
-    let namespace = shared.namespace(pod.namespace()?);
+/// The fields kept of `pod`, its label set and controller's name shared with every other pod
+/// that has the same; `None` for a pod without a namespace (none is served).
+fn cached(pod: &Pod, shared: &mut Shared) -> Option<CachedPod> {
+    pod.metadata.namespace.as_ref()?;
     let owners = pod.owner_references();
     let mut controlled_by =
         |kind: &str| crate::watch::owner(owners, kind).map(|name| shared.controllers.get(name));
@@ -225,8 +135,7 @@ fn cached(pod: Pod, shared: &mut Shared) -> Option<(PodKey, CachedPod)> {
         None => controlled_by("StatefulSet").map(Controller::StatefulSet),
     };
     let status = pod.status.as_ref();
-    let key = (namespace, Arc::from(pod.name_any()));
-    let cached = CachedPod {
+    Some(CachedPod {
         uid: pod.uid().map(Arc::from),
         labels: shared.label_sets.get(pod.labels()),
         controller,
@@ -234,13 +143,13 @@ fn cached(pod: Pod, shared: &mut Shared) -> Option<(PodKey, CachedPod)> {
         ip: status
             .and_then(|s| s.pod_ip.as_deref())
             .and_then(|ip| ip.parse().ok()),
-    };
-    Some((key, cached))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapter::cache::Namespaces;
     use serde_json::json;
 
     #[test]
@@ -275,9 +184,12 @@ mod tests {
             }))
             .expect("a pod")
         };
-        let mut shared = Shared::default();
-        let ((a_namespace, a_name), a) = cached(pod("triton-0"), &mut shared).expect("namespaced");
-        let ((b_namespace, _), b) = cached(pod("triton-1"), &mut shared).expect("namespaced");
+        let (mut shared, mut namespaces) = (Shared::default(), Namespaces::default());
+        let (pod_a, pod_b) = (pod("triton-0"), pod("triton-1"));
+        let a = cached(&pod_a, &mut shared).expect("namespaced");
+        let b = cached(&pod_b, &mut shared).expect("namespaced");
+        let (a_namespace, a_name) = namespaces.name_of(&pod_a.metadata).expect("named");
+        let (b_namespace, _) = namespaces.name_of(&pod_b.metadata).expect("named");
         assert!(Arc::ptr_eq(&a_namespace, &b_namespace));
         assert!(Arc::ptr_eq(&a.labels, &b.labels), "one label set for both");
         match (&a.controller, &b.controller) {
@@ -307,7 +219,7 @@ mod tests {
                 "status": {"phase": phase, "podIP": ip}
             }))
             .expect("a pod");
-            cached(pod, &mut Shared::default()).expect("namespaced").1
+            cached(&pod, &mut Shared::default()).expect("namespaced")
         };
         for (phase, read) in [
             (Some("Running"), PodPhase::Running),

@@ -1,10 +1,11 @@
-//! The adapter's caches of ReplicaSets, Deployments, StatefulSets, nodes and namespaces: each
-//! object kept as the one or two fields the inventory reads (a Deployment's uid and labels, a
-//! ReplicaSet's Deployment), not as its metadata. The lists and watches ask the API server for
-//! metadata alone (`PartialObjectMetadataList`), so no pod template or node status crosses the
-//! wire; and a kept entry is a few pointers where an `ObjectMeta` and the reflector's key take
-//! over a kilobyte — a cluster keeps up to ten old ReplicaSets per Deployment, and a GPU node
-//! carries dozens of labels that the inventory now shares instead of copying.
+//! The adapter's Kubernetes caches: every pod, ReplicaSet, Deployment, StatefulSet, node and
+//! namespace, each object kept as the few fields the inventory reads ([`crate::adapter::pods`]
+//! for a pod; a Deployment's uid and labels, a ReplicaSet's Deployment, a node's labels), by
+//! (namespace, name) with namespace names shared, not as the object. A `Pod` is over 2 KiB
+//! before its strings, and an `ObjectMeta` with the reflector's key over a kilobyte: a cluster
+//! keeps up to ten old ReplicaSets per Deployment, and a GPU node carries dozens of labels that
+//! the inventory shares instead of copying. All but pods are listed and watched as metadata
+//! alone (`PartialObjectMetadataList`), so no pod template or node status crosses the wire.
 //!
 //! One watcher per resource (list, then watch, with backoff) applies each event as it
 //! arrives; a relist replaces the whole cache when it completes. While the API server is
@@ -27,48 +28,64 @@ use serde::de::DeserializeOwned;
 pub(crate) type ObjectName = (Arc<str>, Arc<str>);
 
 /// What is kept of every object of one resource, by (namespace, name); clones share it.
-pub(crate) struct MetadataCache<T> {
+pub(crate) struct CompactCache<T> {
     kept: Arc<RwLock<HashMap<ObjectName, T>>>,
     listed: tokio::sync::watch::Receiver<bool>,
 }
 
-impl<T> Clone for MetadataCache<T> {
+impl<T> Clone for CompactCache<T> {
     fn clone(&self) -> Self {
-        MetadataCache {
+        CompactCache {
             kept: self.kept.clone(),
             listed: self.listed.clone(),
         }
     }
 }
 
-impl<T: Send + Sync + 'static> MetadataCache<T> {
-    /// Starts the watcher over every `K`'s metadata. `keep` turns an object's metadata into
-    /// what is kept of it (`None`: nothing, and any earlier entry of that object goes);
-    /// `changes` counts every change the cache takes in.
-    pub(crate) fn watch<K>(
+impl<T: Send + Sync + 'static> CompactCache<T> {
+    /// Starts the watcher over every `K`'s metadata alone; `keep` turns an object's metadata
+    /// into what is kept of it (see [`CompactCache::watch`]).
+    pub(crate) fn watch_metadata<K>(
         client: &kube::Client,
         keep: fn(&ObjectMeta) -> Option<T>,
         changes: Arc<AtomicU64>,
-    ) -> MetadataCache<T>
+    ) -> CompactCache<T>
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     {
+        CompactCache::watch(
+            Api::<PartialObjectMeta<K>>::all(client.clone()),
+            move |object: &PartialObjectMeta<K>| keep(&object.metadata),
+            changes,
+        )
+    }
+
+    /// Starts the watcher over every object `api` lists. `keep` turns an object into what is
+    /// kept of it (`None`: nothing, and any earlier entry of that object goes); `changes`
+    /// counts every change the cache takes in.
+    pub(crate) fn watch<K>(
+        api: Api<K>,
+        mut keep: impl FnMut(&K) -> Option<T> + Send + 'static,
+        changes: Arc<AtomicU64>,
+    ) -> CompactCache<T>
+    where
+        K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+        K::DynamicType: Default,
+    {
         let (listed_tx, listed) = tokio::sync::watch::channel(false);
-        let cache = MetadataCache {
+        let cache = CompactCache {
             kept: Arc::default(),
             listed,
         };
         let writer = cache.kept.clone();
-        let mut events = watcher(
-            Api::<PartialObjectMeta<K>>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .boxed();
+        let kind = K::kind(&K::DynamicType::default()).to_string();
+        let mut events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
         tokio::spawn(async move {
             let mut relisting: Option<HashMap<ObjectName, T>> = None;
             let mut namespaces = Namespaces::default();
-            let mut failures = crate::watch::Failures::new(K::kind(&()).to_string());
+            let mut failures = crate::watch::Failures::new(kind);
             while let Some(event) = events.next().await {
                 let Some(event) = failures.event(event) else {
                     continue;
@@ -77,8 +94,8 @@ impl<T: Send + Sync + 'static> MetadataCache<T> {
                     watcher::Event::Init => relisting = Some(HashMap::new()),
                     watcher::Event::InitApply(object) => {
                         if let (Some(kept), Some(name)) =
-                            (relisting.as_mut(), namespaces.name_of(&object.metadata))
-                            && let Some(entry) = keep(&object.metadata)
+                            (relisting.as_mut(), namespaces.name_of(object.meta()))
+                            && let Some(entry) = keep(&object)
                         {
                             kept.insert(name, entry);
                         }
@@ -90,15 +107,15 @@ impl<T: Send + Sync + 'static> MetadataCache<T> {
                         listed_tx.send_replace(true);
                     }
                     watcher::Event::Apply(object) => {
-                        if let Some(name) = namespaces.name_of(&object.metadata) {
-                            match keep(&object.metadata) {
+                        if let Some(name) = namespaces.name_of(object.meta()) {
+                            match keep(&object) {
                                 Some(entry) => write(&writer).insert(name, entry),
                                 None => write(&writer).remove(&name),
                             };
                         }
                     }
                     watcher::Event::Delete(object) => {
-                        if let Some(name) = namespaces.name_of(&object.metadata) {
+                        if let Some(name) = namespaces.name_of(object.meta()) {
                             write(&writer).remove(&name);
                         }
                     }
@@ -133,11 +150,11 @@ fn write<T>(kept: &RwLock<HashMap<ObjectName, T>>) -> RwLockWriteGuard<'_, HashM
 
 /// Namespace names, each held once by every object in it.
 #[derive(Default)]
-struct Namespaces(HashMap<String, Arc<str>>);
+pub(crate) struct Namespaces(HashMap<String, Arc<str>>);
 
 impl Namespaces {
     /// The object's (namespace, name); `None` for an object without a name.
-    fn name_of(&mut self, metadata: &ObjectMeta) -> Option<ObjectName> {
+    pub(crate) fn name_of(&mut self, metadata: &ObjectMeta) -> Option<ObjectName> {
         let name = Arc::from(metadata.name.as_deref()?);
         let namespace = metadata.namespace.as_deref().unwrap_or_default();
         let namespace = match self.0.get(namespace) {
