@@ -1118,6 +1118,8 @@ pub(crate) enum WorkloadKind {
 }
 
 impl WorkloadKind {
+    pub(crate) const ALL: [WorkloadKind; 2] = [WorkloadKind::Deployment, WorkloadKind::StatefulSet];
+
     pub(crate) fn resource(self) -> GroupResource {
         match self {
             WorkloadKind::Deployment => GroupResource::new("deployments", "apps"),
@@ -1153,8 +1155,7 @@ impl Inventory {
     /// For each pod (by position), the position in `workloads` of its workload, if listed.
     pub(crate) fn pod_workloads(&self) -> &[Option<u32>] {
         self.pod_workloads.get_or_init(|| {
-            let resources = [WorkloadKind::Deployment, WorkloadKind::StatefulSet]
-                .map(|kind| (kind, kind.resource()));
+            let resources = WorkloadKind::ALL.map(|kind| (kind, kind.resource()));
             let positions: HashMap<(&str, WorkloadKind, &str), u32> = self
                 .workloads
                 .iter()

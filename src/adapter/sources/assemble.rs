@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::adapter::store::{
     Inventory, MetricSamples, Object, Sample, SampleTime, SharedNames, Snapshot, SnapshotBuilder,
-    oldest_fresh,
+    WorkloadKind, oldest_fresh,
 };
 use crate::exporter_page::{ExporterPage, node_metrics, pod_metrics};
 use crate::resources::GroupResource;
@@ -217,10 +217,7 @@ fn accumulate(per_metric: &mut PerMetric, at: usize, metric: &Arc<str>, sample: 
 
 /// The workload resources that get aggregates.
 pub(crate) fn workload_resources() -> [GroupResource; 2] {
-    [
-        GroupResource::new("deployments", "apps"),
-        GroupResource::new("statefulsets", "apps"),
-    ]
+    WorkloadKind::ALL.map(WorkloadKind::resource)
 }
 
 /// Resources whose objects the inventory lists; values for others are served as named.
@@ -550,7 +547,7 @@ fn put_cluster_scoped(builder: &mut SnapshotBuilder, inventory: &Inventory, inde
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapter::store::{Labels, PodInfo, WorkloadInfo, WorkloadKind};
+    use crate::adapter::store::{Labels, PodInfo, WorkloadInfo};
     use std::sync::Arc;
 
     fn labels(pairs: &[(&str, &str)]) -> Arc<Labels> {
