@@ -41,6 +41,23 @@ pub(crate) fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     })
 }
 
+/// Moves the calling thread to the lowest CPU priority there is, Linux's `SCHED_IDLE`: it runs
+/// when no ordinary thread of its control group wants the core, and an ordinary thread that
+/// wakes preempts it at once instead of waiting out the kernel's time slice (a few
+/// milliseconds). No privilege is needed. A thread cannot be moved back, so only threads made
+/// for background work call this. Elsewhere than Linux it does nothing.
+pub fn lower_this_thread_to_idle_priority() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is the calling thread; `param` outlives the call.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Reads the kubeconfig a flag names, if it names one; the error names the flag and the file.
 pub fn read_kubeconfig(
     flag: &'static str,

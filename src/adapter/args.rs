@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
+use super::background::BackgroundPriority;
 use crate::process::parse_duration;
 
 /// A source of values in cluster mode.
@@ -136,6 +137,11 @@ pub struct AdapterArgs {
 
     #[command(flatten)]
     pub connections: crate::serve::ConnectionArgs,
+    /// CPU priority of the background work (scraping, reading pages, assembling snapshots):
+    /// idle lets a request preempt it at once, for an adapter in a container of its own;
+    /// normal gives it a fair share beside whatever else runs.
+    #[arg(long, value_enum, default_value_t = BackgroundPriority::Normal, env = "KUBEMIND_BACKGROUND_PRIORITY")]
+    pub background_priority: BackgroundPriority,
 
     /// Headers carrying the user name (default X-Remote-User).
     #[arg(long, value_delimiter = ',')]

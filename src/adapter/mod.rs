@@ -21,6 +21,7 @@ pub mod settings;
 pub use settings::{CONNECTION_LIMITS, Settings};
 use settings::{Certificates, Mode};
 pub mod auth;
+pub mod background;
 mod cache;
 pub mod keda;
 pub mod kube;
@@ -45,6 +46,7 @@ use auth::Auth;
 use auth::configmap::TrustWatch;
 use auth::delegate::Delegate;
 use auth::trust::{Trust, TrustSources};
+use background::Background;
 use kube::Cluster;
 use sources::exporters::ExporterSource;
 use sources::prometheus;
@@ -89,6 +91,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         limits,
         anonymous,
         keda_listen,
+        background,
     } = settings;
     let security = start_security(
         SecurityInputs {
@@ -102,8 +105,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         &telemetry,
     )
     .await?;
+    let background = Background::start(background).context("starting the background thread")?;
     let sources = start_sources(
         mode,
+        &background,
         max_age,
         cluster_client,
         &store,
@@ -266,6 +271,7 @@ struct Sources {
 /// configured, and the publisher that joins them into the store.
 fn start_sources(
     mode: Mode,
+    background: &Background,
     max_age: Duration,
     cluster_client: Option<::kube::Client>,
     store: &Arc<Store>,
@@ -274,7 +280,7 @@ fn start_sources(
 ) -> anyhow::Result<Sources> {
     let cluster = match mode {
         Mode::Standalone(standalone) => {
-            let task = tokio::spawn(
+            let task = background.spawn(
                 StaticFileSource {
                     path: standalone.static_metrics.clone(),
                     refresh: standalone.refresh,
@@ -301,18 +307,19 @@ fn start_sources(
         let (values, receiver) = tokio::sync::watch::channel(Default::default());
         sources.push(receiver);
         tasks.push(
-            ExporterSource {
-                cluster: kube.clone(),
-                selector: exporters.selector,
-                port: exporters.port,
-                interval: exporters.interval,
-                timeout: exporters.timeout,
-                max_age,
-                telemetry: telemetry.clone(),
-                values,
-            }
-            .spawn()
-            .context("starting the exporter source's thread")?,
+            background.spawn(
+                ExporterSource {
+                    cluster: kube.clone(),
+                    selector: exporters.selector,
+                    port: exporters.port,
+                    interval: exporters.interval,
+                    timeout: exporters.timeout,
+                    max_age,
+                    telemetry: telemetry.clone(),
+                    values,
+                }
+                .run(),
+            ),
         );
     }
     if let Some(prometheus) = cluster.prometheus {
@@ -328,32 +335,36 @@ fn start_sources(
         external = Some(queries.clone());
         let (values, receiver) = tokio::sync::watch::channel(Default::default());
         sources.push(receiver);
-        tasks.push(tokio::spawn(
-            PrometheusSource {
-                client,
-                cluster: kube.clone(),
-                rules: prometheus.rules,
-                interval: prometheus.interval,
-                discovery_interval: prometheus.discovery_interval,
-                max_age: prometheus.max_age,
-                external: queries,
+        tasks.push(
+            background.spawn(
+                PrometheusSource {
+                    client,
+                    cluster: kube.clone(),
+                    rules: prometheus.rules,
+                    interval: prometheus.interval,
+                    discovery_interval: prometheus.discovery_interval,
+                    max_age: prometheus.max_age,
+                    external: queries,
+                    telemetry: telemetry.clone(),
+                    values,
+                }
+                .run(),
+            ),
+        );
+    }
+    tasks.push(
+        background.spawn(
+            Publisher {
+                cluster: kube,
+                sources,
+                refresh: PUBLISH_AT_LEAST_EVERY,
+                store: store.clone(),
+                readiness: readiness.clone(),
                 telemetry: telemetry.clone(),
-                values,
             }
             .run(),
-        ));
-    }
-    tasks.push(tokio::spawn(
-        Publisher {
-            cluster: kube,
-            sources,
-            refresh: PUBLISH_AT_LEAST_EVERY,
-            store: store.clone(),
-            readiness: readiness.clone(),
-            telemetry: telemetry.clone(),
-        }
-        .run(),
-    ));
+        ),
+    );
     Ok(Sources {
         external,
         kubeconfig_out: None,

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::args::{AdapterArgs, SourceKind};
 use super::auth::trust::{Trust, TrustSources};
+use super::background::BackgroundPriority;
 use super::sources::prometheus;
 use super::sources::static_file::StaticMetrics;
 use super::tls::ServingIdentity;
@@ -88,6 +89,8 @@ pub struct Settings {
     pub anonymous: bool,
     /// Where KEDA's external scaler is served (`--keda-port`), if anywhere.
     pub keda_listen: Option<SocketAddr>,
+    /// The CPU priority of the background threads.
+    pub background: BackgroundPriority,
 }
 
 impl Settings {
@@ -127,6 +130,7 @@ impl Settings {
             },
             anonymous: args.anonymous_auth,
             keda_listen: args.keda_port.map(|port| SocketAddr::new(bind, port)),
+            background: args.background_priority,
         })
     }
 

@@ -4,13 +4,13 @@
 //! ([`exporter_page::VALUES_MEDIA_TYPE`]); an exporter that answers Prometheus text instead
 //! (one older than the form) is read from its text.
 //!
-//! The source runs on a thread of its own ([`ExporterSource::spawn`]: a single-threaded runtime
-//! for its scrapes), never on the threads that serve requests: at a thousand exporters,
-//! fetching and reading pages is most of what the adapter does, and a request must not wait
-//! behind it. There is no round barrier: a scrape round starts every `interval` with one scrape
-//! per exporter that is not still busy with its last one, and each page is read into
-//! samples as it arrives (a large one on the blocking pool) and handed over within
-//! [`HAND_OVER_EVERY`] — a slow exporter delays only its own values. At most
+//! The source runs on the background runtime ([`crate::adapter::background`]), never on the
+//! threads that serve requests: at a thousand exporters, fetching and reading pages is most of
+//! what the adapter does, and a request must not wait behind it. There is no round barrier: a
+//! scrape round starts every `interval` with one scrape per exporter that is not still busy
+//! with its last one, and each page is read into samples as it arrives (a large one on the
+//! blocking pool) and handed over within [`HAND_OVER_EVERY`] — a slow exporter delays only its
+//! own values. At most
 //! [`SCRAPES_AT_ONCE`] scrapes run at a time, which bounds the memory pages take in flight. A
 //! round's duration (first scrape started → last one done) is observed.
 //!
@@ -70,21 +70,8 @@ struct Round {
 }
 
 impl ExporterSource {
-    /// Starts the source on a thread of its own; it runs until the returned task is aborted.
-    pub fn spawn(self) -> std::io::Result<tokio::task::JoinHandle<()>> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let task = runtime.spawn(self.run());
-        std::thread::Builder::new()
-            .name("exporter-source".into())
-            // drives the task until the process ends (an aborted task leaves it idle)
-            .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
-        Ok(task)
-    }
-
     /// Runs until the task is dropped.
-    async fn run(self) {
+    pub async fn run(self) {
         if self.cluster.wait_until_ready().await.is_err() {
             tracing::error!("the Kubernetes caches stopped before their first list");
             return;
@@ -235,8 +222,8 @@ enum FetchError {
     Stopped,
 }
 
-/// Fetches one exporter's page and reads it into samples: where it is fetched (the exporter
-/// source's own thread, [`ExporterSource::spawn`]), or on the blocking pool when it is large.
+/// Fetches one exporter's page and reads it into samples: where it is fetched (the background
+/// runtime's thread), or on that runtime's blocking pool when it is large.
 async fn scrape(client: &reqwest::Client, url: &str) -> Result<ScrapedPage, FetchError> {
     let fetched = crate::page_fetch::fetch_accepting(
         client,

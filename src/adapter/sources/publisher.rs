@@ -59,8 +59,9 @@ impl Publisher {
                 .iter_mut()
                 .map(|source| source.borrow_and_update().clone())
                 .collect();
-            // assembled on the blocking pool: a large snapshot takes tens of milliseconds to
-            // assemble, and no request should wait behind it on a runtime thread
+            // assembled on the background runtime's blocking pool: a large snapshot takes
+            // tens of milliseconds to assemble, and the scrapes sharing the runtime's one
+            // thread go on meanwhile
             let (cluster, store, telemetry) = (
                 self.cluster.clone(),
                 self.store.clone(),
