@@ -144,10 +144,21 @@ fn exporter(shape: &FleetShape, i: usize) -> Exporter {
     }
 }
 
+/// The CPU priority of the thread serving the fleet's pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetPriority {
+    /// The same as every other thread: the fleet takes its share of the cores (tests, which
+    /// must pass however busy the machine is).
+    Ordinary,
+    /// The lowest there is (`SCHED_IDLE`): the fleet stands for other machines, so on this one
+    /// it yields the cores to the adapter measured and its client at once (benches).
+    Idle,
+}
+
 impl Fleet {
     /// Binds every exporter's address on one free port and serves their pages on a thread of
     /// its own (one runtime thread: the fleet stands for many machines, not for this one).
-    pub fn start(shape: FleetShape) -> std::io::Result<Fleet> {
+    pub fn start(shape: FleetShape, priority: FleetPriority) -> std::io::Result<Fleet> {
         let exporters: Arc<Vec<Mutex<Exporter>>> = Arc::new(
             (0..shape.exporters)
                 .map(|i| Mutex::new(exporter(&shape, i)))
@@ -159,6 +170,10 @@ impl Fleet {
         std::thread::Builder::new()
             .name("fleet".into())
             .spawn(move || {
+                if priority == FleetPriority::Idle {
+                    // an ordinary thread if it cannot be lowered: the figures then say so
+                    let _ = crate::process::lower_this_thread_to_idle_priority();
+                }
                 let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

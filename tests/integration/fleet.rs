@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kubemind::quantity::Quantity;
-use kubemind::sim::fleet::{Fleet, FleetShape, pod_name};
+use kubemind::sim::fleet::{Fleet, FleetPriority, FleetShape, pod_name};
 
 use crate::fixtures::{AdapterClient, hpa_standin, start_cluster_adapter_binary};
 use crate::standin::StandIn;
@@ -28,34 +28,41 @@ pub struct FleetUnderTest {
 /// Starts the fleet and an adapter scraping every exporter each `interval`; returns once the
 /// adapter serves a value of the last exporter's last pod.
 pub async fn start(shape: FleetShape, interval: &str) -> FleetUnderTest {
-    start_binary(Path::new(env!("CARGO_BIN_EXE_kubemind")), shape, interval).await
+    start_binary(
+        Path::new(env!("CARGO_BIN_EXE_kubemind")),
+        shape,
+        FleetPriority::Ordinary,
+        &["--exporter-interval", interval],
+    )
+    .await
 }
 
-/// [`start`] with another build of the adapter (the image's, in a bench).
-pub async fn start_binary(binary: &Path, shape: FleetShape, interval: &str) -> FleetUnderTest {
+/// [`start`] with another build of the adapter (the image's, in a bench), the fleet's thread
+/// at `priority`, and these flags added to the adapter's.
+pub async fn start_binary(
+    binary: &Path,
+    shape: FleetShape,
+    priority: FleetPriority,
+    adapter_flags: &[&str],
+) -> FleetUnderTest {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let fleet = Fleet::start(shape).expect("the fleet listens");
+    let fleet = Fleet::start(shape, priority).expect("the fleet listens");
     let standin = hpa_standin();
     for (path, objects) in fleet.inventory() {
         standin.set_collection(path, objects);
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let port = fleet.port.to_string();
-    let (adapter, _, client) = start_cluster_adapter_binary(
-        binary,
-        dir.path(),
-        &standin,
-        &[
-            "--exporter-port",
-            &port,
-            "--exporter-interval",
-            interval,
-            "--exporter-timeout",
-            "900ms",
-            "--max-age",
-            "30s",
-        ],
-    );
+    let mut flags = vec![
+        "--exporter-port",
+        &port,
+        "--exporter-timeout",
+        "900ms",
+        "--max-age",
+        "30s",
+    ];
+    flags.extend_from_slice(adapter_flags);
+    let (adapter, _, client) = start_cluster_adapter_binary(binary, dir.path(), &standin, &flags);
     let last = shape.exporters - 1;
     crate::util::wait_for_async(
         Duration::from_secs(120),
