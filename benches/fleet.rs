@@ -136,7 +136,7 @@ async fn main() {
     // cores the adapter and the reads leave idle, and their CPU is not the adapter's
     println!("  simulated exporters: one thread of this process at idle priority (SCHED_IDLE)");
     // the adapter as the shipped Deployment runs it
-    let priority = std::env::var("FLEET_BACKGROUND_PRIORITY").unwrap_or_else(|_| "idle".into());
+    let priority = common::background_priority();
     let flags = [
         "--exporter-interval",
         "1s",

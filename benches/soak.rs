@@ -145,6 +145,10 @@ fn main() {
         "kubemind adapter soak: {minutes} min at {rate:.0} req/s over {CONNECTIONS} connections \
          (6 Pods reads over {PODS} pods, 2 object, 1 external, 1 discovery per 10), values changing every second"
     );
+    println!(
+        "adapter: --background-priority {} (the shipped Deployment's: idle)",
+        common::background_priority()
+    );
     println!();
     println!(
         "{:>6} {:>10} {:>7} {:>12} {:>12} {:>10}",

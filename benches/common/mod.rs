@@ -34,6 +34,8 @@ pub fn start_standalone_adapter(
             "--standalone",
             "--secure-port",
             "0",
+            "--background-priority",
+            &background_priority(),
             "--static-metrics",
         ])
         .arg(values)
@@ -55,6 +57,12 @@ pub fn start_standalone_adapter(
     let written =
         kubemind::adapter::kubeconfig::read(&kubeconfig).expect("the adapter's kubeconfig");
     (adapter, written)
+}
+
+/// The adapter's `--background-priority` in a bench: the shipped Deployment's, `idle`, unless
+/// `BENCH_BACKGROUND_PRIORITY` says otherwise (to compare the two side by side).
+pub fn background_priority() -> String {
+    std::env::var("BENCH_BACKGROUND_PRIORITY").unwrap_or_else(|_| "idle".into())
 }
 
 /// Where to connect and how.
