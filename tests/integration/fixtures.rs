@@ -262,6 +262,7 @@ pub struct AdapterClient {
     pub http: reqwest::Client,
     base: String,
     token: &'static str,
+    ca_pem: String,
 }
 
 impl AdapterClient {
@@ -277,7 +278,16 @@ impl AdapterClient {
             http,
             base: format!("https://localhost:{port}"),
             token,
+            ca_pem: ca_pem.to_string(),
         }
+    }
+
+    /// A client of the same adapter with connections of its own, for another runtime (a
+    /// connection belongs to the runtime that opened it).
+    #[allow(dead_code)]
+    pub fn apart(&self) -> AdapterClient {
+        let address = self.base.trim_start_matches("https://");
+        AdapterClient::new(address, &self.ca_pem, self.token)
     }
 
     /// GETs `path`: the status code and the JSON body, or `None` when either failed.
