@@ -354,6 +354,37 @@ impl PartialEq for MetricSamples {
     }
 }
 
+/// One metric looked up in the samples of many objects of one snapshot, remembering where it
+/// sits in the last list of names searched. The pods of one exporter page share their list
+/// ([`SharedNames`]), so a Pods request over a thousand pods searches each page's list once,
+/// not each pod's: the search (a pointer chase per name compared) was half of building a
+/// Pods answer at fleet size.
+pub struct MetricLookup<'m, 's> {
+    metric: &'m str,
+    /// The last list searched (by address) and the metric's place in it.
+    last: Option<(&'s Vec<Arc<str>>, Option<usize>)>,
+}
+
+impl<'m, 's> MetricLookup<'m, 's> {
+    pub fn new(metric: &'m str) -> MetricLookup<'m, 's> {
+        MetricLookup { metric, last: None }
+    }
+
+    /// The metric's sample in `samples`: what [`MetricSamples::get`] answers.
+    pub fn get(&mut self, samples: &'s MetricSamples) -> Option<&'s Sample> {
+        let names: &'s Vec<Arc<str>> = &samples.names;
+        let at = match self.last {
+            Some((last, at)) if std::ptr::eq(last, names) => at,
+            _ => {
+                let at = samples.position(self.metric).ok();
+                self.last = Some((names, at));
+                at
+            }
+        };
+        samples.samples.get(at?)
+    }
+}
+
 /// The samples of every object that has none, shared.
 static NO_SAMPLES: LazyLock<Arc<MetricSamples>> = LazyLock::new(Arc::default);
 
@@ -1013,6 +1044,46 @@ mod tests {
         third.insert(busy, sample(8.0));
         assert!(third.shares_names_with(&other));
         assert_eq!(other.get("busy").map(|s| s.value()), Some(5.0));
+    }
+
+    #[test]
+    fn a_remembered_lookup_answers_as_a_search_in_each_object() {
+        let now = SystemTime::now();
+        let sample = |value| Sample::new(value, now).expect("finite");
+        let mut shared = SharedNames::default();
+        let page = |shared: &mut SharedNames, base: f64| {
+            shared.samples([
+                (Arc::from("busy"), sample(base)),
+                (Arc::from("queue"), sample(base + 1.0)),
+            ])
+        };
+        // two pods of one page share a list; then one with another list, where "queue" sits
+        // elsewhere; one with neither; then the first page's list again
+        let first = page(&mut shared, 1.0);
+        let second = page(&mut shared, 10.0);
+        assert!(first.shares_names_with(&second));
+        let other = shared.samples([
+            (Arc::from("alpha"), sample(20.0)),
+            (Arc::from("beta"), sample(23.0)),
+            (Arc::from("queue"), sample(21.0)),
+            (Arc::from("zeta"), sample(22.0)),
+        ]);
+        let none = shared.samples([(Arc::from("busy"), sample(30.0))]);
+        let objects = [&first, &second, &other, &none, &first, &none];
+        for metric in ["queue", "busy", "alpha", "missing"] {
+            let mut lookup = MetricLookup::new(metric);
+            for (n, samples) in objects.iter().enumerate() {
+                assert_eq!(
+                    lookup.get(samples).map(Sample::value),
+                    samples.get(metric).map(Sample::value),
+                    "{metric} in object {n}"
+                );
+            }
+        }
+        let mut lookup = MetricLookup::new("queue");
+        assert_eq!(lookup.get(&second).map(Sample::value), Some(11.0));
+        assert_eq!(lookup.get(&other).map(Sample::value), Some(21.0));
+        assert_eq!(lookup.get(&none), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::bodies::{self, Common, CustomVersion, ExternalMetricValue, Item};
 use super::error::Error;
 use super::request::{CustomRequest, ExternalRequest, Target};
 use crate::adapter::store::{
-    ExternalSeries, Object, Sample, SampleTime, Snapshot, Timestamp, oldest_fresh,
+    ExternalSeries, MetricLookup, Object, Sample, SampleTime, Snapshot, Timestamp, oldest_fresh,
 };
 
 /// When a sample counts: taken at `now`, no older than `max_age`.
@@ -41,11 +41,11 @@ pub(crate) struct Answer {
 fn sample_for<'a>(
     object: &'a Object,
     request: &CustomRequest,
+    lookup: &mut MetricLookup<'_, 'a>,
     cutoff: SampleTime,
 ) -> Option<&'a Sample> {
-    object
-        .metrics
-        .get(request.metric.as_str())
+    lookup
+        .get(&object.metrics)
         .filter(|sample| sample.is_newer_than(cutoff))
         .filter(|sample| {
             request
@@ -116,7 +116,8 @@ pub fn custom(
                     name: name.clone(),
                 });
             };
-            match sample_for(object, request, freshness.cutoff()) {
+            let mut lookup = MetricLookup::new(&request.metric);
+            match sample_for(object, request, &mut lookup, freshness.cutoff()) {
                 Some(sample) => vec![item(name, object, sample, &mut Stamps::default())],
                 None => return Err(metric_not_found(request, Some(name))),
             }
@@ -124,12 +125,13 @@ pub fn custom(
         Target::All => {
             let cutoff = freshness.cutoff();
             let mut stamps = Stamps::default();
+            let mut lookup = MetricLookup::new(&request.metric);
             objects
                 .into_iter()
                 .flatten()
                 .filter(|(_, object)| request.label_selector.matches(&object.labels))
                 .filter_map(|(name, object)| {
-                    let sample = sample_for(object, request, cutoff)?;
+                    let sample = sample_for(object, request, &mut lookup, cutoff)?;
                     Some(item(name, object, sample, &mut stamps))
                 })
                 .collect()
