@@ -70,9 +70,14 @@ impl Background {
     }
 }
 
+/// Lowers the calling thread; if that fails, says so once (the blocking pool starts threads
+/// again and again) and the thread runs at normal priority.
 fn lower_this_thread() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
     if let Err(error) = crate::process::lower_this_thread_to_idle_priority() {
-        tracing::warn!(%error, "background work runs at normal priority: its thread could not be lowered");
+        WARNED.call_once(|| {
+            tracing::warn!(%error, "background work runs at normal priority: its threads could not be lowered");
+        });
     }
 }
 

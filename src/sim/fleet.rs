@@ -167,18 +167,30 @@ impl Fleet {
         let (port, listeners) = bind_all(shape.exporters)?;
         let scrapes = Arc::new(AtomicU64::new(0));
         let (pages, counter) = (exporters.clone(), scrapes.clone());
+        // the thread tells whether it runs as asked before it serves: a fleet meant to stand
+        // apart that could not be lowered is an error, not a quietly different bench
+        let (tell, told) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("fleet".into())
             .spawn(move || {
-                if priority == FleetPriority::Idle {
-                    // an ordinary thread if it cannot be lowered: the figures then say so
-                    let _ = crate::process::lower_this_thread_to_idle_priority();
+                let started = match priority {
+                    FleetPriority::Idle => crate::process::lower_this_thread_to_idle_priority(),
+                    FleetPriority::Ordinary => Ok(()),
                 }
-                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
+                .and_then(|()| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                });
+                let runtime = match started {
+                    Ok(runtime) => {
+                        let _ = tell.send(Ok(()));
+                        runtime
+                    }
+                    Err(error) => {
+                        let _ = tell.send(Err(error));
+                        return;
+                    }
                 };
                 runtime.block_on(async move {
                     let mut tasks = tokio::task::JoinSet::new();
@@ -206,6 +218,9 @@ impl Fleet {
                     tasks.join_all().await;
                 });
             })?;
+        told.recv().map_err(|_| {
+            std::io::Error::other("the fleet's thread ended before it started serving")
+        })??;
         Ok(Fleet {
             shape,
             port,

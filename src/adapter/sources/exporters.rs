@@ -10,9 +10,8 @@
 //! scrape round starts every `interval` with one scrape per exporter that is not still busy
 //! with its last one, and each page is read into samples as it arrives (a large one on the
 //! blocking pool) and handed over within [`HAND_OVER_EVERY`] — a slow exporter delays only its
-//! own values. At most
-//! [`SCRAPES_AT_ONCE`] scrapes run at a time, which bounds the memory pages take in flight. A
-//! round's duration (first scrape started → last one done) is observed.
+//! own values. At most [`SCRAPES_AT_ONCE`] scrapes run at a time, which bounds the memory pages
+//! take in flight. A round's duration (first scrape started → last one done) is observed.
 //!
 //! Exporter pods are found in the pod cache by label selector. An exporter that stops answering,
 //! or whose pod stops running or is replaced (a DaemonSet rollout), keeps its last page until
