@@ -335,9 +335,9 @@ impl serde::Serialize for Timestamp {
 /// samples in a fraction of the bytes of a hash map and in one place, which is what assembling
 /// and reading them spend their time on; a lookup is a few comparisons.
 ///
-/// The names are a list of their own, shared: the pods of one exporter page have the same
-/// metrics, so [`SharedNames`] gives them one list between them, and each sample costs its
-/// 24 bytes and no name.
+/// The names are a list of their own, shared: the pods of one exporter page, and the pods of
+/// every page from the same kind of server, have the same metrics, so [`SharedNames`] gives
+/// them one list between them, and each sample costs its 24 bytes and no name.
 #[derive(Debug, Clone, Default)]
 pub struct MetricSamples {
     /// Sorted, unique; `samples[i]` is a sample of `names[i]`.
@@ -355,10 +355,10 @@ impl PartialEq for MetricSamples {
 }
 
 /// One metric looked up in the samples of many objects of one snapshot, remembering where it
-/// sits in the last list of names searched. The pods of one exporter page share their list
-/// ([`SharedNames`]), so a Pods request over a thousand pods searches each page's list once,
-/// not each pod's: the search (a pointer chase per name compared) was half of building a
-/// Pods answer at fleet size.
+/// sits in the last list of names searched. Objects with the same metrics share their list
+/// ([`SharedNames`]), so a Pods request over a thousand pods, each on another node, searches
+/// one list or a few, not a thousand: the search (a pointer chase per name compared) was half
+/// of building a Pods answer at fleet size.
 pub struct MetricLookup<'m, 's> {
     metric: &'m str,
     /// The last list searched (by address) and the metric's place in it.
@@ -464,16 +464,19 @@ impl MetricSamples {
     }
 }
 
-/// Gives objects built one after another the same list of metric names when their names are
-/// the same (a page's pods, one Prometheus evaluation's objects), so each list is held once.
+/// Gives objects the same list of metric names when their names are the same, so each
+/// distinct list is held once in the process: a page's pods, the pods of every page from the
+/// same kind of server, one Prometheus evaluation's objects. The last list given is remembered
+/// here, so objects built one after another with the same metrics (a page's pods) do not
+/// reach the process-wide set ([`NameLists`]).
 #[derive(Debug, Default)]
 pub struct SharedNames {
     last: Option<Arc<Vec<Arc<str>>>>,
 }
 
 impl SharedNames {
-    /// The samples, as [`MetricSamples::from_iter`] makes them, sharing the names of the last
-    /// object built here if they are the same.
+    /// The samples, as [`MetricSamples::from_iter`] makes them, with the one list of their
+    /// names held in the process.
     pub fn samples<I: IntoIterator<Item = (Arc<str>, Sample)>>(
         &mut self,
         samples: I,
@@ -482,12 +485,61 @@ impl SharedNames {
         let names = match &self.last {
             Some(last) if **last == names => Arc::clone(last),
             _ => {
-                let names = Arc::new(names);
+                let names = NameLists::shared(names);
                 self.last = Some(Arc::clone(&names));
                 names
             }
         };
         MetricSamples::from_parts(names, samples)
+    }
+}
+
+/// Every distinct list of metric names that objects hold, once. Only the sources' background
+/// work builds samples, so the lock is taken off the request path, and mostly not at all
+/// ([`SharedNames`] remembers its last list). Lists no object holds any more are dropped
+/// whenever the set has doubled since it was last swept, so the set stays within twice the
+/// lists in use.
+struct NameLists {
+    lists: HashSet<Arc<Vec<Arc<str>>>>,
+    /// The set's size at which to sweep next.
+    sweep_at: usize,
+}
+
+static NAME_LISTS: LazyLock<std::sync::Mutex<NameLists>> =
+    LazyLock::new(|| std::sync::Mutex::new(NameLists::default()));
+
+impl Default for NameLists {
+    fn default() -> Self {
+        NameLists {
+            lists: HashSet::new(),
+            sweep_at: NameLists::FEWEST_BEFORE_SWEEP,
+        }
+    }
+}
+
+impl NameLists {
+    const FEWEST_BEFORE_SWEEP: usize = 64;
+
+    /// The process's list equal to `names`, which becomes it if there is none.
+    fn shared(names: Vec<Arc<str>>) -> Arc<Vec<Arc<str>>> {
+        NAME_LISTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .share(names)
+    }
+
+    /// The list equal to `names` in this set, which becomes it if there is none.
+    fn share(&mut self, names: Vec<Arc<str>>) -> Arc<Vec<Arc<str>>> {
+        if let Some(known) = self.lists.get(&names) {
+            return Arc::clone(known);
+        }
+        if self.lists.len() >= self.sweep_at {
+            self.lists.retain(|list| Arc::strong_count(list) > 1);
+            self.sweep_at = (self.lists.len() * 2).max(Self::FEWEST_BEFORE_SWEEP);
+        }
+        let names = Arc::new(names);
+        self.lists.insert(Arc::clone(&names));
+        names
     }
 }
 
@@ -1044,6 +1096,44 @@ mod tests {
         third.insert(busy, sample(8.0));
         assert!(third.shares_names_with(&other));
         assert_eq!(other.get("busy").map(|s| s.value()), Some(5.0));
+    }
+
+    #[test]
+    fn objects_built_apart_share_their_list_and_lists_no_one_holds_are_dropped() {
+        let now = SystemTime::now();
+        let sample = |value| Sample::new(value, now).expect("finite");
+        // two pages, each built with its own `SharedNames`, as two exporters' pages are
+        let page = |base: f64| {
+            SharedNames::default().samples([
+                (Arc::from("kubemind-test-busy"), sample(base)),
+                (Arc::from("kubemind-test-queue"), sample(base + 1.0)),
+            ])
+        };
+        assert!(page(1.0).shares_names_with(&page(2.0)));
+
+        let mut lists = NameLists::default();
+        let list = |text: String| vec![Arc::<str>::from(text)];
+        let held: Vec<_> = (0..10)
+            .map(|i| lists.share(list(format!("held-{i}"))))
+            .collect();
+        for i in held.len()..NameLists::FEWEST_BEFORE_SWEEP {
+            drop(lists.share(list(format!("dropped-{i}"))));
+        }
+        assert_eq!(lists.lists.len(), NameLists::FEWEST_BEFORE_SWEEP);
+        // the set is full: the next new list sweeps the dropped ones out
+        let newest = lists.share(list("newest".into()));
+        assert_eq!(lists.lists.len(), held.len() + 1);
+        for (i, list) in held.iter().enumerate() {
+            assert!(Arc::ptr_eq(
+                list,
+                &lists.share(vec![Arc::from(format!("held-{i}"))])
+            ));
+        }
+        assert!(Arc::ptr_eq(
+            &newest,
+            &lists.share(vec![Arc::from("newest")])
+        ));
+        assert_eq!(lists.sweep_at, NameLists::FEWEST_BEFORE_SWEEP);
     }
 
     #[test]
