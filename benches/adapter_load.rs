@@ -19,17 +19,18 @@
 //! Figures vary with the machine and its load; compare runs on one machine.
 
 mod common;
+#[allow(dead_code)]
+#[path = "common/floor.rs"]
+mod floor;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 
-use common::{Credentials, Sender, Server, connect, millis, percentile, verdict};
+use common::{Credentials, Sender, connect, millis, percentile, verdict};
 
 const PODS: usize = 1_000;
 const LATENCY_REQUESTS: usize = 2_000;
@@ -137,107 +138,20 @@ fn in_process_answer_time(values: &Path) -> Duration {
     })
 }
 
-/// Set (to the folder of its files) when this binary runs as the floor server.
-const FLOOR: &str = "KUBEMIND_BENCH_FLOOR";
-
-/// The floor server: HTTPS/1.1 with rustls, a self-signed certificate for `localhost`, client
-/// certificates verified against `client-ca.pem` (as the adapter verifies them), and every
-/// request answered with `body.json`. Writes `floor.pem` (its certificate) and `address`.
-fn floor_server(folder: &Path) {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let body = Bytes::from(std::fs::read(folder.join("body.json")).expect("body"));
-    let client_ca = std::fs::read(folder.join("client-ca.pem")).expect("client CA");
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in CertificateDer::pem_slice_iter(&client_ca).filter_map(Result::ok) {
-        roots.add(certificate).expect("a CA certificate");
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
-        .build()
-        .expect("verifier");
-    let issued =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
-    let key =
-        PrivateKeyDer::from_pem_slice(issued.signing_key.serialize_pem().as_bytes()).expect("key");
-    let mut config = rustls::ServerConfig::builder()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![issued.cert.der().clone()], key)
-        .expect("server config");
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        std::fs::write(folder.join("floor.pem"), issued.cert.pem()).expect("certificate file");
-        std::fs::write(
-            folder.join("address"),
-            listener.local_addr().expect("address").to_string(),
-        )
-        .expect("address file");
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            let (acceptor, body) = (acceptor.clone(), body.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let service = hyper::service::service_fn(move |_request| {
-                    let body = body.clone();
-                    async move {
-                        hyper::Response::builder()
-                            .header("content-type", "application/json")
-                            .body(http_body_util::Full::new(body))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
-            });
-        }
-    });
-}
-
-/// Starts the floor server as a separate process serving `body`; its address and a client
-/// configuration presenting the kubeconfig's client certificate.
+/// The floor serving `body` at [`PATH`] after the same client-certificate check, and a client
+/// configuration for it presenting the kubeconfig's client certificate.
 fn start_floor(
     dir: &Path,
-    body: &[u8],
+    body: Bytes,
     kubeconfig: &kubemind::adapter::kubeconfig::Credentials,
-) -> (Server, Credentials) {
-    let folder = dir.join("floor");
-    std::fs::create_dir_all(&folder).expect("floor folder");
-    std::fs::write(folder.join("body.json"), body).expect("body");
-    std::fs::write(folder.join("client-ca.pem"), &kubeconfig.ca_pem).expect("client CA");
-    let child = Command::new(std::env::current_exe().expect("this bench"))
-        .env(FLOOR, &folder)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("floor server starts");
-    let floor = Server(child);
-    let start = Instant::now();
-    while !folder.join("address").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "floor server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(50));
-    let address = std::fs::read_to_string(folder.join("address")).expect("address");
+) -> (floor::Floor, Credentials) {
+    let floor = floor::start(dir, &[(PATH, body)], Some(&kubeconfig.ca_pem));
     let trusting_floor = kubemind::adapter::kubeconfig::Credentials {
-        ca_pem: std::fs::read_to_string(folder.join("floor.pem")).expect("floor certificate"),
+        ca_pem: floor.certificate_pem.clone(),
         ..kubeconfig.clone()
     };
     let credentials = Credentials {
-        address,
+        address: floor.address.clone(),
         client: Arc::new(
             trusting_floor
                 .tls_client_config(&[b"http/1.1"])
@@ -318,8 +232,7 @@ async fn answer_body(credentials: &Credentials) -> Bytes {
 
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    if let Some(folder) = std::env::var_os(FLOOR) {
-        floor_server(Path::new(&folder));
+    if floor::serve_if_asked() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -339,7 +252,7 @@ fn main() {
     let rss = kubemind::sim::process::status_kib(pid, "VmRSS:");
     let peak = kubemind::sim::process::status_kib(pid, "VmHWM:");
     let body = runtime.block_on(answer_body(&credentials));
-    let (floor, floor_credentials) = start_floor(dir.path(), &body, &written);
+    let (floor, floor_credentials) = start_floor(dir.path(), body.clone(), &written);
     let floor_run = runtime.block_on(measure(&floor_credentials));
     drop(floor);
     let (latencies, throughput, loaded) = (

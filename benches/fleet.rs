@@ -13,7 +13,11 @@
 //!   histogram);
 //! - a Pods request over 1,000 pods, p50/p99, sent every 5 ms on one connection while the
 //!   scraping runs, from a thread and runtime of its own (as an API server is a process of
-//!   its own).
+//!   its own);
+//! - then, for `FLOOR_SECONDS` (15) while the adapter goes on scraping, the same reads sent to
+//!   the floor instead: a minimal rustls server answering with the adapter's own answer,
+//!   prebuilt. Its p99 is what these two shared cores allow any server while the fleet is
+//!   scraped; the adapter's is printed against it as a ratio as well.
 //!
 //! The RSS budget is stated for 10,000 pods and 100,000 values; the default fleet holds more
 //! than twice that. `FLEET_EXPORTERS=500 FLEET_PLAIN_PODS=1500` is the budget's shape (10,000
@@ -34,6 +38,9 @@ mod fixtures;
 #[allow(dead_code)]
 #[path = "../tests/integration/fleet.rs"]
 mod fleet;
+#[allow(dead_code)]
+#[path = "common/floor.rs"]
+mod floor;
 #[allow(dead_code)]
 #[path = "../tests/integration/standin.rs"]
 mod standin;
@@ -103,11 +110,47 @@ fn histogram(page: &str, name: &str, labels: &str) -> (f64, String) {
     (if count > 0.0 { sum / count } else { 0.0 }, p99)
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    if std::env::args().any(|a| a == "--list") {
+/// Sends [`PODS_READ`] every 5 ms on one connection until `done`, from a thread and runtime
+/// of its own, as the API server is a process of its own: the simulated fleet, the stand-in and
+/// the freshness probes never hold up the reads' client. Each read's time; every answer must
+/// hold more than `min_bytes`.
+fn reads_apart(
+    client: fixtures::AdapterClient,
+    done: Arc<AtomicBool>,
+    min_bytes: usize,
+) -> std::thread::JoinHandle<Vec<Duration>> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("the reads' runtime");
+        runtime.block_on(async move {
+            let mut took = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let start = Instant::now();
+                let body = client.bytes(PODS_READ).await;
+                took.push(start.elapsed());
+                assert!(body.len() > min_bytes, "{} bytes", body.len());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            took
+        })
+    })
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") || floor::serve_if_asked() {
         return;
     }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(bench());
+}
+
+async fn bench() {
     let shape = FleetShape {
         exporters: from_env("FLEET_EXPORTERS", 1_000),
         gpus: 8,
@@ -166,29 +209,11 @@ async fn main() {
     let cpu_before = cpu_seconds(pid);
     let window = Instant::now();
     let done = Arc::new(AtomicBool::new(false));
-    // the Pods request, every 5 ms on one connection, from a thread and runtime of its own, as
-    // the API server is a process of its own: the simulated fleet, the stand-in and the
-    // freshness probes never hold up the reads' client
-    let reads = {
-        let (client, done) = (under_test.client.apart(), done.clone());
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("the reads' runtime");
-            runtime.block_on(async move {
-                let mut took = Vec::new();
-                while !done.load(Ordering::Relaxed) {
-                    let start = Instant::now();
-                    let body = client.bytes(PODS_READ).await;
-                    took.push(start.elapsed());
-                    assert!(body.len() > 100 * shape.exporters, "{} bytes", body.len());
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                took
-            })
-        })
-    };
+    let reads = reads_apart(
+        under_test.client.apart(),
+        done.clone(),
+        100 * shape.exporters,
+    );
     // RSS each second
     let rss = {
         let done = done.clone();
@@ -243,6 +268,19 @@ async fn main() {
         "route=\"custom\",code=\"200\"",
     );
     let values = util::series_value(&telemetry, "kubemind_adapter_snapshot_samples ");
+
+    // the floor: the same reads of the same answer from a minimal server, the adapter scraping
+    let answer = hyper::body::Bytes::from(under_test.client.bytes(PODS_READ).await);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let floor = floor::start(dir.path(), &[(PODS_READ, answer)], None);
+    let floor_client =
+        fixtures::AdapterClient::new(&floor.address, &floor.certificate_pem, fixtures::HPA_TOKEN);
+    let floor_done = Arc::new(AtomicBool::new(false));
+    let floor_reads = reads_apart(floor_client, floor_done.clone(), 100 * shape.exporters);
+    tokio::time::sleep(Duration::from_secs(from_env("FLOOR_SECONDS", 15) as u64)).await;
+    floor_done.store(true, Ordering::Relaxed);
+    let mut floor_reads = floor_reads.join().expect("the floor's reads");
+    drop(floor);
     let publishes = generation(&telemetry) - generation_before;
 
     let (fresh_p50, fresh_p99) = (
@@ -288,4 +326,16 @@ async fn main() {
         verdict(read_p99 <= Duration::from_millis(1))
     );
     println!("    the same reads as the adapter's own histogram sees them: p99 {server_p99}");
+    let floor_p99 = percentile(&mut floor_reads, 99.0);
+    println!(
+        "    the same reads from the floor, a minimal server with the answer prebuilt, while the adapter scrapes ({} reads): p50 {}  p99 {}",
+        floor_reads.len(),
+        millis(percentile(&mut floor_reads, 50.0)),
+        millis(floor_p99)
+    );
+    println!(
+        "    adapter's p99 / the floor's: {:.2}x   (the serving budget's ≤ 2x: {})",
+        read_p99.as_secs_f64() / floor_p99.as_secs_f64(),
+        verdict(read_p99 <= floor_p99 * 2)
+    );
 }

@@ -4,12 +4,22 @@
 //!
 //! The mix, per ten requests: six Pods reads over 1,000 pods, two object reads (a Deployment's
 //! aggregate), one external read, one discovery. Requests are sent on a schedule over eight
-//! keep-alive HTTPS connections with a client certificate, and each latency is counted from
-//! when the request was due, so a stall is not hidden by the requests it delayed. Prints, per
-//! minute, the rate, errors, p50/p99 and the adapter's RSS; passes when every minute's p99 is
-//! ≤ 1 ms, no request failed, and RSS grew by less than 5 MiB after the first minute.
+//! keep-alive HTTPS connections with a client certificate. A request sent on time counts from
+//! when it went out; one that went late because its connection's last answer came after it was
+//! due counts from when it was due, so a stall is not hidden by the requests it delayed.
+//! Prints, per minute, the rate, errors, p50/p99 and the adapter's RSS; passes when every
+//! minute's p99 is ≤ 1 ms, no request failed, and RSS grew by less than 5 MiB after the first
+//! minute.
+//!
+//! First, for `SOAK_FLOOR_MINUTES` (1), the same schedule goes to the floor instead: a minimal
+//! rustls server answering each of the mix's paths with the adapter's own answer, prebuilt,
+//! after the same client-certificate check, while the adapter keeps re-reading its values. Its
+//! p99 is what this machine allows any server at this rate; the adapter's is printed against it
+//! as a ratio as well (the serving budget's ≤ 2×).
 
 mod common;
+#[path = "common/floor.rs"]
+mod floor;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,8 +27,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
+use hyper::body::Bytes;
 
 use common::{Credentials, Sender, connect, millis, percentile, verdict};
+use tokio::time::Instant;
 
 const PODS: usize = 1_000;
 const CONNECTIONS: usize = 8;
@@ -45,6 +57,13 @@ fn minutes() -> u64 {
         .ok()
         .and_then(|m| m.parse().ok())
         .unwrap_or(10)
+}
+
+fn floor_minutes() -> u64 {
+    std::env::var("SOAK_FLOOR_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(1)
 }
 
 fn rate() -> f64 {
@@ -79,8 +98,8 @@ fn write_values(path: &Path, tick: u64) {
     std::fs::rename(&next, path).expect("values in place");
 }
 
-/// Sends `path`; `Ok` when the answer is a 200 of the expected shape.
-async fn request(sender: &mut Sender, path: &str) -> Result<(), String> {
+/// Sends `path`; its body when the answer is a 200 of the expected shape.
+async fn request(sender: &mut Sender, path: &str) -> Result<Bytes, String> {
     let response = sender
         .send_request(common::get(path))
         .await
@@ -102,7 +121,7 @@ async fn request(sender: &mut Sender, path: &str) -> Result<(), String> {
     if body.len() < expected {
         return Err(format!("{} bytes for {path}", body.len()));
     }
-    Ok(())
+    Ok(body)
 }
 
 /// One minute's figures.
@@ -113,7 +132,108 @@ struct Minute {
     first_error: Option<String>,
 }
 
+/// Every connection's share of one minute's schedule from `minute_start`, one request per
+/// `period` per connection, the connections' schedules spread over one period.
+async fn one_minute(
+    senders: &mut [Option<Sender>],
+    minute_start: Instant,
+    period: Duration,
+) -> Minute {
+    let minute_end = minute_start + Duration::from_secs(60);
+    let tasks: Vec<_> = senders
+        .iter_mut()
+        .enumerate()
+        .map(|(connection, sender)| {
+            let mut sender = sender.take().expect("a connection");
+            let offset = period.mul_f64(connection as f64 / CONNECTIONS as f64);
+            tokio::spawn(async move {
+                let mut figures = Minute::default();
+                let mut due = minute_start + offset;
+                let mut n = connection;
+                let mut free_since = Instant::now();
+                while due < minute_end {
+                    // on schedule, the request waits for its time and counts from when it
+                    // goes out: the timer wakes up to a millisecond late, and that lateness
+                    // is this generator's. Behind schedule (the last answer came after this
+                    // request was due), it goes at once and counts from when it was due.
+                    let counted_from = if free_since < due {
+                        tokio::time::sleep_until(due).await;
+                        Instant::now()
+                    } else {
+                        due
+                    };
+                    let path = MIX[n % MIX.len()];
+                    n += 1;
+                    let answer = request(&mut sender, path).await;
+                    free_since = Instant::now();
+                    match answer {
+                        Ok(_) => figures.latencies.push(free_since - counted_from),
+                        Err(error) => {
+                            figures.errors += 1;
+                            figures.first_error.get_or_insert(error);
+                        }
+                    }
+                    due += period;
+                }
+                (figures, sender)
+            })
+        })
+        .collect();
+    let mut minute = Minute::default();
+    for (slot, task) in senders.iter_mut().zip(tasks) {
+        let (figures, sender) = task.await.expect("connection task");
+        minute.latencies.extend(figures.latencies);
+        minute.errors += figures.errors;
+        if minute.first_error.is_none() {
+            minute.first_error = figures.first_error;
+        }
+        *slot = Some(sender);
+    }
+    minute.latencies.sort();
+    minute
+}
+
+/// `minutes` of the schedule against one server over fresh connections, a line printed per
+/// minute (labelled `label` and its number); each minute's figures, rate and `rss_mib()`.
+async fn run(
+    credentials: &Credentials,
+    minutes: u64,
+    period: Duration,
+    label: &str,
+    rss_mib: impl Fn() -> f64,
+) -> Vec<(Minute, f64, f64)> {
+    let mut senders = Vec::new();
+    for _ in 0..CONNECTIONS {
+        senders.push(Some(connect(credentials).await));
+    }
+    let start = Instant::now();
+    let mut results = Vec::new();
+    for minute in 0..minutes {
+        let minute_start = start + Duration::from_secs(60 * minute);
+        let figures = one_minute(&mut senders, minute_start, period).await;
+        let achieved = (figures.latencies.len() + figures.errors) as f64 / 60.0;
+        let rss = rss_mib();
+        println!(
+            "{:>8} {:>10.0} {:>7} {:>12} {:>12} {:>10.1}",
+            format!("{label}{}", minute + 1),
+            achieved,
+            figures.errors,
+            millis(percentile(&figures.latencies, 0.50)),
+            millis(percentile(&figures.latencies, 0.99)),
+            rss
+        );
+        if let Some(error) = &figures.first_error {
+            println!("         first error: {error}");
+        }
+        results.push((figures, achieved, rss));
+    }
+    results
+}
+
 fn main() {
+    if floor::serve_if_asked() {
+        return;
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (minutes, rate) = (minutes(), rate());
     let dir = tempfile::tempdir().expect("tempdir");
@@ -151,93 +271,59 @@ fn main() {
     );
     println!();
     println!(
-        "{:>6} {:>10} {:>7} {:>12} {:>12} {:>10}",
+        "{:>8} {:>10} {:>7} {:>12} {:>12} {:>10}",
         "minute", "req/s", "errors", "p50", "p99", "RSS MiB"
     );
-    let results: Vec<(Minute, f64, f64)> = runtime.block_on(async {
-        // warm up
+    let floor_minutes = floor_minutes();
+    let (floor_results, results) = runtime.block_on(async {
+        // warm up, and keep the adapter's answer to each path of the mix for the floor
         let mut sender = connect(&credentials).await;
+        let mut answers: Vec<(&str, Bytes)> = Vec::new();
         for path in MIX.iter().cycle().take(200) {
-            request(&mut sender, path).await.expect("warm-up answers");
+            let body = request(&mut sender, path).await.expect("warm-up answers");
+            if !answers.iter().any(|(known, _)| known == path) {
+                answers.push((path, body));
+            }
         }
         drop(sender);
-        let start = tokio::time::Instant::now();
         let period = Duration::from_secs_f64(CONNECTIONS as f64 / rate);
-        let mut results = Vec::new();
-        let mut senders = Vec::new();
-        for _ in 0..CONNECTIONS {
-            senders.push(connect(&credentials).await);
-        }
-        let mut senders: Vec<Option<Sender>> = senders.into_iter().map(Some).collect();
-        for minute in 0..minutes {
-            let minute_start = start + Duration::from_secs(60 * minute);
-            let minute_end = minute_start + Duration::from_secs(60);
-            let tasks: Vec<_> = senders
-                .iter_mut()
-                .enumerate()
-                .map(|(connection, sender)| {
-                    let mut sender = sender.take().expect("a connection");
-                    // spread the connections' schedules over one period
-                    let offset = period.mul_f64(connection as f64 / CONNECTIONS as f64);
-                    tokio::spawn(async move {
-                        let mut figures = Minute::default();
-                        let mut due = minute_start + offset;
-                        let mut n = connection;
-                        while due < minute_end {
-                            tokio::time::sleep_until(due).await;
-                            let path = MIX[n % MIX.len()];
-                            n += 1;
-                            match request(&mut sender, path).await {
-                                Ok(()) => figures.latencies.push(due.elapsed()),
-                                Err(error) => {
-                                    figures.errors += 1;
-                                    figures.first_error.get_or_insert(error);
-                                }
-                            }
-                            due += period;
-                        }
-                        (figures, sender)
-                    })
-                })
-                .collect();
-            let mut minute_figures = Minute::default();
-            for (slot, task) in senders.iter_mut().zip(tasks) {
-                let (figures, sender) = task.await.expect("connection task");
-                minute_figures.latencies.extend(figures.latencies);
-                minute_figures.errors += figures.errors;
-                if minute_figures.first_error.is_none() {
-                    minute_figures.first_error = figures.first_error;
-                }
-                *slot = Some(sender);
-            }
-            minute_figures.latencies.sort();
-            let achieved = (minute_figures.latencies.len() + minute_figures.errors) as f64 / 60.0;
-            let rss = kubemind::sim::process::status_kib(pid, "VmRSS:") as f64 / 1024.0;
-            println!(
-                "{:>6} {:>10.0} {:>7} {:>12} {:>12} {:>10.1}",
-                minute + 1,
-                achieved,
-                minute_figures.errors,
-                millis(percentile(&minute_figures.latencies, 0.50)),
-                millis(percentile(&minute_figures.latencies, 0.99)),
-                rss
-            );
-            if let Some(error) = &minute_figures.first_error {
-                println!("       first error: {error}");
-            }
-            results.push((minute_figures, achieved, rss));
-        }
-        results
+
+        let floor = floor::start(dir.path(), &answers, Some(&written.ca_pem));
+        let trusting_floor = kubemind::adapter::kubeconfig::Credentials {
+            ca_pem: floor.certificate_pem.clone(),
+            ..written.clone()
+        };
+        let floor_credentials = Credentials {
+            address: floor.address.clone(),
+            client: Arc::new(
+                trusting_floor
+                    .tls_client_config(&[b"http/1.1"])
+                    .expect("client config"),
+            ),
+        };
+        let floor_results = run(&floor_credentials, floor_minutes, period, "floor ", || {
+            floor.rss_mib()
+        })
+        .await;
+        drop(floor);
+        let results = run(&credentials, minutes, period, "", || {
+            kubemind::sim::process::status_kib(pid, "VmRSS:") as f64 / 1024.0
+        })
+        .await;
+        (floor_results, results)
     });
     stop.store(true, Ordering::Relaxed);
     let _ = changer.join();
     drop(adapter);
 
-    let worst_p99 = results
-        .iter()
-        .map(|(m, _, _)| percentile(&m.latencies, 0.99))
-        .max()
-        .unwrap_or_default();
+    let worst = |results: &[(Minute, f64, f64)]| {
+        results
+            .iter()
+            .map(|(m, _, _)| percentile(&m.latencies, 0.99))
+            .max()
+            .unwrap_or_default()
+    };
+    let worst_p99 = worst(&results);
     let errors: usize = results.iter().map(|(m, _, _)| m.errors).sum();
     let slowest = results
         .iter()
@@ -261,6 +347,28 @@ fn main() {
         "<= 1 ms",
         verdict(worst_p99 <= Duration::from_millis(1))
     );
+    if !floor_results.is_empty() {
+        let floor_p99 = worst(&floor_results);
+        let floor_errors: usize = floor_results.iter().map(|(m, _, _)| m.errors).sum();
+        println!(
+            "{:<40} {:>14}   {:<12} {}",
+            "  the floor's, same schedule",
+            millis(floor_p99),
+            "",
+            if floor_errors == 0 {
+                String::new()
+            } else {
+                format!("({floor_errors} errors)")
+            }
+        );
+        println!(
+            "{:<40} {:>14}   {:<12} {}",
+            "  adapter's / the floor's",
+            format!("{:.2}x", worst_p99.as_secs_f64() / floor_p99.as_secs_f64()),
+            "<= 2x",
+            verdict(worst_p99 <= floor_p99 * 2)
+        );
+    }
     println!(
         "{:<40} {:>14}   {:<12} {}",
         "errors",
