@@ -14,7 +14,7 @@
 //! - a Pods request over 1,000 pods, p50/p99, sent every 5 ms on one connection while the
 //!   scraping runs, from a thread and runtime of its own (as an API server is a process of
 //!   its own);
-//! - then, for `FLOOR_SECONDS` (15) while the adapter goes on scraping, the same reads sent to
+//! - then, for as long again while the adapter goes on scraping, the same reads sent to
 //!   the floor instead: a minimal rustls server answering with the adapter's own answer,
 //!   prebuilt. Its p99 is what these two shared cores allow any server while the fleet is
 //!   scraped; the adapter's is printed against it as a ratio as well.
@@ -277,7 +277,8 @@ async fn bench() {
         fixtures::AdapterClient::new(&floor.address, &floor.certificate_pem, fixtures::HPA_TOKEN);
     let floor_done = Arc::new(AtomicBool::new(false));
     let floor_reads = reads_apart(floor_client, floor_done.clone(), 100 * shape.exporters);
-    tokio::time::sleep(Duration::from_secs(from_env("FLOOR_SECONDS", 15) as u64)).await;
+    // as many reads as the adapter's, so both p99s are as sure
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
     floor_done.store(true, Ordering::Relaxed);
     let mut floor_reads = floor_reads.join().expect("the floor's reads");
     drop(floor);
