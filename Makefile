@@ -80,7 +80,8 @@ bench:
 	$(CARGO) bench --locked --bench fleet
 
 ## soak: the adapter for SOAK_MINUTES (10) at SOAK_RATE (5000) req/s of a realistic mix while
-## its values change every second; per-minute p50/p99 and RSS; fails past the budget
+## its values change every second, after SOAK_FLOOR_MINUTES (1) of the same against the floor;
+## per-minute p50/p99 and RSS; fails past the budget
 soak:
 	$(CARGO) bench --locked --bench soak
 
