@@ -146,18 +146,7 @@ fn start_floor(
     kubeconfig: &kubemind::adapter::kubeconfig::Credentials,
 ) -> (floor::Floor, Credentials) {
     let floor = floor::start(dir, &[(PATH, body)], Some(&kubeconfig.ca_pem));
-    let trusting_floor = kubemind::adapter::kubeconfig::Credentials {
-        ca_pem: floor.certificate_pem.clone(),
-        ..kubeconfig.clone()
-    };
-    let credentials = Credentials {
-        address: floor.address.clone(),
-        client: Arc::new(
-            trusting_floor
-                .tls_client_config(&[b"http/1.1"])
-                .expect("client config"),
-        ),
-    };
+    let credentials = floor.credentials(kubeconfig);
     (floor, credentials)
 }
 

@@ -289,18 +289,7 @@ fn main() {
         let period = Duration::from_secs_f64(CONNECTIONS as f64 / rate);
 
         let floor = floor::start(dir.path(), &answers, Some(&written.ca_pem));
-        let trusting_floor = kubemind::adapter::kubeconfig::Credentials {
-            ca_pem: floor.certificate_pem.clone(),
-            ..written.clone()
-        };
-        let floor_credentials = Credentials {
-            address: floor.address.clone(),
-            client: Arc::new(
-                trusting_floor
-                    .tls_client_config(&[b"http/1.1"])
-                    .expect("client config"),
-            ),
-        };
+        let floor_credentials = floor.credentials(&written);
         let floor_results = run(&floor_credentials, floor_minutes, period, "floor ", || {
             floor.rss_mib()
         })

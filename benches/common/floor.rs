@@ -67,6 +67,26 @@ pub fn start(dir: &Path, routes: &[(&str, Bytes)], client_ca_pem: Option<&str>) 
 }
 
 impl Floor {
+    /// How to reach the floor as the kubeconfig's user: its address, its certificate trusted,
+    /// the kubeconfig's client certificate presented, over HTTP/1.1.
+    pub fn credentials(
+        &self,
+        kubeconfig: &kubemind::adapter::kubeconfig::Credentials,
+    ) -> crate::common::Credentials {
+        let trusting_floor = kubemind::adapter::kubeconfig::Credentials {
+            ca_pem: self.certificate_pem.clone(),
+            ..kubeconfig.clone()
+        };
+        crate::common::Credentials {
+            address: self.address.clone(),
+            client: Arc::new(
+                trusting_floor
+                    .tls_client_config(&[b"http/1.1"])
+                    .expect("client config"),
+            ),
+        }
+    }
+
     /// The server's resident set, MiB.
     pub fn rss_mib(&self) -> f64 {
         kubemind::sim::process::status_kib(self.process.0.id(), "VmRSS:") as f64 / 1024.0
