@@ -5,8 +5,9 @@
 //! The mix, per ten requests: six Pods reads over 1,000 pods, two object reads (a Deployment's
 //! aggregate), one external read, one discovery. Requests are sent on a schedule over eight
 //! keep-alive HTTPS connections with a client certificate. A request sent on time counts from
-//! when it went out; one that went late because its connection's last answer came after it was
-//! due counts from when it was due, so a stall is not hidden by the requests it delayed.
+//! when it went out (forgiving the timer's millisecond of lateness, no more); one that went late
+//! because its connection's last answer came after it was due counts from when it was due, so a
+//! stall is not hidden by the requests it delayed.
 //! Prints, per minute, the rate, errors, p50/p99 and the adapter's RSS; passes when every
 //! minute's p99 is ≤ 1 ms, no request failed, and RSS grew by less than 5 MiB after the first
 //! minute.
@@ -14,8 +15,9 @@
 //! First, for `SOAK_FLOOR_MINUTES` (1), the same schedule goes to the floor instead: a minimal
 //! rustls server answering each of the mix's paths with the adapter's own answer, prebuilt,
 //! after the same client-certificate check, while the adapter keeps re-reading its values. Its
-//! p99 is what this machine allows any server at this rate; the adapter's is printed against it
-//! as a ratio as well (the serving budget's ≤ 2×).
+//! p99 is what this machine allows any server at this rate; the adapter's median minute's p99
+//! is printed against the floor's as a ratio (the serving budget's ≤ 2×), for information: the
+//! soak passes or fails on the figures above.
 
 mod common;
 #[path = "common/floor.rs"]
@@ -34,6 +36,8 @@ use tokio::time::Instant;
 
 const PODS: usize = 1_000;
 const CONNECTIONS: usize = 8;
+/// How late tokio's timer may wake a task that sleeps until a time (its resolution).
+const TIMER_LATENESS: Duration = Duration::from_millis(1);
 const PODS_READ: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/bench/pods/%2A/triton_queue_time_ms?labelSelector=app%3Dtriton";
 const OBJECT_READ: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/bench/deployments.apps/triton/triton_queue_time_ms_max";
 const EXTERNAL_READ: &str = "/apis/external.metrics.k8s.io/v1beta1/namespaces/bench/kafka_consumergroup_lag?labelSelector=topic%3Dorders";
@@ -154,11 +158,13 @@ async fn one_minute(
                 while due < minute_end {
                     // on schedule, the request waits for its time and counts from when it
                     // goes out: the timer wakes up to a millisecond late, and that lateness
-                    // is this generator's. Behind schedule (the last answer came after this
-                    // request was due), it goes at once and counts from when it was due.
+                    // is this generator's; a wake-up later still (the cores were busy) is
+                    // counted past that millisecond. Behind schedule (the last answer came
+                    // after this request was due), it goes at once and counts from when it
+                    // was due.
                     let counted_from = if free_since < due {
                         tokio::time::sleep_until(due).await;
-                        Instant::now()
+                        Instant::now().min(due + TIMER_LATENESS)
                     } else {
                         due
                     };
@@ -288,13 +294,16 @@ fn main() {
         drop(sender);
         let period = Duration::from_secs_f64(CONNECTIONS as f64 / rate);
 
-        let floor = floor::start(dir.path(), &answers, Some(&written.ca_pem));
-        let floor_credentials = floor.credentials(&written);
-        let floor_results = run(&floor_credentials, floor_minutes, period, "floor ", || {
-            floor.rss_mib()
-        })
-        .await;
-        drop(floor);
+        let floor_results = if floor_minutes > 0 {
+            let floor = floor::start(dir.path(), &answers, Some(&written.ca_pem));
+            let floor_credentials = floor.credentials(&written);
+            run(&floor_credentials, floor_minutes, period, "floor ", || {
+                floor.rss_mib()
+            })
+            .await
+        } else {
+            Vec::new()
+        };
         let results = run(&credentials, minutes, period, "", || {
             kubemind::sim::process::status_kib(pid, "VmRSS:") as f64 / 1024.0
         })
@@ -336,9 +345,24 @@ fn main() {
         "<= 1 ms",
         verdict(worst_p99 <= Duration::from_millis(1))
     );
-    if !floor_results.is_empty() {
-        let floor_p99 = worst(&floor_results);
+    if !floor_results.is_empty() && !results.is_empty() {
+        // a typical minute of each: the worst of ten minutes against one of one would be
+        // weighed against the adapter
+        let median = |results: &[(Minute, f64, f64)]| {
+            let mut p99s: Vec<Duration> = results
+                .iter()
+                .map(|(m, _, _)| percentile(&m.latencies, 0.99))
+                .collect();
+            p99s.sort();
+            p99s[(p99s.len() - 1) / 2]
+        };
+        let (adapter_p99, floor_p99) = (median(&results), median(&floor_results));
         let floor_errors: usize = floor_results.iter().map(|(m, _, _)| m.errors).sum();
+        println!(
+            "{:<40} {:>14}",
+            "median minute's p99: the adapter's",
+            millis(adapter_p99)
+        );
         println!(
             "{:<40} {:>14}   {:<12} {}",
             "  the floor's, same schedule",
@@ -353,9 +377,12 @@ fn main() {
         println!(
             "{:<40} {:>14}   {:<12} {}",
             "  adapter's / the floor's",
-            format!("{:.2}x", worst_p99.as_secs_f64() / floor_p99.as_secs_f64()),
+            format!(
+                "{:.2}x",
+                adapter_p99.as_secs_f64() / floor_p99.as_secs_f64().max(f64::MIN_POSITIVE)
+            ),
             "<= 2x",
-            verdict(worst_p99 <= floor_p99 * 2)
+            verdict(adapter_p99 <= floor_p99 * 2)
         );
     }
     println!(

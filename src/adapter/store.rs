@@ -357,8 +357,9 @@ impl PartialEq for MetricSamples {
 /// One metric looked up in the samples of many objects of one snapshot, remembering where it
 /// sits in the last list of names searched. Objects with the same metrics share their list
 /// ([`SharedNames`]), so a Pods request over a thousand pods, each on another node, searches
-/// one list or a few, not a thousand: the search (a pointer chase per name compared) was half
-/// of building a Pods answer at fleet size.
+/// again only where the list changes from one pod to the next — where pods of different
+/// servers alternate, at each change — not at every pod: the search (a pointer chase per name
+/// compared) was half of building a Pods answer at fleet size.
 pub struct MetricLookup<'m, 's> {
     metric: &'m str,
     /// The last list searched (by address) and the metric's place in it.
@@ -496,9 +497,9 @@ impl SharedNames {
 
 /// Every distinct list of metric names that objects hold, once. Only the sources' background
 /// work builds samples, so the lock is taken off the request path, and mostly not at all
-/// ([`SharedNames`] remembers its last list). Lists no object holds any more are dropped
-/// whenever the set has doubled since it was last swept, so the set stays within twice the
-/// lists in use.
+/// ([`SharedNames`] remembers its last list). Lists no object holds any more are dropped when
+/// a new list comes and the set has doubled since it was last swept, so it holds at most 64
+/// lists or twice those in use at the last sweep.
 struct NameLists {
     lists: HashSet<Arc<Vec<Arc<str>>>>,
     /// The set's size at which to sweep next.
