@@ -54,7 +54,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kubemind::sim::fleet::{FleetPriority, FleetShape};
+use kubemind::process::ThreadPriority;
+use kubemind::sim::fleet::FleetShape;
 use kubemind::sim::process::{cpu_seconds, status_kib};
 
 use common::{millis, verdict};
@@ -190,7 +191,7 @@ async fn bench() {
     ];
     println!("  adapter flags: --background-priority {priority} (the shipped Deployment's: idle)");
     let under_test =
-        Arc::new(fleet::start_binary(&binary, shape, FleetPriority::Idle, &flags).await);
+        Arc::new(fleet::start_binary(&binary, shape, ThreadPriority::Idle, &flags).await);
     println!(
         "  every exporter's values served {:.1} s after start",
         started.elapsed().as_secs_f64()

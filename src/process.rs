@@ -1,6 +1,6 @@
 //! Process plumbing every role shares, a leaf that imports no role: the configuration error
-//! that exits 64 naming the flag, duration flags, the shutdown signal, and the Kubernetes client
-//! built from a kubeconfig or the environment.
+//! that exits 64 naming the flag, duration flags, the shutdown signal, the CPU priority of
+//! background threads, and the Kubernetes client built from a kubeconfig or the environment.
 
 use std::future::Future;
 
@@ -41,21 +41,37 @@ pub(crate) fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     })
 }
 
-/// Moves the calling thread to the lowest CPU priority there is, Linux's `SCHED_IDLE`: it runs
-/// when no ordinary thread of its control group wants the core, and an ordinary thread that
-/// wakes preempts it at once instead of waiting out the kernel's time slice (a few
-/// milliseconds). No privilege is needed. A thread cannot be moved back, so only threads made
-/// for background work call this. Elsewhere than Linux it does nothing.
-pub fn lower_this_thread_to_idle_priority() -> std::io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: pid 0 is the calling thread; `param` outlives the call.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
-            return Err(std::io::Error::last_os_error());
+/// The CPU priority of a thread made for background work (the adapter's sources, a simulated
+/// fleet standing for other machines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ThreadPriority {
+    /// The same as every other thread: it takes its fair share of the cores whatever else
+    /// runs beside it.
+    #[default]
+    Normal,
+    /// The lowest there is: a thread that wakes preempts it at once. For a process in a
+    /// control group of its own (a container).
+    Idle,
+}
+
+impl ThreadPriority {
+    /// Moves the calling thread to this priority; `Normal` leaves it as it is. `Idle` is
+    /// Linux's `SCHED_IDLE`: the thread runs when no ordinary thread of its control group wants
+    /// the core, and an ordinary thread that wakes preempts it at once instead of waiting out
+    /// the kernel's time slice (a few milliseconds). No privilege is needed. A thread cannot be
+    /// moved back, so only threads made for background work call this. Elsewhere than Linux
+    /// it does nothing.
+    pub fn apply_to_this_thread(self) -> std::io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if self == ThreadPriority::Idle {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: pid 0 is the calling thread; `param` outlives the call.
+            if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Reads the kubeconfig a flag names, if it names one; the error names the flag and the file.

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
-use super::background::BackgroundPriority;
-use crate::process::parse_duration;
+use crate::process::{ThreadPriority, parse_duration};
 
 /// A source of values in cluster mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -140,8 +139,8 @@ pub struct AdapterArgs {
     /// CPU priority of the background work (scraping, reading pages, assembling snapshots):
     /// idle lets a request preempt it at once, for an adapter in a container of its own;
     /// normal gives it a fair share beside whatever else runs.
-    #[arg(long, value_enum, default_value_t = BackgroundPriority::Normal, env = "KUBEMIND_BACKGROUND_PRIORITY")]
-    pub background_priority: BackgroundPriority,
+    #[arg(long, value_enum, default_value_t = ThreadPriority::Normal, env = "KUBEMIND_BACKGROUND_PRIORITY")]
+    pub background_priority: ThreadPriority,
 
     /// Headers carrying the user name (default X-Remote-User).
     #[arg(long, value_delimiter = ',')]

@@ -19,20 +19,9 @@
 
 use std::future::Future;
 
-use clap::ValueEnum;
 use tokio::task::JoinHandle;
 
-/// The CPU priority of the adapter's background threads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum BackgroundPriority {
-    /// The same as request threads: background work takes its fair share of the cores
-    /// whatever else runs beside it.
-    #[default]
-    Normal,
-    /// The lowest there is: requests preempt background work at once. For an adapter in a
-    /// control group of its own (a container).
-    Idle,
-}
+use crate::process::ThreadPriority;
 
 /// A single-threaded runtime on a thread of its own, with its own blocking pool, every thread
 /// at the chosen priority. It runs until the process ends.
@@ -42,12 +31,8 @@ pub(crate) struct Background {
 
 impl Background {
     /// Starts the runtime and its thread.
-    pub fn start(priority: BackgroundPriority) -> std::io::Result<Background> {
-        let lower = move || {
-            if priority == BackgroundPriority::Idle {
-                lower_this_thread();
-            }
-        };
+    pub fn start(priority: ThreadPriority) -> std::io::Result<Background> {
+        let lower = move || lower_this_thread(priority);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .thread_name("background")
@@ -70,11 +55,11 @@ impl Background {
     }
 }
 
-/// Lowers the calling thread; if that fails, says so once (the blocking pool starts threads
-/// again and again) and the thread runs at normal priority.
-fn lower_this_thread() {
+/// Moves the calling thread to `priority`; if that fails, says so once (the blocking pool
+/// starts threads again and again) and the thread runs at normal priority.
+fn lower_this_thread(priority: ThreadPriority) {
     static WARNED: std::sync::Once = std::sync::Once::new();
-    if let Err(error) = crate::process::lower_this_thread_to_idle_priority() {
+    if let Err(error) = priority.apply_to_this_thread() {
         WARNED.call_once(|| {
             tracing::warn!(%error, "background work runs at normal priority: its threads could not be lowered");
         });
@@ -103,8 +88,8 @@ mod tests {
         const SCHED_IDLE: i64 = 5;
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         for (priority, expected) in [
-            (BackgroundPriority::Idle, SCHED_IDLE),
-            (BackgroundPriority::Normal, 0),
+            (ThreadPriority::Idle, SCHED_IDLE),
+            (ThreadPriority::Normal, 0),
         ] {
             let background = Background::start(priority).expect("background");
             let (on_runtime, on_blocking_pool) = runtime.block_on(async {

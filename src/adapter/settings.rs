@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use super::args::{AdapterArgs, SourceKind};
 use super::auth::trust::{Trust, TrustSources};
-use super::background::BackgroundPriority;
 use super::sources::prometheus;
 use super::sources::static_file::StaticMetrics;
 use super::tls::ServingIdentity;
@@ -90,7 +89,7 @@ pub struct Settings {
     /// Where KEDA's external scaler is served (`--keda-port`), if anywhere.
     pub keda_listen: Option<SocketAddr>,
     /// The CPU priority of the background threads.
-    pub background: BackgroundPriority,
+    pub background: crate::process::ThreadPriority,
 }
 
 impl Settings {

@@ -24,6 +24,7 @@ use crate::exporter::render::{Collection, render};
 use crate::exporter::servers::scrape::{ServerKind, Signals, Target, TargetReport};
 use crate::exporter::servers::triton::TritonSignals;
 use crate::exporter_page::ExporterPage;
+use crate::process::ThreadPriority;
 
 /// The shape of the fleet.
 #[derive(Debug, Clone, Copy)]
@@ -144,21 +145,13 @@ fn exporter(shape: &FleetShape, i: usize) -> Exporter {
     }
 }
 
-/// The CPU priority of the thread serving the fleet's pages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FleetPriority {
-    /// The same as every other thread: the fleet takes its share of the cores (tests, which
-    /// must pass however busy the machine is).
-    Ordinary,
-    /// The lowest there is (`SCHED_IDLE`): the fleet stands for other machines, so on this one
-    /// it yields the cores to the adapter measured and its client at once (benches).
-    Idle,
-}
-
 impl Fleet {
     /// Binds every exporter's address on one free port and serves their pages on a thread of
-    /// its own (one runtime thread: the fleet stands for many machines, not for this one).
-    pub fn start(shape: FleetShape, priority: FleetPriority) -> std::io::Result<Fleet> {
+    /// its own (one runtime thread: the fleet stands for many machines, not for this one), at
+    /// `priority`: `Normal` in tests, which must pass however busy the machine is; `Idle` in
+    /// benches, where the fleet stands for other machines and yields the cores to the adapter
+    /// measured and its client at once.
+    pub fn start(shape: FleetShape, priority: ThreadPriority) -> std::io::Result<Fleet> {
         let exporters: Arc<Vec<Mutex<Exporter>>> = Arc::new(
             (0..shape.exporters)
                 .map(|i| Mutex::new(exporter(&shape, i)))
@@ -173,11 +166,7 @@ impl Fleet {
         std::thread::Builder::new()
             .name("fleet".into())
             .spawn(move || {
-                let started = match priority {
-                    FleetPriority::Idle => crate::process::lower_this_thread_to_idle_priority(),
-                    FleetPriority::Ordinary => Ok(()),
-                }
-                .and_then(|()| {
+                let started = priority.apply_to_this_thread().and_then(|()| {
                     tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()

@@ -9,8 +9,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use kubemind::process::ThreadPriority;
 use kubemind::quantity::Quantity;
-use kubemind::sim::fleet::{Fleet, FleetPriority, FleetShape, pod_name};
+use kubemind::sim::fleet::{Fleet, FleetShape, pod_name};
 
 use crate::fixtures::{AdapterClient, hpa_standin, start_cluster_adapter_binary};
 use crate::standin::StandIn;
@@ -31,7 +32,7 @@ pub async fn start(shape: FleetShape, interval: &str) -> FleetUnderTest {
     start_binary(
         Path::new(env!("CARGO_BIN_EXE_kubemind")),
         shape,
-        FleetPriority::Ordinary,
+        ThreadPriority::Normal,
         &["--exporter-interval", interval],
     )
     .await
@@ -42,7 +43,7 @@ pub async fn start(shape: FleetShape, interval: &str) -> FleetUnderTest {
 pub async fn start_binary(
     binary: &Path,
     shape: FleetShape,
-    priority: FleetPriority,
+    priority: ThreadPriority,
     adapter_flags: &[&str],
 ) -> FleetUnderTest {
     let _ = rustls::crypto::ring::default_provider().install_default();
