@@ -272,6 +272,7 @@ async fn bench() {
         "route=\"custom\",code=\"200\"",
     );
     let values = util::series_value(&telemetry, "kubemind_adapter_snapshot_samples ");
+    let publishes = generation(&telemetry) - generation_before;
 
     // the floor: the same reads of the same answer from a minimal server, the adapter scraping
     let answer = hyper::body::Bytes::from(under_test.client.bytes(PODS_READ).await);
@@ -281,12 +282,11 @@ async fn bench() {
         fixtures::AdapterClient::new(&floor.address, &floor.certificate_pem, fixtures::HPA_TOKEN);
     let floor_done = Arc::new(AtomicBool::new(false));
     let floor_reads = reads_apart(floor_client, floor_done.clone(), 100 * shape.exporters);
-    // as many reads as the adapter's, so both p99s are as sure
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    // as long as the adapter's window, so both p99s rest on as many reads
+    tokio::time::sleep(Duration::from_secs_f64(elapsed)).await;
     floor_done.store(true, Ordering::Relaxed);
     let mut floor_reads = floor_reads.join().expect("the floor's reads");
     drop(floor);
-    let publishes = generation(&telemetry) - generation_before;
 
     let (fresh_p50, fresh_p99) = (
         percentile(&mut freshness, 50.0),
