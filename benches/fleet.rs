@@ -121,22 +121,16 @@ fn reads_apart(
     done: Arc<AtomicBool>,
     min_bytes: usize,
 ) -> std::thread::JoinHandle<Vec<Duration>> {
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("the reads' runtime");
-        runtime.block_on(async move {
-            let mut took = Vec::new();
-            while !done.load(Ordering::Relaxed) {
-                let start = Instant::now();
-                let body = client.bytes(PODS_READ).await;
-                took.push(start.elapsed());
-                assert!(body.len() > min_bytes, "{} bytes", body.len());
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            took
-        })
+    util::on_a_runtime_of_its_own(async move {
+        let mut took = Vec::new();
+        while !done.load(Ordering::Relaxed) {
+            let start = Instant::now();
+            let body = client.bytes(PODS_READ).await;
+            took.push(start.elapsed());
+            assert!(body.len() > min_bytes, "{} bytes", body.len());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        took
     })
 }
 

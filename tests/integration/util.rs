@@ -1,8 +1,25 @@
-//! Shared helpers: the kubemind binary as a child process, kubectl, polling, certificates.
+//! Shared helpers: the kubemind binary as a child process, kubectl, polling, certificates, a
+//! runtime of its own.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// Runs `work` to its end on a single-threaded runtime on a thread of its own, as a process
+/// of its own would run it: what the caller's runtime does never holds it up.
+pub fn on_a_runtime_of_its_own<F>(work: F) -> std::thread::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(work)
+    })
+}
 
 /// A running `kubemind` process, killed when dropped.
 pub struct Process {
