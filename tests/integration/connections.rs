@@ -253,7 +253,19 @@ async fn a_low_open_file_limit_keeps_probes_and_sources_working() {
             flood.push(stream);
         }
     }
-    assert!(adapter.counter("kubemind_adapter_connections_open").await <= 64.0);
+    // At the cap a newcomer is admitted while the connection closed for it says goodbye
+    // (`serve::accept_loop` waits up to 200 ms for it), so the count may stand over it for a
+    // moment while the flood is still being taken in: checked once that has passed. Without
+    // the cap the silent connections would stay until the 10 s handshake timeout, so a few
+    // seconds' wait cannot pass for a cap.
+    wait_for_async(
+        Duration::from_secs(3),
+        "at most 64 connections held",
+        || async {
+            (adapter.counter("kubemind_adapter_connections_open").await <= 64.0).then_some(())
+        },
+    )
+    .await;
     assert_eq!(adapter.healthz().await, 200);
     // the static-file source still opens its file: a changed value is served
     std::fs::write(
