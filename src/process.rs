@@ -2,7 +2,11 @@
 //! that exits 64 naming the flag, duration flags, the shutdown signal, the CPU priority of
 //! background threads, and the Kubernetes client built from a kubeconfig or the environment.
 
+use std::cell::Cell;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 /// A flag or file that cannot be used; the process exits 64 (EX_USAGE) naming it.
 #[derive(Debug, thiserror::Error)]
@@ -69,8 +73,76 @@ impl ThreadPriority {
             if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            LOWERED.set(true);
         }
         Ok(())
+    }
+}
+
+thread_local! {
+    /// Whether this thread was moved to [`ThreadPriority::Idle`].
+    static LOWERED: Cell<bool> = const { Cell::new(false) };
+    /// When this thread last gave way ([`give_way`]).
+    static GAVE_WAY: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// How long a lowered thread works on before it offers its core again.
+const GIVE_WAY_EVERY: Duration = Duration::from_micros(100);
+
+/// Offers the core to any thread waiting for it, if this thread was lowered to
+/// [`ThreadPriority::Idle`] and has not offered it for [`GIVE_WAY_EVERY`]; otherwise does
+/// nothing. Lowered threads call it between pieces of work (a page, a namespace).
+///
+/// Idle priority alone does not keep an ordinary thread from waiting. A thread that *wakes*
+/// preempts an idle one at once, but one that is already runnable — preempted for a moment by
+/// an interrupt's work, or moved from another core — is picked by fairness: Linux's scheduler
+/// (EEVDF) runs whichever runnable thread is owed time, and an idle thread that has waited is
+/// owed some. It then keeps the core until the next scheduler tick, up to 4 ms at the common
+/// 250 Hz, while the ordinary thread waits (seen with `perf sched` as request threads
+/// runnable behind the adapter's background threads). Yielding is a point at which the
+/// scheduler picks again, by then with the idle thread's due paid: the waiting thread runs.
+/// With no other thread runnable the yield returns at once.
+pub fn give_way() {
+    static OFF: std::sync::LazyLock<bool> =
+        std::sync::LazyLock::new(|| std::env::var_os("TMP_NO_GIVE_WAY").is_some());
+    if !LOWERED.get() || *OFF {
+        return;
+    }
+    let now = Instant::now();
+    if GAVE_WAY
+        .get()
+        .is_some_and(|then| now.duration_since(then) < GIVE_WAY_EVERY)
+    {
+        return;
+    }
+    std::thread::yield_now();
+    GAVE_WAY.set(Some(Instant::now()));
+    #[cfg(test)]
+    tests::YIELDS.set(tests::YIELDS.get() + 1);
+}
+
+/// A future that [gives way](give_way) after each poll of the one it wraps, so work a lowered
+/// thread runs as tasks (reading a page that has arrived) holds its core for no more than one
+/// poll while another thread waits.
+pub struct GivingWay<F> {
+    inner: Pin<Box<F>>,
+}
+
+impl<F: Future> GivingWay<F> {
+    pub fn new(inner: F) -> GivingWay<F> {
+        GivingWay {
+            inner: Box::pin(inner),
+        }
+    }
+}
+
+impl<F: Future> Future for GivingWay<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let polled = self.inner.as_mut().poll(cx);
+        give_way();
+        polled
     }
 }
 
@@ -121,4 +193,58 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    thread_local! {
+        /// How often this thread yielded in [`give_way`].
+        pub(super) static YIELDS: Cell<u32> = const { Cell::new(0) };
+    }
+
+    #[test]
+    fn only_a_lowered_thread_gives_way_and_at_most_every_interval() {
+        let normal = std::thread::spawn(|| {
+            for _ in 0..1000 {
+                give_way();
+            }
+            YIELDS.get()
+        });
+        assert_eq!(normal.join().expect("thread"), 0, "a normal thread runs on");
+        // the clock is set rather than waited on, so a busy machine cannot change the answer
+        let lowered = std::thread::spawn(|| {
+            ThreadPriority::Idle.apply_to_this_thread()?;
+            give_way();
+            let first = YIELDS.get();
+            GAVE_WAY.set(Some(Instant::now() + Duration::from_secs(3600)));
+            give_way();
+            let just_after = YIELDS.get();
+            GAVE_WAY.set(Instant::now().checked_sub(GIVE_WAY_EVERY));
+            give_way();
+            std::io::Result::Ok((first, just_after, YIELDS.get()))
+        });
+        let yields = lowered.join().expect("thread");
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            yields.expect("SCHED_IDLE needs no privilege"),
+            (1, 1, 2),
+            "gives way at once, not again just after, again an interval later"
+        );
+        #[cfg(not(target_os = "linux"))]
+        drop(yields);
+    }
+
+    #[test]
+    fn a_future_giving_way_gives_its_output() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let answer = runtime.block_on(GivingWay::new(async {
+            tokio::task::yield_now().await;
+            42
+        }));
+        assert_eq!(answer, 42);
+    }
 }

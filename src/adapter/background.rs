@@ -21,7 +21,7 @@ use std::future::Future;
 
 use tokio::task::JoinHandle;
 
-use crate::process::ThreadPriority;
+use crate::process::{GivingWay, ThreadPriority};
 
 /// A single-threaded runtime on a thread of its own, with its own blocking pool, every thread
 /// at the chosen priority. It runs until the process ends.
@@ -49,9 +49,10 @@ impl Background {
         Ok(Background { handle })
     }
 
-    /// Runs `work` on the background runtime.
+    /// Runs `work` on the background runtime; at idle priority it [gives way](crate::process::give_way)
+    /// after each poll.
     pub fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
-        self.handle.spawn(work)
+        self.handle.spawn(GivingWay::new(work))
     }
 }
 

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use compact_str::CompactString;
 
+use crate::process::give_way;
 use crate::resources::GroupResource;
 
 pub type Labels = BTreeMap<String, String>;
@@ -61,6 +62,9 @@ struct Rare {
 /// `Sample::milli` when the milli-value is held in `Rare` (no quantity has this milli-value:
 /// it would be beyond the HPA's own int64 arithmetic, so it is held apart anyway).
 const HELD_APART: i64 = i64::MIN;
+
+/// How many objects a replaced snapshot frees between two chances to [give way](give_way).
+const FREE_BETWEEN_GIVING_WAY: usize = 64;
 
 // A layout change that grows every sample should be a decision, not an accident.
 const _: () = assert!(std::mem::size_of::<Sample>() <= 24);
@@ -648,6 +652,24 @@ pub struct Catalogue {
 }
 
 impl Snapshot {
+    /// Frees this snapshot's objects a few at a time, [giving way](give_way) between them: a
+    /// fleet's snapshot takes milliseconds to free, which a background thread at idle priority
+    /// would otherwise spend holding a core a request thread waits for. Objects still shared
+    /// with the current snapshot stay.
+    fn free_in_pieces(self) {
+        for (_, objects) in self.objects {
+            let Some(objects) = Arc::into_inner(objects) else {
+                continue;
+            };
+            for (n, object) in objects.into_iter().enumerate() {
+                drop(object);
+                if n % FREE_BETWEEN_GIVING_WAY == 0 {
+                    give_way();
+                }
+            }
+        }
+    }
+
     /// The objects of `resource` in `namespace` (`None` for cluster-scoped resources).
     pub fn objects(&self, namespace: Option<&str>, resource: &GroupResource) -> Option<&Objects> {
         self.objects
@@ -866,7 +888,9 @@ impl Store {
             }
             freed => {
                 drop(retired);
-                drop(freed);
+                if let Some(snapshot) = freed.and_then(Arc::into_inner) {
+                    snapshot.free_in_pieces();
+                }
                 true
             }
         }
@@ -1210,6 +1234,54 @@ mod tests {
         assert!(store.free_retired());
         assert!(store.free_retired(), "nothing left to free");
         assert_eq!(store.load().generation, 2);
+    }
+
+    #[test]
+    fn freeing_a_replaced_snapshot_keeps_what_the_current_one_took_over() {
+        let store = Store::new(Duration::from_secs(60));
+        let pods = GroupResource::pods();
+        let sample = Sample::new(3.0, SystemTime::now()).expect("finite");
+        let mut builder = SnapshotBuilder::new();
+        for namespace in ["quiet", "busy"] {
+            let objects = (0..200)
+                .map(|i| {
+                    let mut object = Object::default();
+                    Arc::make_mut(&mut object.metrics).insert("pending".into(), sample.clone());
+                    (Arc::from(format!("pod-{i}")), object)
+                })
+                .collect();
+            builder.put_objects((Some(Arc::from(namespace)), pods.clone()), objects);
+        }
+        store.publish(builder);
+        // the next snapshot takes over one namespace as it is and rebuilds the other
+        let previous = store.load();
+        let mut builder = SnapshotBuilder::new();
+        for (namespace, _, objects) in previous.namespaced_scopes() {
+            if &**namespace == "quiet" {
+                builder.take_over((Some(namespace.clone()), pods.clone()), objects.clone());
+            }
+        }
+        builder.put_objects(
+            (Some(Arc::from("busy")), pods.clone()),
+            vec![(Arc::from("pod-0"), Object::default())],
+        );
+        drop(previous);
+        store.publish(builder);
+        assert!(store.free_retired());
+        let current = store.load();
+        let quiet = current.objects(Some("quiet"), &pods).expect("taken over");
+        assert_eq!(
+            quiet.len(),
+            200,
+            "shared objects outlive the snapshot freed"
+        );
+        assert!(
+            quiet
+                .values()
+                .all(|o| o.metrics.get("pending") == Some(&sample))
+        );
+        let busy = current.objects(Some("busy"), &pods).expect("rebuilt");
+        assert_eq!(busy.len(), 1);
     }
 
     #[test]

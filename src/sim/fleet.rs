@@ -194,6 +194,8 @@ impl Fleet {
                                     .get(i)
                                     .map(|exporter| answer(&headers, exporter, text_only))
                                     .unwrap_or_default();
+                                // at idle priority, standing for other machines
+                                crate::process::give_way();
                                 async move { response }
                             }),
                         );

@@ -28,7 +28,13 @@ use crate::adapter::store::{
     WorkloadKind, oldest_fresh,
 };
 use crate::exporter_page::{ExporterPage, node_metrics, pod_metrics};
+use crate::process::give_way;
 use crate::resources::GroupResource;
+
+/// Assembling runs on a background thread; at idle priority it [gives way](give_way) between
+/// exporter pages and after every so many pods or workloads, so a request thread waiting for
+/// its core waits for a fraction of a millisecond rather than an assembly's tens.
+const GIVE_WAY_EVERY_OBJECTS: usize = 64;
 
 /// One measured value and when it was measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -261,6 +267,7 @@ fn index<'a>(sources: &[&'a SourceValues], now: SystemTime) -> Index<'a> {
     for source in sources {
         let cutoff = oldest_fresh(now, source.max_age);
         for part in &source.parts {
+            give_way();
             for (key, samples) in &part.objects {
                 let held = (samples, cutoff);
                 match index
@@ -427,7 +434,14 @@ fn put_pods(
             continue; // taken over from the previous snapshot
         }
         let mut objects = Vec::with_capacity(namespace_pods.len());
-        for (pod, workload) in namespace_pods.iter().zip(&pod_workloads[first..]) {
+        for (n, (pod, workload)) in namespace_pods
+            .iter()
+            .zip(&pod_workloads[first..])
+            .enumerate()
+        {
+            if n % GIVE_WAY_EVERY_OBJECTS == 0 {
+                give_way();
+            }
             let samples = samples_of(index, &pods, Some(&pod.namespace), &pod.name);
             if let (Some(samples), Some(per_metric)) = (
                 &samples,
@@ -466,7 +480,10 @@ fn put_workloads(
     let mut aggregate_names: FastMap<&str, [Arc<str>; 3]> = FastMap::default();
     let imbalance: Arc<str> = Arc::from("request_imbalance_ratio");
     let mut shared_names = SharedNames::default();
-    for (workload, per_metric) in inventory.workloads.iter().zip(workload_values) {
+    for (n, (workload, per_metric)) in inventory.workloads.iter().zip(workload_values).enumerate() {
+        if n % GIVE_WAY_EVERY_OBJECTS == 0 {
+            give_way();
+        }
         if quiet.contains(&*workload.namespace) {
             continue; // taken over from the previous snapshot
         }
