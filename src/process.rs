@@ -1,6 +1,7 @@
 //! Process plumbing every role shares, a leaf that imports no role: the configuration error
 //! that exits 64 naming the flag, duration flags, the shutdown signal, the CPU priority of
-//! background threads, and the Kubernetes client built from a kubeconfig or the environment.
+//! background threads and how they give way to others, and the Kubernetes client built from a
+//! kubeconfig or the environment.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -54,7 +55,8 @@ pub enum ThreadPriority {
     #[default]
     Normal,
     /// The lowest there is: a thread that wakes preempts it at once. For a process in a
-    /// control group of its own (a container).
+    /// control group of its own (a container). Such a thread should call [`give_way`] between
+    /// pieces of work.
     Idle,
 }
 

@@ -7,7 +7,13 @@
 //! a core, and a request thread that wakes on that core waits out the kernel's time slice (one
 //! to three milliseconds) before it runs. With `--background-priority idle` (what the shipped
 //! Deployment sets) these threads run at the lowest CPU priority, `SCHED_IDLE`, and a waking
-//! request thread preempts them at once.
+//! request thread preempts them at once. A request thread that is already runnable — put off
+//! its core for a moment by an interrupt's work, or by its client on the same core — is not
+//! preempting anything, and the scheduler may hand the core to an idle thread that is owed
+//! time, until its next tick; so at idle priority background work also
+//! [gives way](crate::process::give_way) between pieces of work: after each poll of its tasks,
+//! between pages and every few dozen objects while assembling, and while freeing a replaced
+//! snapshot.
 //!
 //! That priority counts within the control group, so it is right only where the adapter has
 //! one of its own — its container. Where it shares one with other busy processes (a shell
@@ -49,8 +55,8 @@ impl Background {
         Ok(Background { handle })
     }
 
-    /// Runs `work` on the background runtime; at idle priority it [gives way](crate::process::give_way)
-    /// after each poll.
+    /// Runs `work` on the background runtime; at idle priority it
+    /// [gives way](crate::process::give_way) after each poll.
     pub fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
         self.handle.spawn(GivingWay::new(work))
     }
