@@ -3,8 +3,8 @@
 //! and 16 Triton pods on its own loopback address, all served by this process — with
 //! `FLEET_PLAIN_PODS` (10,000) more pods that carry no values across 50 namespaces. The
 //! simulated exporters stand for other machines, so their thread runs at idle priority and
-//! gives way after each page: they share the two cores, but a thread of the adapter or of this
-//! client goes first. Over
+//! gives way after each page: they share the two cores, but a thread of the adapter or of
+//! this client that wakes goes first, and one waiting for a core waits at most a page. Over
 //! `FLEET_SECONDS` (30) it measures, side by side in one run and against the budget:
 //!
 //! - freshness: a value changed at one exporter → served by the adapter, p50/p99 over 60

@@ -105,15 +105,13 @@ const GIVE_WAY_EVERY: Duration = Duration::from_micros(100);
 /// scheduler picks again, by then with the idle thread's due paid: the waiting thread runs.
 /// With no other thread runnable the yield returns at once.
 pub fn give_way() {
-    static OFF: std::sync::LazyLock<bool> =
-        std::sync::LazyLock::new(|| std::env::var_os("TMP_NO_GIVE_WAY").is_some());
-    if !LOWERED.get() || *OFF {
+    if !LOWERED.get() {
         return;
     }
     let now = Instant::now();
     if GAVE_WAY
         .get()
-        .is_some_and(|then| now.duration_since(then) < GIVE_WAY_EVERY)
+        .is_some_and(|then| now.saturating_duration_since(then) < GIVE_WAY_EVERY)
     {
         return;
     }
@@ -124,8 +122,8 @@ pub fn give_way() {
 }
 
 /// A future that [gives way](give_way) after each poll of the one it wraps, so work a lowered
-/// thread runs as tasks (reading a page that has arrived) holds its core for no more than one
-/// poll while another thread waits.
+/// thread runs as tasks (reading a page that has arrived) holds its core while another thread
+/// waits for no longer than a poll, and no more than [`GIVE_WAY_EVERY`] past one.
 pub struct GivingWay<F> {
     inner: Pin<Box<F>>,
 }
@@ -239,14 +237,26 @@ mod tests {
     }
 
     #[test]
-    fn a_future_giving_way_gives_its_output() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let answer = runtime.block_on(GivingWay::new(async {
-            tokio::task::yield_now().await;
-            42
-        }));
-        assert_eq!(answer, 42);
+    fn a_future_gives_way_after_its_polls_and_gives_its_output() {
+        let lowered = std::thread::spawn(|| {
+            ThreadPriority::Idle.apply_to_this_thread()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+            let answer = runtime.block_on(GivingWay::new(async {
+                // the first poll ends here; the clock is set so the second gives way again
+                tokio::task::yield_now().await;
+                GAVE_WAY.set(Instant::now().checked_sub(GIVE_WAY_EVERY));
+                42
+            }));
+            std::io::Result::Ok((answer, YIELDS.get()))
+        });
+        let outcome = lowered.join().expect("thread");
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            outcome.expect("SCHED_IDLE needs no privilege"),
+            (42, 2),
+            "the output, and a yield after each of the two polls"
+        );
+        #[cfg(not(target_os = "linux"))]
+        drop(outcome);
     }
 }

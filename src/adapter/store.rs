@@ -859,8 +859,8 @@ impl Store {
     /// Makes a snapshot built from `builder` the one every following request reads.
     ///
     /// The snapshot it replaces is kept, to be freed by the publisher once no request reads
-    /// it ([`Store::free_retired`]) or at the next publish: freeing a large snapshot never
-    /// falls to a request's thread.
+    /// it ([`Store::free_retired`]) or at the next publish: freeing a large snapshot falls to
+    /// a request's thread only if that request still reads it after the next publish.
     pub fn publish(&self, builder: SnapshotBuilder) {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let replaced = self
@@ -870,7 +870,9 @@ impl Store {
             .retired
             .lock()
             .map(|mut retired| retired.replace(replaced));
-        drop(freed);
+        if let Some(snapshot) = freed.ok().flatten().and_then(Arc::into_inner) {
+            snapshot.free_in_pieces();
+        }
     }
 
     /// Frees the snapshot the last publish replaced, here and now, unless a reader still
@@ -1265,11 +1267,29 @@ mod tests {
             (Some(Arc::from("busy")), pods.clone()),
             vec![(Arc::from("pod-0"), Object::default())],
         );
+        let busy_before = Arc::downgrade(
+            previous
+                .objects
+                .get(&(Some(Arc::from("busy")), pods.clone()))
+                .expect("busy"),
+        );
+        let quiet_before = Arc::as_ptr(
+            previous
+                .objects
+                .get(&(Some(Arc::from("quiet")), pods.clone()))
+                .expect("quiet"),
+        );
         drop(previous);
         store.publish(builder);
+        assert!(busy_before.upgrade().is_some(), "held until freed");
         assert!(store.free_retired());
+        assert!(
+            busy_before.upgrade().is_none(),
+            "what no snapshot shares is freed"
+        );
         let current = store.load();
         let quiet = current.objects(Some("quiet"), &pods).expect("taken over");
+        assert!(std::ptr::eq(quiet, quiet_before), "taken over, not copied");
         assert_eq!(
             quiet.len(),
             200,

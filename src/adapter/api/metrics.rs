@@ -19,9 +19,12 @@ use crate::adapter::store::{
     ExternalSeries, MetricLookup, Object, Sample, SampleTime, Snapshot, Timestamp, oldest_fresh,
 };
 
-/// The most items a list's storage is sized for before the objects are read (about 80 bytes
-/// each); a larger namespace's list grows from there.
+/// The most items a list's storage is sized for before the objects are read: 1,024 items of
+/// about 96 bytes stay below glibc's 128 KiB threshold for a memory map of their own, even
+/// where a selector then matches a few of a large namespace's pods; a larger list grows
+/// from there.
 const PRESIZED_ITEMS: usize = 1024;
+const _: () = assert!(PRESIZED_ITEMS * std::mem::size_of::<Item<'static>>() < 128 * 1024);
 
 /// When a sample counts: taken at `now`, no older than `max_age`.
 #[derive(Debug, Clone, Copy)]
