@@ -121,6 +121,22 @@ pub fn give_way() {
     tests::YIELDS.set(tests::YIELDS.get() + 1);
 }
 
+/// How many items [`giving_way`] passes between two chances to [give way](give_way): a chance
+/// at every item would read the clock at every item.
+const GIVE_WAY_EVERY_ITEMS: usize = 64;
+
+/// `items`, with a chance to [give way](give_way) before the first and then before every
+/// [`GIVE_WAY_EVERY_ITEMS`]th: for a lowered thread's loop over many small pieces of work (a
+/// snapshot's pods as it is assembled, its objects as it is freed).
+pub fn giving_way<I: IntoIterator>(items: I) -> impl Iterator<Item = I::Item> {
+    items.into_iter().enumerate().map(|(n, item)| {
+        if n % GIVE_WAY_EVERY_ITEMS == 0 {
+            give_way();
+        }
+        item
+    })
+}
+
 /// A future that [gives way](give_way) after each poll of the one it wraps, so work a lowered
 /// thread runs as tasks (reading a page that has arrived) holds its core while another thread
 /// waits for no longer than a poll, and no more than [`GIVE_WAY_EVERY`] past one.
@@ -234,6 +250,29 @@ mod tests {
         );
         #[cfg(not(target_os = "linux"))]
         drop(yields);
+    }
+
+    #[test]
+    fn a_loop_gives_way_before_every_so_many_items_and_passes_them_all() {
+        let lowered = std::thread::spawn(|| {
+            ThreadPriority::Idle.apply_to_this_thread()?;
+            let mut passed = Vec::new();
+            for item in giving_way(0..200) {
+                passed.push(item);
+                // as if each item took longer than the interval: only the count decides
+                GAVE_WAY.set(Instant::now().checked_sub(GIVE_WAY_EVERY));
+            }
+            std::io::Result::Ok((passed, YIELDS.get()))
+        });
+        let outcome = lowered.join().expect("thread");
+        #[cfg(target_os = "linux")]
+        {
+            let (passed, yields) = outcome.expect("SCHED_IDLE needs no privilege");
+            assert_eq!(passed, (0..200).collect::<Vec<_>>(), "every item, in order");
+            assert_eq!(yields, 4, "before items 0, 64, 128 and 192");
+        }
+        #[cfg(not(target_os = "linux"))]
+        drop(outcome);
     }
 
     #[test]

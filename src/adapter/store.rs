@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use compact_str::CompactString;
 
-use crate::process::give_way;
+use crate::process::giving_way;
 use crate::resources::GroupResource;
 
 pub type Labels = BTreeMap<String, String>;
@@ -62,9 +62,6 @@ struct Rare {
 /// `Sample::milli` when the milli-value is held in `Rare` (no quantity has this milli-value:
 /// it would be beyond the HPA's own int64 arithmetic, so it is held apart anyway).
 const HELD_APART: i64 = i64::MIN;
-
-/// How many objects a replaced snapshot frees between two chances to [give way](give_way).
-const FREE_BETWEEN_GIVING_WAY: usize = 64;
 
 // A layout change that grows every sample should be a decision, not an accident.
 const _: () = assert!(std::mem::size_of::<Sample>() <= 24);
@@ -652,7 +649,7 @@ pub struct Catalogue {
 }
 
 impl Snapshot {
-    /// Frees this snapshot's objects a few at a time, [giving way](give_way) between them: a
+    /// Frees this snapshot's objects a few at a time, [giving way](giving_way) between them: a
     /// fleet's snapshot takes milliseconds to free, which a background thread at idle priority
     /// would otherwise spend holding a core a request thread waits for. Objects still shared
     /// with the current snapshot stay.
@@ -661,12 +658,7 @@ impl Snapshot {
             let Some(objects) = Arc::into_inner(objects) else {
                 continue;
             };
-            for (n, object) in objects.into_iter().enumerate() {
-                drop(object);
-                if n % FREE_BETWEEN_GIVING_WAY == 0 {
-                    give_way();
-                }
-            }
+            giving_way(objects).for_each(drop);
         }
     }
 

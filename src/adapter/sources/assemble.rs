@@ -28,13 +28,8 @@ use crate::adapter::store::{
     WorkloadKind, oldest_fresh,
 };
 use crate::exporter_page::{ExporterPage, node_metrics, pod_metrics};
-use crate::process::give_way;
+use crate::process::{give_way, giving_way};
 use crate::resources::GroupResource;
-
-/// Assembling runs on a background thread; at idle priority it [gives way](give_way) between
-/// exporter pages and after every so many pods or workloads, so a request thread waiting for
-/// its core waits for a fraction of a millisecond rather than an assembly's tens.
-const GIVE_WAY_EVERY_OBJECTS: usize = 64;
 
 /// One measured value and when it was measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -434,14 +429,7 @@ fn put_pods(
             continue; // taken over from the previous snapshot
         }
         let mut objects = Vec::with_capacity(namespace_pods.len());
-        for (n, (pod, workload)) in namespace_pods
-            .iter()
-            .zip(&pod_workloads[first..])
-            .enumerate()
-        {
-            if n % GIVE_WAY_EVERY_OBJECTS == 0 {
-                give_way();
-            }
+        for (pod, workload) in giving_way(namespace_pods.iter().zip(&pod_workloads[first..])) {
             let samples = samples_of(index, &pods, Some(&pod.namespace), &pod.name);
             if let (Some(samples), Some(per_metric)) = (
                 &samples,
@@ -480,10 +468,7 @@ fn put_workloads(
     let mut aggregate_names: FastMap<&str, [Arc<str>; 3]> = FastMap::default();
     let imbalance: Arc<str> = Arc::from("request_imbalance_ratio");
     let mut shared_names = SharedNames::default();
-    for (n, (workload, per_metric)) in inventory.workloads.iter().zip(workload_values).enumerate() {
-        if n % GIVE_WAY_EVERY_OBJECTS == 0 {
-            give_way();
-        }
+    for (workload, per_metric) in giving_way(inventory.workloads.iter().zip(workload_values)) {
         if quiet.contains(&*workload.namespace) {
             continue; // taken over from the previous snapshot
         }
