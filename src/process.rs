@@ -220,6 +220,25 @@ mod tests {
         pub(super) static YIELDS: Cell<u32> = const { Cell::new(0) };
     }
 
+    /// Runs `work` on a thread of its own lowered to idle priority and gives its answer, or
+    /// `None` where there is no such priority (elsewhere than Linux). The clock of giving way
+    /// is set by the tests rather than waited on, so a busy machine cannot change an answer.
+    fn on_a_lowered_thread<T: Send + 'static>(
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let answer = std::thread::spawn(move || {
+            ThreadPriority::Idle.apply_to_this_thread().map(|()| work())
+        })
+        .join()
+        .expect("thread");
+        cfg!(target_os = "linux").then(|| answer.expect("SCHED_IDLE needs no privilege"))
+    }
+
+    /// As if the last yield were an interval ago: the next chance gives way.
+    fn interval_passed() {
+        GAVE_WAY.set(Instant::now().checked_sub(GIVE_WAY_EVERY));
+    }
+
     #[test]
     fn only_a_lowered_thread_gives_way_and_at_most_every_interval() {
         let normal = std::thread::spawn(|| {
@@ -229,73 +248,62 @@ mod tests {
             YIELDS.get()
         });
         assert_eq!(normal.join().expect("thread"), 0, "a normal thread runs on");
-        // the clock is set rather than waited on, so a busy machine cannot change the answer
-        let lowered = std::thread::spawn(|| {
-            ThreadPriority::Idle.apply_to_this_thread()?;
+        let yields = on_a_lowered_thread(|| {
             give_way();
             let first = YIELDS.get();
             GAVE_WAY.set(Some(Instant::now() + Duration::from_secs(3600)));
             give_way();
             let just_after = YIELDS.get();
-            GAVE_WAY.set(Instant::now().checked_sub(GIVE_WAY_EVERY));
+            interval_passed();
             give_way();
-            std::io::Result::Ok((first, just_after, YIELDS.get()))
+            (first, just_after, YIELDS.get())
         });
-        let yields = lowered.join().expect("thread");
-        #[cfg(target_os = "linux")]
-        assert_eq!(
-            yields.expect("SCHED_IDLE needs no privilege"),
-            (1, 1, 2),
-            "gives way at once, not again just after, again an interval later"
-        );
-        #[cfg(not(target_os = "linux"))]
-        drop(yields);
+        if let Some(yields) = yields {
+            assert_eq!(
+                yields,
+                (1, 1, 2),
+                "gives way at once, not again just after, again an interval later"
+            );
+        }
     }
 
     #[test]
     fn a_loop_gives_way_before_every_so_many_items_and_passes_them_all() {
-        let lowered = std::thread::spawn(|| {
-            ThreadPriority::Idle.apply_to_this_thread()?;
+        let outcome = on_a_lowered_thread(|| {
             let mut passed = Vec::new();
             for item in giving_way(0..200) {
                 passed.push(item);
                 // as if each item took longer than the interval: only the count decides
-                GAVE_WAY.set(Instant::now().checked_sub(GIVE_WAY_EVERY));
+                interval_passed();
             }
-            std::io::Result::Ok((passed, YIELDS.get()))
+            (passed, YIELDS.get())
         });
-        let outcome = lowered.join().expect("thread");
-        #[cfg(target_os = "linux")]
-        {
-            let (passed, yields) = outcome.expect("SCHED_IDLE needs no privilege");
+        if let Some((passed, yields)) = outcome {
             assert_eq!(passed, (0..200).collect::<Vec<_>>(), "every item, in order");
             assert_eq!(yields, 4, "before items 0, 64, 128 and 192");
         }
-        #[cfg(not(target_os = "linux"))]
-        drop(outcome);
     }
 
     #[test]
     fn a_future_gives_way_after_its_polls_and_gives_its_output() {
-        let lowered = std::thread::spawn(|| {
-            ThreadPriority::Idle.apply_to_this_thread()?;
-            let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+        let outcome = on_a_lowered_thread(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
             let answer = runtime.block_on(GivingWay::new(async {
-                // the first poll ends here; the clock is set so the second gives way again
+                // the first poll ends here; the second gives way again
                 tokio::task::yield_now().await;
-                GAVE_WAY.set(Instant::now().checked_sub(GIVE_WAY_EVERY));
+                interval_passed();
                 42
             }));
-            std::io::Result::Ok((answer, YIELDS.get()))
+            (answer, YIELDS.get())
         });
-        let outcome = lowered.join().expect("thread");
-        #[cfg(target_os = "linux")]
-        assert_eq!(
-            outcome.expect("SCHED_IDLE needs no privilege"),
-            (42, 2),
-            "the output, and a yield after each of the two polls"
-        );
-        #[cfg(not(target_os = "linux"))]
-        drop(outcome);
+        if let Some(outcome) = outcome {
+            assert_eq!(
+                outcome,
+                (42, 2),
+                "the output, and a yield after each of the two polls"
+            );
+        }
     }
 }
