@@ -61,7 +61,6 @@ pub fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            few_malloc_arenas();
             run_async(crate::adapter::run(settings), Flavor::MultiThread)
         }
         Command::Exporter(args) => {
@@ -78,24 +77,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Demo(args) => run_async(crate::demo::run(args), Flavor::MultiThread),
         Command::Explain(args) => run_async(crate::explain::run(args), Flavor::CurrentThread),
         Command::Preflight(args) => run_async(crate::preflight::run(args), Flavor::CurrentThread),
-    }
-}
-
-/// Tells glibc's allocator to keep at most two arenas for all threads, before the adapter
-/// starts any.
-///
-/// By default each thread that allocates under contention gets an arena of its own, and memory
-/// freed in one is never reused by another. The adapter allocates on its runtime threads,
-/// parses pages and assembles snapshots on blocking-pool threads, and frees much of that
-/// elsewhere: at 1,000 exporters its resident size measured 357 MiB with the default arenas,
-/// 163 MiB with one and 174 MiB with two, for the same CPU (`benches/fleet.rs`); two leave
-/// threads less to wait on each other for.
-fn few_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; it is called before this process
-    // starts a second thread.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 

@@ -139,20 +139,9 @@ fn publish(
         }
         std::thread::sleep(RETIRED_WAIT);
     }
-    give_back_freed_memory();
+    // the replaced snapshot's memory, freed all through the heap, back to the kernel now
+    crate::process::give_back_freed_memory();
     took
-}
-
-/// Hands the memory freed with the replaced snapshot back to the kernel. glibc returns only
-/// the top of its heaps by itself, while a snapshot's values are freed from all through them;
-/// at 1,000 exporters (`benches/fleet.rs`) this took the peak resident size from 103–105 MiB
-/// to 92–98 MiB for no CPU the bench could tell apart.
-fn give_back_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of the allocator's own heaps.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 #[cfg(test)]
