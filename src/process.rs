@@ -57,23 +57,36 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// in the adapter's slowest reads). mimalloc's thread-local heaps take no lock to allocate, and
 /// a block freed by another thread is handed back with an atomic operation.
 ///
-/// Memory a snapshot freed is returned to the kernel at once (a purge delay of 0 instead of
-/// mimalloc's 1 s, which it multiplies by 10 for whole arenas) and never backed by huge pages
-/// (the crate's `no_thp` feature): at 10,000 pods the adapter peaked at 34.7–34.9 MiB this way,
-/// 38.1–41.6 MiB with the delay and 75 MiB with neither (`benches/fleet.rs`), against 36.8–38.5
-/// MiB with glibc. The `MIMALLOC_*` environment variables still override it.
+/// Two settings keep its resident size at or below glibc's (`benches/fleet.rs`, 10,000 pods:
+/// 34.7–37.3 MiB, against 36.8–38.5 with glibc, 38.1–41.6 with mimalloc's purge delay, 75
+/// with huge pages as well; 54.5 where the node gives all memory huge pages, unless the
+/// process opts out: 39.1):
+///
+/// - pages it no longer uses are returned to the kernel as soon as they are free (a purge
+///   delay of 0 rather than mimalloc's 1 s), unless a `MIMALLOC_PURGE_DELAY` in the
+///   environment says otherwise;
+/// - no transparent huge pages: the crate's `no_thp` feature keeps mimalloc from asking for
+///   them, and the process opts out of them (`PR_SET_THP_DISABLE`, which the kernel checks as
+///   memory is touched, so it holds for the memory mimalloc reserved before `main`) where the
+///   node backs all memory with them.
 pub fn tune_allocator() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets one of the allocator's options, an integer it reads atomically.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+    // SAFETY: mi_option_set_default has no preconditions (it checks the option's place) and
+    // leaves an option set from the environment as it is; nothing reads the option
+    // concurrently, this being called before a second thread.
+    unsafe { libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, 0) }
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE only sets a flag of this process; its extra arguments are 0.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
 }
 
-/// Returns what the allocator still holds unused — free pages this thread keeps for reuse,
-/// blocks other threads freed into them — to the kernel now: after a large structure (a
-/// replaced snapshot) was freed.
+/// Returns the pages of the calling thread's heap that hold nothing any more to the
+/// allocator, and so to the kernel: after this thread freed a large structure (a replaced
+/// snapshot). Blocks that live in other threads' pages come back when those threads next
+/// allocate.
 pub fn give_back_freed_memory() {
-    // SAFETY: collects the calling thread's free pages and purges the allocator's unused ones.
+    // SAFETY: mi_collect has no preconditions.
     unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
@@ -247,20 +260,27 @@ mod tests {
     use super::*;
 
     /// The option set is mimalloc's purge delay: the place holds the default mimalloc 3 gives
-    /// it (1,000 ms, `options.c`) beside the option three places on (`os_tag`, 100), and the
-    /// allocator reads 0 once tuned.
+    /// it (1,000 ms, `options.c`) beside the option the bindings name three places on
+    /// (`os_tag`, 100); once tuned the allocator reads 0 there, and the process has opted out
+    /// of transparent huge pages.
     #[test]
-    fn tuning_the_allocator_sets_its_purge_delay_to_zero() {
-        const MI_OPTION_OS_TAG: libmimalloc_sys::mi_option_t = 18;
-        // SAFETY: reads options, integers the allocator reads atomically.
+    fn tuning_the_allocator_sets_its_purge_delay_to_zero_and_opts_out_of_huge_pages() {
+        // SAFETY: mi_option_get has no preconditions.
         let get = |option| unsafe { libmimalloc_sys::mi_option_get(option) };
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            eprintln!("skipped: MIMALLOC_PURGE_DELAY is set in the environment");
             return;
         }
         assert_eq!(get(MI_OPTION_PURGE_DELAY), 1_000);
-        assert_eq!(get(MI_OPTION_OS_TAG), 100);
+        assert_eq!(get(libmimalloc_sys::mi_option_os_tag), 100);
         tune_allocator();
         assert_eq!(get(MI_OPTION_PURGE_DELAY), 0);
+        #[cfg(target_os = "linux")]
+        // SAFETY: PR_GET_THP_DISABLE only reads a flag of this process.
+        assert_eq!(
+            unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) },
+            1
+        );
     }
 
     thread_local! {

@@ -20,9 +20,9 @@ use crate::adapter::store::{
 };
 
 /// The most items a list's storage is sized for before the objects are read: 1,024 items of
-/// about 96 bytes stay below glibc's 128 KiB threshold for a memory map of their own, even
-/// where a selector then matches a few of a large namespace's pods; a larger list grows
-/// from there.
+/// about 96 bytes stay below 128 KiB, a small allocation for any allocator (glibc's maps
+/// larger ones on their own), even where a selector then matches a few of a large
+/// namespace's pods; a larger list grows from there.
 const PRESIZED_ITEMS: usize = 1024;
 const _: () = assert!(PRESIZED_ITEMS * std::mem::size_of::<Item<'static>>() < 128 * 1024);
 

@@ -139,7 +139,7 @@ fn publish(
         }
         std::thread::sleep(RETIRED_WAIT);
     }
-    // the replaced snapshot's memory, freed all through the heap, back to the kernel now
+    // the pages the replaced snapshot emptied in this thread's heap, back to the kernel now
     crate::process::give_back_freed_memory();
     took
 }
