@@ -8,6 +8,9 @@
 //! - latency: one connection, one request at a time (what one HPA sync sees), p50/p99;
 //! - throughput: several keep-alive connections at once, requests per second and p99;
 //! - memory: the adapter's resident set after the load (and its peak);
+//! - the answer's time in the router alone, built from a snapshot just published and sent again
+//!   from the answers kept (the values here do not change, so the adapter builds the answer
+//!   once and sends it again to every later read; `make soak` changes them every second);
 //! - the floor, as ratios: the same two measurements against a minimal rustls HTTPS server
 //!   (this bench re-run as its own process) that answers every request with the adapter's own
 //!   answer, prebuilt, after the same client-certificate check — what any server must spend to
@@ -94,20 +97,23 @@ async fn request(sender: &mut Sender, count: bool) -> Duration {
 }
 
 /// Mean time for the router alone to answer the request (no TLS, no socket), in this process.
-fn in_process_answer_time(values: &Path) -> Duration {
+/// The answer's time in-process (router only, no TLS): built from a snapshot just published,
+/// and sent again to the same read of the same snapshot.
+struct InProcess {
+    built: Duration,
+    sent_again: Duration,
+}
+
+fn in_process_answer_time(values: &Path) -> InProcess {
     use kubemind::adapter::api::{self, Access, ApiState};
     use kubemind::adapter::sources::static_file::StaticMetrics;
     use kubemind::adapter::store::Readiness;
     use kubemind::adapter::store::Store;
     use tower::ServiceExt;
+    let metrics = StaticMetrics::load(values).expect("values");
     let store = Arc::new(Store::new(Duration::from_secs(30)));
-    store.publish(
-        StaticMetrics::load(values)
-            .expect("values")
-            .snapshot(std::time::SystemTime::now()),
-    );
     let app = api::router(ApiState {
-        store,
+        store: store.clone(),
         telemetry: Arc::new(kubemind::adapter::telemetry::Telemetry::new()),
         readiness: Readiness::default(),
         access: Access::Open,
@@ -116,25 +122,35 @@ fn in_process_answer_time(values: &Path) -> Duration {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
+    let read = || async {
+        let request = hyper::Request::get(PATH)
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let start = Instant::now();
+        let response = app.clone().oneshot(request).await.expect("infallible");
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let elapsed = start.elapsed();
+        assert!(body.len() > 100_000);
+        elapsed
+    };
     runtime.block_on(async {
         let rounds = 500;
-        let mut total = Duration::ZERO;
+        let (mut built, mut sent_again) = (Duration::ZERO, Duration::ZERO);
         for _ in 0..rounds {
-            let request = hyper::Request::get(PATH)
-                .body(axum::body::Body::empty())
-                .expect("request");
-            let start = Instant::now();
-            let response = app.clone().oneshot(request).await.expect("infallible");
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes();
-            total += start.elapsed();
-            assert!(body.len() > 100_000);
+            // a new snapshot (as every publish makes) before the first read, none before the second
+            store.publish(metrics.snapshot(std::time::SystemTime::now()));
+            built += read().await;
+            sent_again += read().await;
         }
-        total / rounds
+        InProcess {
+            built: built / rounds,
+            sent_again: sent_again / rounds,
+        }
     })
 }
 
@@ -157,11 +173,20 @@ struct Run {
     throughput: f64,
 }
 
+/// Reads sent before measuring, to warm connections, caches and the allocator.
+const WARM_UP_REQUESTS: usize = 200;
+
+impl Run {
+    /// Every read sent, warm-up included.
+    fn reads(&self) -> usize {
+        WARM_UP_REQUESTS + self.latencies.len() + self.loaded.len()
+    }
+}
+
 /// One connection, one request at a time; then [`THROUGHPUT_CONNECTIONS`] at once.
 async fn measure(credentials: &Credentials) -> Run {
-    // warm up: connections, caches, allocator
     let mut sender = connect(credentials).await;
-    for _ in 0..200 {
+    for _ in 0..WARM_UP_REQUESTS {
         request(&mut sender, true).await;
     }
     let mut latencies = Vec::with_capacity(LATENCY_REQUESTS);
@@ -241,6 +266,7 @@ fn main() {
     let rss = kubemind::sim::process::status_kib(pid, "VmRSS:");
     let peak = kubemind::sim::process::status_kib(pid, "VmHWM:");
     let body = runtime.block_on(answer_body(&credentials));
+    let sent_again = runtime.block_on(common::answers_sent_again(&credentials));
     let (floor, floor_credentials) = start_floor(dir.path(), body.clone(), &written);
     let floor_run = runtime.block_on(measure(&floor_credentials));
     drop(floor);
@@ -291,8 +317,18 @@ fn main() {
     println!(
         "{:<46} {:>14}   {:<16}",
         "answer time in-process (router only, no TLS)",
-        millis(in_process),
-        ""
+        format!(
+            "{} / {}",
+            millis(in_process.built),
+            millis(in_process.sent_again)
+        ),
+        "built / sent again"
+    );
+    println!(
+        "{:<46} {:>14}   {:<16}",
+        "  reads the adapter sent a kept answer to",
+        format!("{sent_again} of {}", adapter_run.reads()),
+        "(values unchanged)"
     );
     let floor_p99 = percentile(&floor_run.latencies, 0.99);
     let floor_loaded_p99 = percentile(&floor_run.loaded, 0.99);

@@ -267,6 +267,7 @@ async fn bench() {
         "route=\"custom\",code=\"200\"",
     );
     let values = util::series_value(&telemetry, "kubemind_adapter_snapshot_samples ");
+    let sent_again = util::series_value(&telemetry, "kubemind_adapter_answers_sent_again_total ");
     let publishes = generation(&telemetry) - generation_before;
 
     // the floor: the same reads of the same answer from a minimal server, the adapter scraping
@@ -326,6 +327,10 @@ async fn bench() {
         verdict(read_p99 <= Duration::from_millis(1))
     );
     println!("    the same reads as the adapter's own histogram sees them: p99 {server_p99}");
+    println!(
+        "    custom reads (these and the freshness probes) answered with an answer kept from an identical read: {}",
+        sent_again as u64
+    );
     let floor_p99 = percentile(&mut floor_reads, 99.0);
     println!(
         "    the same reads from the floor, a minimal server with the answer prebuilt, while the adapter scrapes ({} reads): p50 {}  p99 {}",

@@ -304,12 +304,15 @@ fn main() {
         } else {
             Vec::new()
         };
+        let kept_before = common::answers_sent_again(&credentials).await;
         let results = run(&credentials, minutes, period, "", || {
             kubemind::sim::process::status_kib(pid, "VmRSS:") as f64 / 1024.0
         })
         .await;
-        (floor_results, results)
+        let sent_again = common::answers_sent_again(&credentials).await - kept_before;
+        (floor_results, (results, sent_again))
     });
+    let (results, sent_again) = results;
     stop.store(true, Ordering::Relaxed);
     let _ = changer.join();
     drop(adapter);
@@ -385,6 +388,15 @@ fn main() {
             verdict(adapter_p99 <= floor_p99 * 2)
         );
     }
+    let requests: usize = results
+        .iter()
+        .map(|(m, _, _)| m.latencies.len() + m.errors)
+        .sum();
+    println!(
+        "{:<40} {:>14}",
+        "answered with a kept answer",
+        format!("{sent_again} of {requests}")
+    );
     println!(
         "{:<40} {:>14}   {:<12} {}",
         "errors",

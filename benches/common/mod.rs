@@ -113,6 +113,28 @@ pub fn get(path: &str) -> hyper::Request<Empty<Bytes>> {
         .expect("a request for a constant path")
 }
 
+/// The adapter's count of custom reads it answered with an answer kept from an identical earlier
+/// read, from its `/metrics`.
+pub async fn answers_sent_again(credentials: &Credentials) -> u64 {
+    use http_body_util::BodyExt;
+    let mut sender = connect(credentials).await;
+    let response = sender
+        .send_request(get("/metrics"))
+        .await
+        .expect("response");
+    let text = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find_map(|line| line.strip_prefix("kubemind_adapter_answers_sent_again_total "))
+        .and_then(|count| count.trim().parse().ok())
+        .expect("the adapter counts the answers it sent again")
+}
+
 /// The `p` quantile of sorted durations.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {

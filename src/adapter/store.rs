@@ -664,9 +664,18 @@ impl Snapshot {
 
     /// The objects of `resource` in `namespace` (`None` for cluster-scoped resources).
     pub fn objects(&self, namespace: Option<&str>, resource: &GroupResource) -> Option<&Objects> {
+        self.shared_objects(namespace, resource).map(Arc::as_ref)
+    }
+
+    /// [`Snapshot::objects`] as shared. Published objects never change: a snapshot that takes
+    /// a scope over as it was holds the same `Arc`, and one that changes it holds a new one.
+    pub(crate) fn shared_objects(
+        &self,
+        namespace: Option<&str>,
+        resource: &GroupResource,
+    ) -> Option<&Arc<Objects>> {
         self.objects
             .get(&(namespace.map(Arc::from), resource.clone()))
-            .map(Arc::as_ref)
     }
 
     /// Every scope of a namespaced resource, with its objects.

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `kubemind_adapter_request_duration_seconds` | route, code | request latency histogram |
 //! | `kubemind_adapter_values_served_total` | api | metric items returned |
+//! | `kubemind_adapter_answers_sent_again_total` | | custom reads answered with a kept answer, unchanged since an identical read built it |
 //! | `kubemind_adapter_snapshot_age_seconds` | | time since the serving snapshot was built |
 //! | `kubemind_adapter_snapshot_samples` | | samples held by the serving snapshot |
 //! | `kubemind_adapter_snapshot_generation` | | publishes so far |
@@ -90,6 +91,7 @@ pub struct Telemetry {
     registry: Registry,
     requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
     values_served: Family<ApiLabels, Counter>,
+    answers_sent_again: Counter,
     snapshot_age: Gauge<f64, AtomicU64>,
     snapshot_samples: Gauge,
     snapshot_generation: Gauge,
@@ -133,6 +135,12 @@ impl Telemetry {
             "kubemind_adapter_values_served",
             "Metric items returned, by API",
             values_served.clone(),
+        );
+        let answers_sent_again = Counter::default();
+        registry.register(
+            "kubemind_adapter_answers_sent_again",
+            "Custom-metrics reads answered with the body an identical earlier read built, nothing it was built from having changed since",
+            answers_sent_again.clone(),
         );
         let snapshot_age = Gauge::<f64, AtomicU64>::default();
         registry.register(
@@ -216,6 +224,7 @@ impl Telemetry {
             assemblies,
             requests,
             values_served,
+            answers_sent_again,
             snapshot_age,
             snapshot_samples,
             snapshot_generation,
@@ -234,6 +243,10 @@ impl Telemetry {
         self.values_served
             .get_or_create(&ApiLabels { api })
             .inc_by(items as u64);
+    }
+
+    pub fn count_answer_sent_again(&self) {
+        self.answers_sent_again.inc();
     }
 
     pub fn count_source_refresh(&self, source: &'static str, ok: bool) {

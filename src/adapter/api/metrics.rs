@@ -8,15 +8,18 @@
 //! for the resource at all is a 404 naming the metric. Nothing here waits or allocates per
 //! object beyond the items it returns.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use axum::body::Bytes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::bodies::{self, Common, CustomVersion, ExternalMetricValue, Item};
 use super::error::Error;
 use super::request::{CustomRequest, ExternalRequest, Target};
 use crate::adapter::store::{
-    ExternalSeries, MetricLookup, Object, Sample, SampleTime, Snapshot, Timestamp, oldest_fresh,
+    ExternalSeries, MetricLookup, Object, Objects, Sample, SampleTime, Snapshot, Timestamp,
+    oldest_fresh,
 };
 
 /// The most items a list's storage is sized for before the objects are read: 1,024 items of
@@ -34,15 +37,17 @@ pub(crate) struct Freshness {
 }
 
 impl Freshness {
-    fn cutoff(self) -> SampleTime {
+    pub(crate) fn cutoff(self) -> SampleTime {
         oldest_fresh(self.now, self.max_age)
     }
 }
 
-/// What a custom read produced: the serialized body and how many items it holds.
+/// What a read produced: the serialized body, how many items it holds, and the oldest sample
+/// among them (the first to age past max-age, changing the answer).
 pub(crate) struct Answer {
-    pub body: Vec<u8>,
+    pub body: Bytes,
     pub items: usize,
+    pub oldest: Option<SampleTime>,
 }
 
 fn sample_for<'a>(
@@ -76,37 +81,52 @@ fn metric_not_found(request: &CustomRequest, name: Option<&str>) -> Error {
     }
 }
 
-/// Answers a custom-metrics read in `version`.
-pub fn custom(
-    snapshot: &Snapshot,
-    request: &CustomRequest,
-    version: CustomVersion,
-    freshness: Freshness,
-) -> Result<Answer, Error> {
-    let resource = &request.resource;
+/// The namespace a custom read is scoped to (`None` for a cluster-scoped resource), or why the
+/// request cannot name one.
+fn scope(request: &CustomRequest) -> Result<Option<&str>, Error> {
     // Root paths are for cluster-scoped resources; namespaced paths also serve cluster-scoped
     // ones (the HPA asks for a Node as /namespaces/{hpaNs}/nodes/{name}/{m}).
-    let scope = match (&request.namespace, resource.is_namespaced()) {
-        (Some(ns), true) => Some(ns.as_str()),
-        (_, false) => None,
-        (None, true) => {
-            return Err(Error::BadRequest(format!(
-                "{resource} is namespaced: use /namespaces/{{namespace}}/{resource}/…"
-            )));
-        }
-    };
-    if !snapshot.serves(resource, &request.metric) {
+    match (&request.namespace, request.resource.is_namespaced()) {
+        (Some(ns), true) => Ok(Some(ns.as_str())),
+        (_, false) => Ok(None),
+        (None, true) => Err(Error::BadRequest(format!(
+            "{} is namespaced: use /namespaces/{{namespace}}/{}/…",
+            request.resource, request.resource
+        ))),
+    }
+}
+
+/// The objects a custom read answers from, shared as the snapshot holds them (`None` where the
+/// scope has none), once the metric is known to be served for the resource: everything of the
+/// snapshot an answer depends on but the clock.
+pub(crate) fn objects_read<'s>(
+    snapshot: &'s Snapshot,
+    request: &CustomRequest,
+) -> Result<Option<&'s Arc<Objects>>, Error> {
+    let scope = scope(request)?;
+    if !snapshot.serves(&request.resource, &request.metric) {
         let name = match &request.target {
             Target::Named(name) => Some(name.as_str()),
             Target::All => None,
         };
         return Err(metric_not_found(request, name));
     }
+    Ok(snapshot.shared_objects(scope, &request.resource))
+}
+
+/// Answers a custom-metrics read in `version` from `objects`, as [`objects_read`] found them.
+pub(crate) fn custom(
+    objects: Option<&Objects>,
+    request: &CustomRequest,
+    version: CustomVersion,
+    freshness: Freshness,
+) -> Result<Answer, Error> {
+    let resource = &request.resource;
+    let scope = scope(request)?;
     let selector_echo: Option<LabelSelector> = request
         .metric_selector
         .as_ref()
         .map(|s| s.to_label_selector());
-    let objects = snapshot.objects(scope, resource);
     // what every item shares, looked up once rather than per object
     let common = Common {
         kind: resource.kind(),
@@ -115,6 +135,7 @@ pub fn custom(
         metric_name: &request.metric,
         selector: selector_echo.as_ref(),
     };
+    let mut stamps = Stamps::default();
     let items: Vec<Item<'_>> = match &request.target {
         Target::Named(name) => {
             let Some((name, object)) = objects.and_then(|o| o.get_key_value(name.as_str())) else {
@@ -125,13 +146,12 @@ pub fn custom(
             };
             let mut lookup = MetricLookup::new(&request.metric);
             match sample_for(object, request, &mut lookup, freshness.cutoff()) {
-                Some(sample) => vec![item(name, object, sample, &mut Stamps::default())],
+                Some(sample) => vec![item(name, object, sample, &mut stamps)],
                 None => return Err(metric_not_found(request, Some(name))),
             }
         }
         Target::All => {
             let cutoff = freshness.cutoff();
-            let mut stamps = Stamps::default();
             let mut lookup = MetricLookup::new(&request.metric);
             // sized for every object up to a bound, rather than grown (and copied) a dozen
             // times on the way to a Deployment's thousand pods
@@ -150,8 +170,9 @@ pub fn custom(
         }
     };
     Ok(Answer {
-        body: bodies::metric_value_list(version, &common, &items),
+        body: bodies::metric_value_list(version, &common, &items).into(),
         items: items.len(),
+        oldest: stamps.oldest,
     })
 }
 
@@ -171,15 +192,18 @@ fn item<'a>(
 }
 
 /// The timestamps of one answer's items, by whole second: a thousand pods' values were
-/// measured within a second or two of each other, so a few texts serve them all.
+/// measured within a second or two of each other, so a few texts serve them all. Notes the
+/// oldest on the way.
 #[derive(Default)]
 struct Stamps {
     recent: [Option<(i64, Timestamp)>; 2],
     next: usize,
+    oldest: Option<SampleTime>,
 }
 
 impl Stamps {
     fn of(&mut self, time: SampleTime) -> Timestamp {
+        self.oldest = Some(self.oldest.map_or(time, |oldest| oldest.min(time)));
         let second = time.whole_seconds();
         if let Some((_, text)) = self.recent.iter().flatten().find(|(s, _)| *s == second) {
             return *text;
@@ -236,8 +260,9 @@ pub(crate) fn external_series(
         });
     }
     Ok(Answer {
-        body: bodies::external_metric_value_list(&items),
+        body: bodies::external_metric_value_list(&items).into(),
         items: items.len(),
+        oldest: None,
     })
 }
 

@@ -22,6 +22,7 @@
 mod bodies;
 mod discovery;
 mod error;
+mod kept;
 mod metrics;
 mod negotiate;
 mod openapi;
@@ -32,13 +33,13 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use serde::Serialize;
 use tower_http::limit::RequestBodyLimitLayer;
 
@@ -52,6 +53,7 @@ use crate::adapter::store::Readiness;
 use crate::adapter::store::Store;
 use crate::adapter::telemetry::Telemetry;
 use crate::serve::PeerCertificates;
+use kept::{KeptAnswers, ReadKey};
 use metrics::Freshness;
 use negotiate::Format;
 
@@ -82,8 +84,8 @@ pub(crate) struct RouteLabel(pub &'static str);
 /// Largest request body accepted: reads carry none.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// Builds the router. Layers, innermost first: access check, body limit, request metrics (so
-/// refusals are measured too).
+/// Builds the router, with its own [kept answers](kept). Layers, innermost first: access check,
+/// body limit, request metrics (so refusals are measured too).
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(alive))
@@ -104,6 +106,7 @@ pub fn router(state: ApiState) -> Router {
         .method_not_allowed_fallback(|| async {
             labelled("method_not_allowed", Err(Error::MethodNotAllowed))
         })
+        .layer(Extension(Arc::new(KeptAnswers::default())))
         .layer(middleware::from_fn_with_state(state.clone(), check_access))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -126,12 +129,12 @@ fn labelled(route: &'static str, result: Result<Response, Error>) -> Response {
     response
 }
 
-fn json_body(bytes: Vec<u8>) -> Response {
+fn json_body(bytes: impl Into<Bytes>) -> Response {
     json_with_type(bytes, HeaderValue::from_static("application/json"))
 }
 
-fn json_with_type(bytes: Vec<u8>, content_type: HeaderValue) -> Response {
-    let mut response = Response::new(Body::from(bytes));
+fn json_with_type(bytes: impl Into<Bytes>, content_type: HeaderValue) -> Response {
+    let mut response = Response::new(Body::from(bytes.into()));
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, content_type);
@@ -279,7 +282,12 @@ enum MetricApi {
     External,
 }
 
-async fn read_metric(State(state): State<ApiState>, uri: Uri, headers: HeaderMap) -> Response {
+async fn read_metric(
+    State(state): State<ApiState>,
+    Extension(kept): Extension<Arc<KeptAnswers>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let [_, group, version] = path_segments(&uri);
     let api = match (group, CustomVersion::parse(version)) {
         (CUSTOM_GROUP, Some(version)) => MetricApi::Custom(version),
@@ -293,7 +301,7 @@ async fn read_metric(State(state): State<ApiState>, uri: Uri, headers: HeaderMap
     // The raw (still percent-encoded) rest of the path: segments are decoded one by one, so an
     // encoded '/' cannot split a name.
     let rest = uri.path().splitn(5, '/').nth(4).unwrap_or_default();
-    let result = answer(&state, api, rest, uri.query(), &headers).await;
+    let result = answer(&state, &kept, api, rest, uri.query(), &headers).await;
     if let Ok(answer) = &result {
         state.telemetry.count_values_served(route, answer.items);
     }
@@ -302,6 +310,7 @@ async fn read_metric(State(state): State<ApiState>, uri: Uri, headers: HeaderMap
 
 async fn answer(
     state: &ApiState,
+    kept: &KeptAnswers,
     api: MetricApi,
     rest: &str,
     query: Option<&str>,
@@ -309,6 +318,7 @@ async fn answer(
 ) -> Result<metrics::Answer, Error> {
     negotiate::negotiate(headers, false)?;
     let segments = request::segments(rest)?;
+    let query_text = query;
     let query = request::parse_query(query)?;
     let snapshot = state.store.load();
     let freshness = Freshness {
@@ -318,7 +328,19 @@ async fn answer(
     match api {
         MetricApi::Custom(version) => {
             let request = request::custom(segments, &query)?;
-            metrics::custom(&snapshot, &request, version, freshness)
+            // Only answers with objects are kept: what an empty scope answers depends on
+            // nothing a pointer could tell.
+            let Some(objects) = metrics::objects_read(&snapshot, &request)? else {
+                return metrics::custom(None, &request, version, freshness);
+            };
+            let key = ReadKey::new(version, rest, query_text);
+            if let Some(answer) = kept.find(&key, objects, freshness) {
+                state.telemetry.count_answer_sent_again();
+                return Ok(answer);
+            }
+            let answer = metrics::custom(Some(objects), &request, version, freshness)?;
+            kept.keep(key, objects, freshness, &answer);
+            Ok(answer)
         }
         MetricApi::External => {
             let request = request::external(segments, &query)?;

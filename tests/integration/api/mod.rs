@@ -20,6 +20,7 @@ mod custom;
 mod discovery;
 mod errors;
 mod external;
+mod kept;
 mod service;
 
 const MAX_AGE: Duration = Duration::from_secs(30);
