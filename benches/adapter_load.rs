@@ -9,8 +9,8 @@
 //! - throughput: several keep-alive connections at once, requests per second and p99;
 //! - memory: the adapter's resident set after the load (and its peak);
 //! - the answer's time in the router alone, built from a snapshot just published and sent again
-//!   from the answers kept (the values here do not change, so the adapter builds the answer
-//!   once and sends it again to every later read; `make soak` changes them every second);
+//!   from the answers kept; and how many reads the adapter sent a kept answer to (it re-reads
+//!   its values file and publishes every second, so it builds the answer about once a second);
 //! - the floor, as ratios: the same two measurements against a minimal rustls HTTPS server
 //!   (this bench re-run as its own process) that answers every request with the adapter's own
 //!   answer, prebuilt, after the same client-certificate check — what any server must spend to
@@ -265,8 +265,8 @@ fn main() {
     // the adapter is measured first and alone; its memory is read before the floor starts
     let rss = kubemind::sim::process::status_kib(pid, "VmRSS:");
     let peak = kubemind::sim::process::status_kib(pid, "VmHWM:");
-    let body = runtime.block_on(answer_body(&credentials));
     let sent_again = runtime.block_on(common::answers_sent_again(&credentials));
+    let body = runtime.block_on(answer_body(&credentials));
     let (floor, floor_credentials) = start_floor(dir.path(), body.clone(), &written);
     let floor_run = runtime.block_on(measure(&floor_credentials));
     drop(floor);
@@ -328,7 +328,7 @@ fn main() {
         "{:<46} {:>14}   {:<16}",
         "  reads the adapter sent a kept answer to",
         format!("{sent_again} of {}", adapter_run.reads()),
-        "(values unchanged)"
+        "(a publish a second)"
     );
     let floor_p99 = percentile(&floor_run.latencies, 0.99);
     let floor_loaded_p99 = percentile(&floor_run.loaded, 0.99);

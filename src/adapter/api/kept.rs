@@ -64,12 +64,14 @@ struct Kept {
     built_at: SystemTime,
     max_age: Duration,
     body: Bytes,
+    /// The memory the body's buffer takes, which may be more than its length.
+    body_memory: usize,
     items: usize,
 }
 
 impl Kept {
     fn size(&self) -> usize {
-        self.body.len() + self.key.0.len()
+        self.body_memory + self.key.0.len()
     }
 
     fn answers(&self, key: &ReadKey, objects: &Arc<Objects>, freshness: Freshness) -> bool {
@@ -120,6 +122,7 @@ impl KeptAnswers {
             .filter(|kept| kept.answers(key, objects, freshness))?;
         Some(Answer {
             body: kept.body.clone(),
+            body_memory: kept.body_memory,
             items: kept.items,
             oldest: kept.oldest,
         })
@@ -142,6 +145,7 @@ impl KeptAnswers {
             built_at: freshness.now,
             max_age: freshness.max_age,
             body: answer.body.clone(),
+            body_memory: answer.body_memory,
             items: answer.items,
         };
         let size = kept.size();
@@ -150,15 +154,24 @@ impl KeptAnswers {
         }
         let slot = self.slot(&kept.key);
         self.release(slot.swap(None));
-        if self.bytes.load(Ordering::Relaxed) + size > KEPT_BYTES {
+        if !self.reserve(size) {
             self.drop_outdated();
-            if self.bytes.load(Ordering::Relaxed) + size > KEPT_BYTES {
+            if !self.reserve(size) {
                 return;
             }
         }
-        // every kept answer's size is added once here and taken off once where it leaves a slot
-        self.bytes.fetch_add(size, Ordering::Relaxed);
         self.release(slot.swap(Some(Arc::new(kept))));
+    }
+
+    /// Counts `size` more bytes kept if they fit, in one step, so that reads missing at once
+    /// cannot together keep more than the bound. Every kept answer's size is counted once here
+    /// and taken off once where it leaves a slot.
+    fn reserve(&self, size: usize) -> bool {
+        self.bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                Some(held + size).filter(|&total| total <= KEPT_BYTES)
+            })
+            .is_ok()
     }
 
     /// Drops every answer whose objects no snapshot holds any longer: none can be sent again.
@@ -196,6 +209,7 @@ mod tests {
     fn answer(body: &str, oldest: Option<SystemTime>) -> Answer {
         Answer {
             body: Bytes::copy_from_slice(body.as_bytes()),
+            body_memory: body.len(),
             items: 1,
             oldest: oldest.map(SampleTime::from),
         }
@@ -337,7 +351,11 @@ mod tests {
         let scope = objects();
         kept.keep(key("pods/*/new"), &scope, at(now), &answer(&body, None));
         assert!(kept.find(&key("pods/*/new"), &scope, at(now)).is_some());
-        assert_eq!(kept.bytes(), body.len() + key("pods/*/new").0.len());
+        assert!(kept.bytes() <= KEPT_BYTES, "{} bytes kept", kept.bytes());
+        // and what is left of them goes the same way, the count back to what is kept
+        drop(scope);
+        kept.drop_outdated();
+        assert_eq!(kept.bytes(), 0);
     }
 
     #[test]

@@ -46,6 +46,8 @@ impl Freshness {
 /// among them (the first to age past max-age, changing the answer).
 pub(crate) struct Answer {
     pub body: Bytes,
+    /// The memory the body's buffer takes (its capacity), which may be more than its length.
+    pub body_memory: usize,
     pub items: usize,
     pub oldest: Option<SampleTime>,
 }
@@ -169,8 +171,10 @@ pub(crate) fn custom(
             items
         }
     };
+    let body = bodies::metric_value_list(version, &common, &items);
     Ok(Answer {
-        body: bodies::metric_value_list(version, &common, &items).into(),
+        body_memory: body.capacity(),
+        body: body.into(),
         items: items.len(),
         oldest: stamps.oldest,
     })
@@ -259,8 +263,10 @@ pub(crate) fn external_series(
             selector: Some(request.selector.to_string()),
         });
     }
+    let body = bodies::external_metric_value_list(&items);
     Ok(Answer {
-        body: bodies::external_metric_value_list(&items).into(),
+        body_memory: body.capacity(),
+        body: body.into(),
         items: items.len(),
         oldest: None,
     })
