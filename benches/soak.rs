@@ -56,9 +56,10 @@ const MIX: [&str; 10] = [
     PODS_READ,
 ];
 
-/// Whether the mix's `path` reads custom metrics, whose answers the adapter keeps.
-fn is_custom(path: &str) -> bool {
-    path.starts_with("/apis/custom.metrics.k8s.io/")
+/// Whether the mix's `path` reads custom metrics (not their discovery), whose answers the
+/// adapter keeps.
+fn is_custom_read(path: &str) -> bool {
+    path.starts_with(DISCOVERY) && path.len() > DISCOVERY.len()
 }
 
 fn minutes() -> u64 {
@@ -397,7 +398,7 @@ fn main() {
         .iter()
         .map(|(m, _, _)| m.latencies.len() + m.errors)
         .sum();
-    let custom = MIX.iter().filter(|path| is_custom(path)).count();
+    let custom = MIX.iter().filter(|path| is_custom_read(path)).count();
     println!(
         "{:<40} {:>14}",
         "custom reads sent a kept answer",
