@@ -229,21 +229,6 @@ async fn measure(credentials: &Credentials) -> Run {
     }
 }
 
-/// The adapter's answer to [`PATH`], for the floor server to send.
-async fn answer_body(credentials: &Credentials) -> Bytes {
-    let mut sender = connect(credentials).await;
-    let response = sender
-        .send_request(common::get(PATH))
-        .await
-        .expect("response");
-    response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes()
-}
-
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     if floor::serve_if_asked() {
@@ -266,7 +251,7 @@ fn main() {
     let rss = kubemind::sim::process::status_kib(pid, "VmRSS:");
     let peak = kubemind::sim::process::status_kib(pid, "VmHWM:");
     let sent_again = runtime.block_on(common::answers_sent_again(&credentials));
-    let body = runtime.block_on(answer_body(&credentials));
+    let body = runtime.block_on(common::fetch(&credentials, PATH));
     let (floor, floor_credentials) = start_floor(dir.path(), body.clone(), &written);
     let floor_run = runtime.block_on(measure(&floor_credentials));
     drop(floor);

@@ -113,21 +113,23 @@ pub fn get(path: &str) -> hyper::Request<Empty<Bytes>> {
         .expect("a request for a constant path")
 }
 
-/// The adapter's count of custom reads it answered with an answer kept from an identical earlier
-/// read, from its `/metrics`.
-pub async fn answers_sent_again(credentials: &Credentials) -> u64 {
+/// The body of a GET of `path` on a connection of its own.
+pub async fn fetch(credentials: &Credentials, path: &str) -> Bytes {
     use http_body_util::BodyExt;
     let mut sender = connect(credentials).await;
-    let response = sender
-        .send_request(get("/metrics"))
-        .await
-        .expect("response");
-    let text = response
+    let response = sender.send_request(get(path)).await.expect("response");
+    response
         .into_body()
         .collect()
         .await
         .expect("body")
-        .to_bytes();
+        .to_bytes()
+}
+
+/// The adapter's count of custom reads it answered with an answer kept from an identical earlier
+/// read, from its `/metrics`.
+pub async fn answers_sent_again(credentials: &Credentials) -> u64 {
+    let text = fetch(credentials, "/metrics").await;
     String::from_utf8_lossy(&text)
         .lines()
         .find_map(|line| line.strip_prefix("kubemind_adapter_answers_sent_again_total "))
