@@ -202,12 +202,11 @@ async fn bench() {
     let scraping_cores = (cpu_seconds(pid) - cpu_quiet) / quiet.elapsed().as_secs_f64();
 
     let generation = |page: &str| util::series_value(page, "kubemind_adapter_snapshot_generation ");
+    let sent_again =
+        |page: &str| util::series_value(page, "kubemind_adapter_answers_sent_again_total ");
     let telemetry_before = under_test.client.text("/metrics").await;
     let generation_before = generation(&telemetry_before);
-    let sent_again_before = util::series_value(
-        &telemetry_before,
-        "kubemind_adapter_answers_sent_again_total ",
-    );
+    let sent_again_before = sent_again(&telemetry_before);
     let cpu_before = cpu_seconds(pid);
     let window = Instant::now();
     let scrapes_before = under_test.fleet.scrapes();
@@ -272,8 +271,7 @@ async fn bench() {
         "route=\"custom\",code=\"200\"",
     );
     let values = util::series_value(&telemetry, "kubemind_adapter_snapshot_samples ");
-    let sent_again = util::series_value(&telemetry, "kubemind_adapter_answers_sent_again_total ")
-        - sent_again_before;
+    let sent_again = sent_again(&telemetry) - sent_again_before;
     let publishes = generation(&telemetry) - generation_before;
 
     // the floor: the same reads of the same answer from a minimal server, the adapter scraping

@@ -287,7 +287,7 @@ fn main() {
         "minute", "req/s", "errors", "p50", "p99", "RSS MiB"
     );
     let floor_minutes = floor_minutes();
-    let (floor_results, results) = runtime.block_on(async {
+    let (floor_results, results, sent_again) = runtime.block_on(async {
         // warm up, and keep the adapter's answer to each path of the mix for the floor
         let mut sender = connect(&credentials).await;
         let mut answers: Vec<(&str, Bytes)> = Vec::new();
@@ -316,9 +316,8 @@ fn main() {
         })
         .await;
         let sent_again = common::answers_sent_again(&credentials).await - kept_before;
-        (floor_results, (results, sent_again))
+        (floor_results, results, sent_again)
     });
-    let (results, sent_again) = results;
     stop.store(true, Ordering::Relaxed);
     let _ = changer.join();
     drop(adapter);

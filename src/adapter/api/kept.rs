@@ -27,12 +27,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwapOption;
-use axum::body::Bytes;
-
 use super::bodies::CustomVersion;
 use super::metrics::{Answer, Freshness};
-use crate::adapter::store::{Objects, SampleTime};
+use crate::adapter::store::Objects;
+use arc_swap::ArcSwapOption;
 
 /// How many answers are kept at most: reads repeated often enough to gain are few (an HPA per
 /// workload asks once per sync period).
@@ -60,18 +58,14 @@ impl ReadKey {
 struct Kept {
     key: ReadKey,
     objects: Weak<Objects>,
-    oldest: Option<SampleTime>,
     built_at: SystemTime,
     max_age: Duration,
-    body: Bytes,
-    /// The memory the body's buffer takes, which may be more than its length.
-    body_memory: usize,
-    items: usize,
+    answer: Answer,
 }
 
 impl Kept {
     fn size(&self) -> usize {
-        self.body_memory + self.key.0.len()
+        self.answer.body_memory + self.key.0.len()
     }
 
     fn answers(&self, key: &ReadKey, objects: &Arc<Objects>, freshness: Freshness) -> bool {
@@ -80,6 +74,7 @@ impl Kept {
             && self.max_age == freshness.max_age
             && freshness.now >= self.built_at
             && self
+                .answer
                 .oldest
                 .is_none_or(|oldest| oldest >= freshness.cutoff())
     }
@@ -117,15 +112,9 @@ impl KeptAnswers {
         freshness: Freshness,
     ) -> Option<Answer> {
         let kept = self.slot(key).load();
-        let kept = kept
-            .as_ref()
-            .filter(|kept| kept.answers(key, objects, freshness))?;
-        Some(Answer {
-            body: kept.body.clone(),
-            body_memory: kept.body_memory,
-            items: kept.items,
-            oldest: kept.oldest,
-        })
+        kept.as_ref()
+            .filter(|kept| kept.answers(key, objects, freshness))
+            .map(|kept| kept.answer.clone())
     }
 
     /// Keeps `answer`, built for `key` from `objects` at `freshness`, unless it is larger than
@@ -141,12 +130,9 @@ impl KeptAnswers {
         let kept = Kept {
             key,
             objects: Arc::downgrade(objects),
-            oldest: answer.oldest,
             built_at: freshness.now,
             max_age: freshness.max_age,
-            body: answer.body.clone(),
-            body_memory: answer.body_memory,
-            items: answer.items,
+            answer: answer.clone(),
         };
         let size = kept.size();
         if size > LARGEST_KEPT {
@@ -203,6 +189,8 @@ impl KeptAnswers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapter::store::SampleTime;
+    use axum::body::Bytes;
 
     const MAX_AGE: Duration = Duration::from_secs(30);
 

@@ -43,7 +43,8 @@ impl Freshness {
 }
 
 /// What a read produced: the serialized body, how many items it holds, and the oldest sample
-/// among them (the first to age past max-age, changing the answer).
+/// among them (the first to age past max-age, changing the answer). A clone shares the body.
+#[derive(Clone)]
 pub(crate) struct Answer {
     pub body: Bytes,
     /// The memory the body's buffer takes (its capacity), which may be more than its length.
