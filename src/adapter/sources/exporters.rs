@@ -29,6 +29,7 @@ use super::assemble::{SourceValues, ValuesPart};
 use crate::adapter::kube::Cluster;
 use crate::adapter::telemetry::Telemetry;
 use crate::exporter_page::{self, ExporterPage};
+use crate::page_fetch::KeptAliveClient;
 use crate::selector::Selector;
 
 /// Largest page read from one exporter.
@@ -75,18 +76,9 @@ impl ExporterSource {
             tracing::error!("the Kubernetes caches stopped before their first list");
             return;
         }
-        // No idle connections are kept: each would hold a read buffer grown to a page's
-        // size, and a thousand of them outweigh everything else the adapter holds. A fresh
-        // connection per scrape costs less than that memory.
-        let client = match crate::page_fetch::configured_client(self.timeout, |settings| {
-            settings.pool_max_idle_per_host(0)
-        }) {
-            Ok(client) => client,
-            Err(error) => {
-                tracing::error!(%error, "building the HTTP client for exporters");
-                return;
-            }
-        };
+        // one connection kept per exporter: a fresh one per scrape costs a handshake and a
+        // teardown, most of the kernel's work at a thousand exporters
+        let client = KeptAliveClient::new(self.timeout);
         let permits = Arc::new(Semaphore::new(SCRAPES_AT_ONCE));
         let mut pages: HashMap<ExporterKey, ScrapedPage> = HashMap::new();
         let mut in_flight: HashSet<ExporterKey> = HashSet::new();
@@ -223,14 +215,10 @@ enum FetchError {
 
 /// Fetches one exporter's page and reads it into samples: where it is fetched (the background
 /// runtime's thread), or on that runtime's blocking pool when it is large.
-async fn scrape(client: &reqwest::Client, url: &str) -> Result<ScrapedPage, FetchError> {
-    let fetched = crate::page_fetch::fetch_accepting(
-        client,
-        url,
-        exporter_page::ACCEPT_VALUES_OR_TEXT,
-        MAX_PAGE_BYTES,
-    )
-    .await?;
+async fn scrape(client: &KeptAliveClient, url: &str) -> Result<ScrapedPage, FetchError> {
+    let fetched = client
+        .fetch_accepting(url, exporter_page::ACCEPT_VALUES_OR_TEXT, MAX_PAGE_BYTES)
+        .await?;
     let values = fetched
         .content_type
         .as_deref()

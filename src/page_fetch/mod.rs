@@ -1,8 +1,16 @@
 //! Fetching a `/metrics` page, shared by the exporter (scraping inference servers) and the
-//! adapter (scraping exporters): one GET under the client's timeout ([`client`]: redirects are
-//! not followed — a page is the pod's own or none, never another server's answered in its
-//! name), the body read up to a cap, and the parse run where it belongs — inline for a small
-//! page, on the blocking pool for a large one (CPU work never holds an async worker for long).
+//! adapter (scraping exporters): one GET under the client's timeout (redirects are not
+//! followed — a page is the pod's own or none, never another server's answered in its name),
+//! the body read up to a cap, and the parse run where it belongs — inline for a small page, on
+//! the blocking pool for a large one (CPU work never holds an async worker for long).
+//!
+//! Two clients: [`client`] (HTTP or HTTPS, a connection per fetch) for the exporter's
+//! inference servers, and [`KeptAliveClient`] (plain HTTP/1, a connection kept per server)
+//! for the adapter's scrape of every exporter each interval.
+
+mod kept_alive;
+
+pub use kept_alive::{KeptAliveClient, ReadError, Response, read_response};
 
 /// Bodies up to this size are parsed inline; they take microseconds.
 const INLINE_PARSE_BYTES: usize = 256 * 1024;
@@ -36,23 +44,12 @@ pub enum FetchError {
 /// inference servers and exporters speak, works; HTTPS targets then fail to verify — rather
 /// than leaving the exporter with no client at all.
 pub fn client(timeout: std::time::Duration) -> Result<reqwest::Client, reqwest::Error> {
-    configured_client(timeout, std::convert::identity)
-}
-
-/// [`client`], with `configure` applied to its settings (and to those of the plain-HTTP
-/// client it falls back to).
-pub fn configured_client(
-    timeout: std::time::Duration,
-    configure: impl Fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
-) -> Result<reqwest::Client, reqwest::Error> {
-    configure(builder(timeout)).build().or_else(|error| {
+    builder(timeout).build().or_else(|error| {
         tracing::warn!(
             %error,
             "no system CA certificates: HTTPS targets cannot be verified; plain HTTP works"
         );
-        configure(builder(timeout))
-            .tls_certs_only(Vec::new())
-            .build()
+        builder(timeout).tls_certs_only(Vec::new()).build()
     })
 }
 
@@ -87,20 +84,6 @@ pub struct Fetched {
     pub content_type: Option<String>,
 }
 
-/// [`fetch`] with an `Accept` header: the answer says which form it is in.
-pub async fn fetch_accepting(
-    client: &reqwest::Client,
-    url: &str,
-    accept: &str,
-    max_bytes: usize,
-) -> Result<Fetched, FetchError> {
-    fetch_request(
-        client.get(url).header(reqwest::header::ACCEPT, accept),
-        max_bytes,
-    )
-    .await
-}
-
 async fn fetch_request(
     request: reqwest::RequestBuilder,
     max_bytes: usize,
@@ -112,34 +95,55 @@ async fn fetch_request(
             FetchError::Connect
         }
     })?;
-    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    let (mut body, content_type) = accepted_head(
+        response.status(),
+        content_type,
+        response.content_length(),
+        max_bytes,
+    )?;
+    while let Some(chunk) = response.chunk().await.map_err(|_| FetchError::Body)? {
+        append_capped(&mut body, &chunk, max_bytes)?;
+    }
+    Ok(Fetched { body, content_type })
+}
+
+/// Checks an answer's status and announced length; returns the list its body is read into and
+/// its `Content-Type`.
+fn accepted_head(
+    status: http::StatusCode,
+    content_type: Option<&str>,
+    announced: Option<u64>,
+    max_bytes: usize,
+) -> Result<(Vec<u8>, Option<String>), FetchError> {
     if status.is_redirection() {
         return Err(FetchError::Redirect(status.as_u16()));
     }
     if !status.is_success() {
         return Err(FetchError::Status(status.as_u16()));
     }
-    let announced = response.content_length().unwrap_or(0);
+    let announced = announced.unwrap_or(0);
     if announced > max_bytes as u64 {
         return Err(FetchError::TooLarge);
     }
-    let content_type = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_string);
+    let content_type = content_type.map(str::to_string);
     // sized by the length the server announced (up to a bound, since that is the server's
     // word): a body read into a list that doubles holds up to twice its size, and many pages
     // are read at once
-    let mut body =
-        Vec::with_capacity(usize::try_from(announced).map_or(0, |n| n.min(PRESIZE_AT_MOST)));
-    while let Some(chunk) = response.chunk().await.map_err(|_| FetchError::Body)? {
-        if body.len() + chunk.len() > max_bytes {
-            return Err(FetchError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
+    let body = Vec::with_capacity(usize::try_from(announced).map_or(0, |n| n.min(PRESIZE_AT_MOST)));
+    Ok((body, content_type))
+}
+
+/// Appends a piece of a body, refusing to pass `max_bytes` in all.
+fn append_capped(body: &mut Vec<u8>, piece: &[u8], max_bytes: usize) -> Result<(), FetchError> {
+    if body.len() + piece.len() > max_bytes {
+        return Err(FetchError::TooLarge);
     }
-    Ok(Fetched { body, content_type })
+    body.extend_from_slice(piece);
+    Ok(())
 }
 
 /// Runs `parse` over `body`: inline when small, on the blocking pool when large.
