@@ -8,10 +8,13 @@
 //!
 //! The response is read by RFC 9112: its head parsed by `httparse` (hyper's own parser),
 //! informational (1xx) heads skipped, the body framed by `Transfer-Encoding: chunked`, by
-//! `Content-Length`, or else by the connection's close (§6.3). A connection is kept only where
-//! that framing ends the body exactly and the server did not ask to close it (HTTP/1.1 without
-//! `Connection: close`). A kept connection the server closed while it was idle answers nothing
-//! at all; the request, a GET, is then sent again on a new connection (§9.3.1).
+//! `Content-Length`, or else by the connection's close (§6.3); a transfer coding other than
+//! chunked, which this client never asks for, is refused rather than handed on still coded. A
+//! connection is kept only where that framing ends the body exactly and the server did not ask
+//! to close it (HTTP/1.1 without `Connection: close`), and is sent on again only if it has
+//! nothing to read — not its end, not an answer nobody asked for. A close or reset that races
+//! the request on a kept connection, before any byte of an answer, sends the request, a GET,
+//! again on a new connection (§9.3.1); once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -167,14 +170,27 @@ impl KeptAliveClient {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The server's kept connection, unless it has been idle too long.
+    /// The server's kept connection, unless it has been idle too long or its server has
+    /// closed it or sent something unasked (a `408`, say) while it was idle.
     fn take(&self, authority: &str) -> Option<TcpStream> {
-        let (stream, since) = self.idle().by_authority.remove(authority)?;
-        (since.elapsed() < IDLE_AT_MOST).then_some(stream)
+        let now = Instant::now();
+        let (stream, since) = {
+            let mut idle = self.idle();
+            idle.sweep_if_due(now);
+            idle.by_authority.remove(authority)?
+        };
+        if now.duration_since(since) >= IDLE_AT_MOST {
+            return None;
+        }
+        // an idle connection has nothing to read: not even its end
+        let mut probe = [0u8; 1];
+        match stream.try_read(&mut probe) {
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Some(stream),
+            _ => None,
+        }
     }
 
-    /// Keeps the connection a page came over, where it can carry another request; closes the
-    /// connections idle too long, at most once per [`IDLE_AT_MOST`].
+    /// Keeps the connection a page came over, where it can carry another request.
     fn keep(&self, target: &Target, fetched: Fetched, reusable: Option<TcpStream>) -> Fetched {
         let Some(stream) = reusable else {
             return fetched;
@@ -183,15 +199,24 @@ impl KeptAliveClient {
         let mut idle = self.idle();
         idle.by_authority
             .insert(target.authority.clone(), (stream, now));
-        if idle
-            .swept
-            .is_none_or(|swept| now.duration_since(swept) >= IDLE_AT_MOST)
-        {
-            idle.by_authority
-                .retain(|_, (_, since)| now.duration_since(*since) < IDLE_AT_MOST);
-            idle.swept = Some(now);
-        }
+        idle.sweep_if_due(now);
         fetched
+    }
+}
+
+impl IdleConnections {
+    /// Closes the connections idle too long (servers gone), at most once per
+    /// [`IDLE_AT_MOST`].
+    fn sweep_if_due(&mut self, now: Instant) {
+        if self
+            .swept
+            .is_some_and(|swept| now.duration_since(swept) < IDLE_AT_MOST)
+        {
+            return;
+        }
+        self.by_authority
+            .retain(|_, (_, since)| now.duration_since(*since) < IDLE_AT_MOST);
+        self.swept = Some(now);
     }
 }
 
@@ -237,7 +262,7 @@ impl Head {
             .code
             .and_then(|code| http::StatusCode::from_u16(code).ok())
             .ok_or(FetchError::Body)?;
-        let (mut content_type, mut chunked_last, mut transfer_coded) = (None, false, false);
+        let (mut content_type, mut codings) = (None, None::<Vec<String>>);
         let (mut content_length, mut close) = (None::<u64>, false);
         for header in response.headers.iter() {
             let name = header.name;
@@ -256,15 +281,20 @@ impl Head {
             let value = std::str::from_utf8(header.value).map_err(|_| FetchError::Body)?;
             let tokens = || value.split(',').map(str::trim).filter(|t| !t.is_empty());
             if name.eq_ignore_ascii_case("transfer-encoding") {
-                // codings accumulate over fields; the last one applied is what ends the body
-                transfer_coded = true;
-                if let Some(last) = tokens().next_back() {
-                    chunked_last = last.eq_ignore_ascii_case("chunked");
-                }
+                // codings accumulate over fields, in the order they were applied
+                codings
+                    .get_or_insert_default()
+                    .extend(tokens().map(str::to_ascii_lowercase));
             } else if name.eq_ignore_ascii_case("content-length") {
-                // a list of one repeated value is that value; anything else is no length (§6.3)
+                // digits only; a list of one repeated value is that value, any other list is
+                // no length at all (§6.3)
                 for token in tokens() {
-                    let length: u64 = token.parse().map_err(|_| FetchError::Body)?;
+                    let length: u64 = token
+                        .bytes()
+                        .all(|byte| byte.is_ascii_digit())
+                        .then(|| token.parse().ok())
+                        .flatten()
+                        .ok_or(FetchError::Body)?;
                     if content_length.is_some_and(|seen| seen != length) {
                         return Err(FetchError::Body);
                     }
@@ -277,14 +307,14 @@ impl Head {
         let framing =
             if status == http::StatusCode::NO_CONTENT || status == http::StatusCode::NOT_MODIFIED {
                 Framing::None
-            } else if transfer_coded {
-                // Transfer-Encoding overrides Content-Length; a coding other than chunked last
-                // runs to the close
-                if chunked_last {
-                    Framing::Chunked
-                } else {
-                    Framing::UntilClose
+            } else if let Some(codings) = &codings {
+                // this client asks for no coding but chunked, which only HTTP/1.1 may send (§6.1):
+                // anything else would be handed on still coded
+                if response.version != Some(1) || codings.as_slice() != ["chunked"] {
+                    return Err(FetchError::Body);
                 }
+                // Transfer-Encoding overrides Content-Length (§6.3)
+                Framing::Chunked
             } else if let Some(length) = content_length {
                 Framing::Length(length)
             } else {
@@ -293,7 +323,7 @@ impl Head {
         let keep_alive = response.version == Some(1)
             && !close
             && framing != Framing::UntilClose
-            && !(transfer_coded && content_length.is_some());
+            && !(codings.is_some() && content_length.is_some());
         Ok(Head {
             status,
             content_type,
@@ -337,14 +367,13 @@ pub async fn read_response<R: AsyncRead + Unpin>(
                 break head;
             }
             Ok(httparse::Status::Partial) if buffer.len() < MAX_HEAD_BYTES => {
-                if read_more(reader, &mut buffer).await? == 0 {
-                    return Err(if answered {
-                        ReadError::Failed(FetchError::Body)
-                    } else {
-                        ReadError::NoAnswer
-                    });
+                // the end, or a reset, before any byte: a kept connection its server closed
+                match read_more(reader, &mut buffer).await {
+                    Ok(0) | Err(_) if !answered => return Err(ReadError::NoAnswer),
+                    Ok(0) => return Err(FetchError::Body.into()),
+                    Err(error) => return Err(error.into()),
+                    Ok(_) => answered = true,
                 }
-                answered = true;
             }
             Ok(httparse::Status::Partial) | Err(_) => return Err(FetchError::Body.into()),
         }
@@ -378,9 +407,9 @@ pub async fn read_response<R: AsyncRead + Unpin>(
         Framing::Chunked => read_chunked(reader, buffer, &mut body, max_bytes).await?,
         Framing::UntilClose => {
             append_capped(&mut body, &buffer, max_bytes)?;
-            let room = (max_bytes - body.len()) as u64;
+            let room = u64::try_from(max_bytes - body.len()).unwrap_or(u64::MAX);
             reader
-                .take(room + 1)
+                .take(room.saturating_add(1))
                 .read_to_end(&mut body)
                 .await
                 .map_err(|_| FetchError::Body)?;
@@ -406,8 +435,12 @@ async fn read_more<R: AsyncRead + Unpin>(
 }
 
 /// Decodes a chunked body (RFC 9112 §7.1) from what is already in `raw`, then the reader;
-/// trailer fields are read past and dropped. Returns whether the body ended exactly where the
-/// bytes read so far end (nothing of another response read with it).
+/// chunk extensions and trailer fields are read past and dropped. Returns whether the body
+/// ended exactly where the bytes read so far end (nothing of another response read with it).
+///
+/// `raw` holds only chunk-size lines, trailers and what a read brought with them: a chunk's
+/// data goes from the reader straight into `body`. What was read is dropped from `raw` only
+/// before the next read, so many small chunks cost no copying.
 async fn read_chunked<R: AsyncRead + Unpin>(
     reader: &mut R,
     mut raw: Vec<u8>,
@@ -417,52 +450,76 @@ async fn read_chunked<R: AsyncRead + Unpin>(
     let mut at = 0;
     // every chunk, up to the last (size 0)
     loop {
+        // a size has at least one hex digit; httparse reads a bare line as 0
+        if raw.get(at).is_some_and(|first| !first.is_ascii_hexdigit()) {
+            return Err(FetchError::Body.into());
+        }
         match httparse::parse_chunk_size(&raw[at..]) {
             Ok(httparse::Status::Complete((line, 0))) => {
                 at += line;
                 break;
             }
             Ok(httparse::Status::Complete((line, size))) => {
+                at += line;
+                let room = max_bytes.saturating_sub(body.len());
                 let size = usize::try_from(size)
                     .ok()
-                    .filter(|size| body.len().saturating_add(*size) <= max_bytes)
+                    .filter(|size| *size <= room)
                     .ok_or(FetchError::TooLarge)?;
-                // the chunk's data and its CRLF, all in `raw`
-                while raw.len() < at + line + size + 2 {
-                    fill(reader, &mut raw).await?;
-                }
-                let data = at + line;
-                if &raw[data + size..data + size + 2] != b"\r\n" {
+                let held = size.min(raw.len() - at);
+                body.extend_from_slice(&raw[at..at + held]);
+                at += held;
+                let rest = (size - held) as u64;
+                let before = body.len();
+                reader
+                    .take(rest)
+                    .read_to_end(body)
+                    .await
+                    .map_err(|_| FetchError::Body)?;
+                if ((body.len() - before) as u64) < rest {
                     return Err(FetchError::Body.into());
                 }
-                append_capped(body, &raw[data..data + size], max_bytes)?;
-                raw.drain(..data + size + 2);
-                at = 0;
+                // the CRLF that ends the chunk's data
+                while raw.len() - at < 2 {
+                    refill(reader, &mut raw, &mut at).await?;
+                }
+                if &raw[at..at + 2] != b"\r\n" {
+                    return Err(FetchError::Body.into());
+                }
+                at += 2;
             }
             Ok(httparse::Status::Partial) if raw.len() - at < MAX_CHUNK_LINE_BYTES => {
-                fill(reader, &mut raw).await?;
+                refill(reader, &mut raw, &mut at).await?;
             }
             Ok(httparse::Status::Partial) | Err(_) => return Err(FetchError::Body.into()),
         }
     }
-    // the trailer section: field lines up to an empty one, dropped as they are read
-    raw.drain(..at);
+    // the trailer section: field lines up to an empty one
     let mut trailers = 0;
     loop {
-        match raw.windows(2).position(|pair| pair == b"\r\n") {
-            Some(0) => return Ok(raw.len() == 2),
+        match raw[at..].windows(2).position(|pair| pair == b"\r\n") {
+            Some(0) => return Ok(raw.len() == at + 2),
             Some(line) if trailers + line < MAX_HEAD_BYTES => {
                 trailers += line + 2;
-                raw.drain(..line + 2);
+                at += line + 2;
             }
-            None if raw.len() < MAX_CHUNK_LINE_BYTES => fill(reader, &mut raw).await?,
+            None if raw.len() - at < MAX_CHUNK_LINE_BYTES => {
+                refill(reader, &mut raw, &mut at).await?;
+            }
             Some(_) | None => return Err(FetchError::Body.into()),
         }
     }
 }
 
-/// [`read_more`], where the stream ending is the body breaking off.
-async fn fill<R: AsyncRead + Unpin>(reader: &mut R, raw: &mut Vec<u8>) -> Result<(), FetchError> {
+/// Drops what was read from `raw` (up to `at`) and reads more after the rest; the stream
+/// ending here is the body breaking off.
+async fn refill<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    raw: &mut Vec<u8>,
+    at: &mut usize,
+) -> Result<(), FetchError> {
+    raw.drain(..*at);
+    *at = 0;
     match read_more(reader, raw).await? {
         0 => Err(FetchError::Body),
         _ => Ok(()),
@@ -626,9 +683,13 @@ mod tests {
         let both = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n\
             2\r\nok\r\n0\r\n\r\n";
         assert_eq!(body(both).await, ("ok".to_string(), false));
-        // a coding other than chunked last: the body runs to the close
-        let gzip_last = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nraw";
-        assert_eq!(body(gzip_last).await, ("raw".to_string(), false));
+        // many small chunks in one read, each its own size line
+        let mut many = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..10_000 {
+            many.extend_from_slice(b"1\r\nx\r\n");
+        }
+        many.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(body(&many).await, ("x".repeat(10_000), true));
     }
 
     #[tokio::test]
@@ -645,7 +706,7 @@ mod tests {
     #[tokio::test]
     async fn what_is_refused_says_why() {
         let failed = |error| Err(ReadError::Failed(error));
-        let cases: [(&[u8], Result<(), ReadError>); 12] = [
+        let cases: &[(&[u8], Result<(), ReadError>)] = &[
             (b"", Err(ReadError::NoAnswer)),
             (b"HTTP/1.1 200 O", failed(FetchError::Body)),
             (b"HTTP/1.1 302 Found\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n", failed(FetchError::Redirect(302))),
@@ -658,11 +719,33 @@ mod tests {
             (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n", failed(FetchError::Body)),
             (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\nabcdefgh\r\n8\r\nabcdefgh\r\n0\r\n\r\n", failed(FetchError::TooLarge)),
             (b"HTTP/1.1 200 OK\r\n\r\n0123456789ABC", failed(FetchError::TooLarge)),
+            // Content-Length is digits only
+            (b"HTTP/1.1 200 OK\r\nContent-Length: +3\r\n\r\nhal", failed(FetchError::Body)),
+            // codings this client never asked for, or chunked from an HTTP/1.0 server (§6.1)
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nraw", failed(FetchError::Body)),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", failed(FetchError::Body)),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", failed(FetchError::Body)),
+            (b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", failed(FetchError::Body)),
+            // a chunk size has at least one digit (§7.1); httparse alone reads these as 0
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n\r\n\r\n", failed(FetchError::Body)),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n;ext\r\n\r\n", failed(FetchError::Body)),
+            // a chunk that ends before its size
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabc", failed(FetchError::Body)),
         ];
         for (answer, expected) in cases {
             let got = read(answer, 10).await.map(|_| ());
-            assert_eq!(got, expected, "{}", String::from_utf8_lossy(answer));
+            assert_eq!(&got, expected, "{}", String::from_utf8_lossy(answer));
         }
+        // a size near the largest there is, with no cap to speak of, neither overflows nor
+        // waits for data that never comes
+        let huge = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffe\r\nab";
+        assert_eq!(
+            read(huge, usize::MAX).await.map(|_| ()),
+            failed(FetchError::Body)
+        );
+        let until_close = b"HTTP/1.1 200 OK\r\n\r\nall of it";
+        let response = read(until_close, usize::MAX).await.expect("reads");
+        assert_eq!(response.fetched.body, b"all of it");
     }
 
     /// A body as chunks of the given sizes (the rest in a last one), after a head.
@@ -705,6 +788,38 @@ mod tests {
             proptest::prop_assert!(response.reusable);
         }
 
+        /// Valid answers, then bytes overwritten and the end cut off: whatever is read from
+        /// them stays within the cap, and a connection is kept only after a body that ended
+        /// exactly as framed.
+        #[test]
+        fn damaged_answers_never_panic_or_pass_the_cap(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            sizes in proptest::collection::vec(1usize..100, 0..6),
+            by_length in proptest::bool::ANY,
+            damage in proptest::collection::vec((0usize..600, proptest::num::u8::ANY), 0..4),
+            keep in 0usize..700,
+            cuts in proptest::collection::vec(0usize..600, 0..6),
+            cap in 0usize..400,
+        ) {
+            let mut answer = if by_length {
+                let mut answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+                answer.extend_from_slice(&body);
+                answer
+            } else {
+                chunked(&body, &sizes)
+            };
+            for (at, byte) in damage {
+                if let Some(place) = answer.get_mut(at) {
+                    *place = byte;
+                }
+            }
+            answer.truncate(keep);
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            if let Ok(response) = runtime.block_on(read_response(&mut Pieces::cut(&answer, &cuts), cap)) {
+                proptest::prop_assert!(response.fetched.body.len() <= cap);
+            }
+        }
+
         #[test]
         fn no_bytes_make_it_panic_or_pass_the_cap(
             bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
@@ -719,13 +834,24 @@ mod tests {
         }
     }
 
-    /// A server on loopback answering each request on a connection with `answer`, counting
-    /// the connections it accepted; with `close_after_each`, it closes each connection after
-    /// one answer without saying so (as a server closing an idle connection does).
-    async fn server(
-        answer: &'static [u8],
-        close_after_each: bool,
-    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    /// What the test server does with the requests on a connection.
+    #[derive(Clone, Copy)]
+    enum Serving {
+        /// Answers each.
+        Each,
+        /// Answers the first and closes the connection, without saying so (as a server
+        /// closing an idle connection does).
+        CloseAfterOne,
+        /// Answers the first; takes the second and closes without answering, or resets the
+        /// connection (a close that raced the request).
+        DropSecond { reset: bool },
+    }
+
+    const PAGE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage";
+
+    /// A server on loopback serving [`PAGE`] as `serving` says, counting the connections it
+    /// accepted.
+    async fn server(serving: Serving) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -737,18 +863,29 @@ mod tests {
             while let Ok((mut stream, _)) = listener.accept().await {
                 counted.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
-                    let mut request = Vec::new();
+                    let (mut request, mut answered) = (Vec::new(), 0);
                     let mut piece = [0u8; 1024];
                     while let Ok(read) = stream.read(&mut piece).await {
                         if read == 0 {
                             return;
                         }
                         request.extend_from_slice(&piece[..read]);
-                        if request.ends_with(b"\r\n\r\n") {
-                            request.clear();
-                            if stream.write_all(answer).await.is_err() || close_after_each {
-                                return;
+                        if !request.ends_with(b"\r\n\r\n") {
+                            continue;
+                        }
+                        request.clear();
+                        if let (Serving::DropSecond { reset }, 1) = (serving, answered) {
+                            if reset {
+                                let _ = stream.set_zero_linger();
                             }
+                            return; // dropped: closed, or reset
+                        }
+                        if stream.write_all(PAGE).await.is_err() {
+                            return;
+                        }
+                        answered += 1;
+                        if let Serving::CloseAfterOne = serving {
+                            return;
                         }
                     }
                 });
@@ -757,39 +894,52 @@ mod tests {
         (url, accepted)
     }
 
+    async fn fetch_page(client: &KeptAliveClient, url: &str) {
+        let fetched = client
+            .fetch_accepting(url, "text/plain", 100)
+            .await
+            .expect("fetches");
+        assert_eq!(fetched.body, b"page");
+    }
+
     #[tokio::test]
     async fn one_connection_carries_every_fetch_from_a_server() {
         use std::sync::atomic::Ordering;
-        let (url, accepted) =
-            server(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage", false).await;
+        let (url, accepted) = server(Serving::Each).await;
         let client = KeptAliveClient::new(Duration::from_secs(5));
         for _ in 0..5 {
-            let fetched = client
-                .fetch_accepting(&url, "text/plain", 100)
-                .await
-                .expect("fetches");
-            assert_eq!(fetched.body, b"page");
+            fetch_page(&client, &url).await;
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
         assert_eq!(client.kept(), 1);
     }
 
     #[tokio::test]
-    async fn a_connection_its_server_closed_while_idle_is_replaced_without_a_failed_fetch() {
+    async fn a_connection_its_server_closed_while_idle_is_not_sent_on() {
         use std::sync::atomic::Ordering;
-        let (url, accepted) =
-            server(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage", true).await;
+        let (url, accepted) = server(Serving::CloseAfterOne).await;
         let client = KeptAliveClient::new(Duration::from_secs(5));
-        for _ in 0..3 {
+        for fetches in 1..=3 {
+            fetch_page(&client, &url).await;
+            assert_eq!(client.kept(), 1, "kept: the server did not say it closes");
             // the server's close reaches the client before its next fetch
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let fetched = client
-                .fetch_accepting(&url, "text/plain", 100)
-                .await
-                .expect("fetches");
-            assert_eq!(fetched.body, b"page");
+            assert_eq!(accepted.load(Ordering::SeqCst), fetches);
         }
-        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_close_or_reset_that_races_the_request_sends_it_again_on_a_new_connection() {
+        use std::sync::atomic::Ordering;
+        for reset in [false, true] {
+            let (url, accepted) = server(Serving::DropSecond { reset }).await;
+            let client = KeptAliveClient::new(Duration::from_secs(5));
+            fetch_page(&client, &url).await;
+            assert_eq!(client.kept(), 1);
+            // sent on the kept connection, which the server drops unanswered: sent again
+            fetch_page(&client, &url).await;
+            assert_eq!(accepted.load(Ordering::SeqCst), 2, "reset: {reset}");
+        }
     }
 
     #[tokio::test]
