@@ -138,26 +138,39 @@ impl KeptAliveClient {
     }
 
     /// Number of connections kept open now.
-    pub fn kept(&self) -> usize {
+    #[cfg(test)]
+    fn kept(&self) -> usize {
         self.idle().by_authority.len()
     }
 
     async fn exchange(&self, target: &Target, max_bytes: usize) -> Result<Fetched, FetchError> {
-        if let Some(kept) = self.take(&target.authority) {
-            match send_and_read(kept, &target.request, max_bytes).await {
-                Ok((fetched, reusable)) => return Ok(self.keep(target, fetched, reusable)),
-                Err(ReadError::Failed(error)) => return Err(error),
-                Err(ReadError::NoAnswer) => {} // closed by its server while idle
+        let on_kept = match self.take(&target.authority) {
+            Some(kept) => match send_and_read(kept, &target.request, max_bytes).await {
+                Err(ReadError::NoAnswer) => None, // closed by its server while idle
+                answered => Some(answered),
+            },
+            None => None,
+        };
+        let outcome = match on_kept {
+            Some(answered) => answered,
+            None => {
+                let fresh = TcpStream::connect(target.authority.as_str())
+                    .await
+                    .map_err(|_| FetchError::Connect)?;
+                // the request goes out in one write; the reply should not wait on an ACK either
+                fresh.set_nodelay(true).map_err(|_| FetchError::Connect)?;
+                send_and_read(fresh, &target.request, max_bytes).await
             }
-        }
-        let fresh = TcpStream::connect(target.authority.as_str())
-            .await
-            .map_err(|_| FetchError::Connect)?;
-        // the request goes out in one write; the reply should not wait on an ACK either
-        fresh.set_nodelay(true).map_err(|_| FetchError::Connect)?;
-        match send_and_read(fresh, &target.request, max_bytes).await {
-            Ok((fetched, reusable)) => Ok(self.keep(target, fetched, reusable)),
+        };
+        match outcome {
+            Ok((fetched, reusable)) => {
+                if let Some(stream) = reusable {
+                    self.keep(&target.authority, stream);
+                }
+                Ok(fetched)
+            }
             Err(ReadError::Failed(error)) => Err(error),
+            // a new connection that closes unanswered: the answer broke off before it began
             Err(ReadError::NoAnswer) => Err(FetchError::Body),
         }
     }
@@ -190,17 +203,13 @@ impl KeptAliveClient {
         }
     }
 
-    /// Keeps the connection a page came over, where it can carry another request.
-    fn keep(&self, target: &Target, fetched: Fetched, reusable: Option<TcpStream>) -> Fetched {
-        let Some(stream) = reusable else {
-            return fetched;
-        };
+    /// Keeps the connection a page came over, which can carry another request.
+    fn keep(&self, authority: &str, stream: TcpStream) {
         let now = Instant::now();
         let mut idle = self.idle();
         idle.by_authority
-            .insert(target.authority.clone(), (stream, now));
+            .insert(authority.to_string(), (stream, now));
         idle.sweep_if_due(now);
-        fetched
     }
 }
 
@@ -378,12 +387,7 @@ pub async fn read_response<R: AsyncRead + Unpin>(
             Ok(httparse::Status::Partial) | Err(_) => return Err(FetchError::Body.into()),
         }
     };
-    let (mut body, content_type) = accepted_head(
-        head.status,
-        head.content_type.as_deref(),
-        head.announced(),
-        max_bytes,
-    )?;
+    let mut body = accepted_head(head.status, head.announced(), max_bytes)?;
     buffer.drain(..head.length);
     let exact = match head.framing {
         Framing::None => buffer.is_empty(),
@@ -420,7 +424,10 @@ pub async fn read_response<R: AsyncRead + Unpin>(
         }
     };
     Ok(Response {
-        fetched: Fetched { body, content_type },
+        fetched: Fetched {
+            body,
+            content_type: head.content_type,
+        },
         reusable: head.keep_alive && exact,
     })
 }

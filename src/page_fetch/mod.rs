@@ -95,30 +95,24 @@ async fn fetch_request(
             FetchError::Connect
         }
     })?;
+    let mut body = accepted_head(response.status(), response.content_length(), max_bytes)?;
     let content_type = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok());
-    let (mut body, content_type) = accepted_head(
-        response.status(),
-        content_type,
-        response.content_length(),
-        max_bytes,
-    )?;
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
     while let Some(chunk) = response.chunk().await.map_err(|_| FetchError::Body)? {
         append_capped(&mut body, &chunk, max_bytes)?;
     }
     Ok(Fetched { body, content_type })
 }
 
-/// Checks an answer's status and announced length; returns the list its body is read into and
-/// its `Content-Type`.
+/// Checks an answer's status and announced length; returns the list its body is read into.
 fn accepted_head(
     status: http::StatusCode,
-    content_type: Option<&str>,
     announced: Option<u64>,
     max_bytes: usize,
-) -> Result<(Vec<u8>, Option<String>), FetchError> {
+) -> Result<Vec<u8>, FetchError> {
     if status.is_redirection() {
         return Err(FetchError::Redirect(status.as_u16()));
     }
@@ -129,12 +123,12 @@ fn accepted_head(
     if announced > max_bytes as u64 {
         return Err(FetchError::TooLarge);
     }
-    let content_type = content_type.map(str::to_string);
     // sized by the length the server announced (up to a bound, since that is the server's
     // word): a body read into a list that doubles holds up to twice its size, and many pages
     // are read at once
-    let body = Vec::with_capacity(usize::try_from(announced).map_or(0, |n| n.min(PRESIZE_AT_MOST)));
-    Ok((body, content_type))
+    Ok(Vec::with_capacity(
+        usize::try_from(announced).map_or(0, |n| n.min(PRESIZE_AT_MOST)),
+    ))
 }
 
 /// Appends a piece of a body, refusing to pass `max_bytes` in all.
