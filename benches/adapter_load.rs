@@ -30,7 +30,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http_body_util::BodyExt;
 use hyper::body::Bytes;
 
 use common::{Credentials, Sender, connect, millis, percentile, verdict};
@@ -71,12 +70,7 @@ async fn request(sender: &mut Sender, count: bool) -> Duration {
         .await
         .expect("response");
     let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let body = common::body_of(response).await;
     let elapsed = start.elapsed();
     assert_eq!(
         status,
@@ -129,12 +123,7 @@ fn in_process_answer_time(values: &Path) -> InProcess {
             .expect("request");
         let start = Instant::now();
         let response = app.clone().oneshot(request).await.expect("infallible");
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let body = common::body_of(response).await;
         let elapsed = start.elapsed();
         assert!(body.len() > 100_000);
         elapsed

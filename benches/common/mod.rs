@@ -113,17 +113,25 @@ pub fn get(path: &str) -> hyper::Request<Empty<Bytes>> {
         .expect("a request for a constant path")
 }
 
-/// The body of a GET of `path` on a connection of its own.
-pub async fn fetch(credentials: &Credentials, path: &str) -> Bytes {
+/// A response's whole body.
+pub async fn body_of<B>(response: hyper::Response<B>) -> Bytes
+where
+    B: hyper::body::Body,
+    B::Error: std::fmt::Debug,
+{
     use http_body_util::BodyExt;
-    let mut sender = connect(credentials).await;
-    let response = sender.send_request(get(path)).await.expect("response");
     response
         .into_body()
         .collect()
         .await
         .expect("body")
         .to_bytes()
+}
+
+/// The body of a GET of `path` on a connection of its own.
+pub async fn fetch(credentials: &Credentials, path: &str) -> Bytes {
+    let mut sender = connect(credentials).await;
+    body_of(sender.send_request(get(path)).await.expect("response")).await
 }
 
 /// The adapter's count of custom reads it answered with an answer kept from an identical earlier
